@@ -1,0 +1,132 @@
+"""Builds integer programs op by op from real scales.
+
+The builder derives what the datapath needs from the real quantization parameters: the
+requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (DESIGN.md (6)), the residual add's
+integer input weights (D.9), the average pool's divisor, and ReLU6's upper level. It tracks each
+tensor's shape and border table so that callers (the synthetic networks, the calibration
+front-end's lowering) only say what the network is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aquant_sim import rounding
+from aquant_sim.errors import ProgramError
+from aquant_sim.program import (
+    Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
+    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+)
+
+ADD_WEIGHT_BITS = 14
+"""The larger residual-add input weight is 2^14; the smaller one keeps 14 bits of the ratio of
+the input scales (D.9)."""
+
+
+class ProgramBuilder:
+    """Accumulates tensors and ops; every method returns the name of the tensor it produced."""
+
+    def __init__(self, input_name: str, shape: tuple[int, ...], quant: QuantParams, borders: BorderTable):
+        self._tensors: dict[str, Tensor] = {}
+        self._borders: dict[str, BorderTable] = {}
+        self._ops: list = []
+        self.input = input_name
+        self.input_borders = borders
+        self._declare(input_name, shape, quant, borders)
+
+    def _declare(self, name: str, shape, quant, borders) -> str:
+        if name in self._tensors:
+            raise ProgramError(f"tensor '{name}' is declared twice")
+        self._tensors[name] = Tensor(name, tuple(shape), quant)
+        self._borders[name] = borders
+        return name
+
+    def tensor(self, name: str) -> Tensor:
+        return self._tensors[name]
+
+    def _emit(self, op, quant, borders) -> str:
+        shape = op.output_shape([self._tensors[name].shape for name in op.inputs])
+        self._ops.append(op)
+        return self._declare(op.output, shape, quant, borders)
+
+    @staticmethod
+    def requantizer(real_multiplier, borders: BorderTable) -> Requantizer:
+        """A requantizer for real multipliers ``M`` (scalar or per channel)."""
+        m, n = rounding.quantize_multiplier(np.atleast_1d(np.asarray(real_multiplier, dtype=np.float64)))
+        return Requantizer(m, n, borders)
+
+    def _weighted(self, kind, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, **geometry):
+        s_x = self._tensors[x].quant.scale
+        weight_scale = np.asarray(weight_scale, dtype=np.float64)
+        if out_quant is None:
+            requant, quant = None, AccumulatorParams(s_x * weight_scale)
+        else:
+            requant, quant = self.requantizer(s_x * weight_scale / out_quant.scale, borders), out_quant
+        op = kind(name=name, input=x, output=name, weight=weight, weight_bits=weight_bits,
+                  weight_scale=weight_scale, bias=bias, requant=requant, **geometry)
+        return self._emit(op, quant, borders)
+
+    def conv2d(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
+               stride=1, padding=0, dilation=1, groups=1) -> str:
+        """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only)."""
+        return self._weighted(Conv2d, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
+                              stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders) -> str:
+        """Linear (D.2). ``out_quant`` None leaves accumulators (program output only)."""
+        return self._weighted(Linear, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders)
+
+    def add(self, name, a, b, out_quant: QuantParams, borders: BorderTable) -> str:
+        """Residual add (D.9): the larger input scale gets weight 2^14, the other the rounded
+        ratio; ``M = s_max / (2^14 * s_y)``."""
+        s_a, s_b = self._tensors[a].quant.scale, self._tensors[b].quant.scale
+        s_max = max(s_a, s_b)
+        one = 1 << ADD_WEIGHT_BITS
+        w_a, w_b = (max(1, int(np.floor(one * s / s_max + 0.5))) for s in (s_a, s_b))
+        requant = self.requantizer(s_max / (one * out_quant.scale), borders)
+        return self._emit(Add(name, a, b, name, w_a, w_b, requant), out_quant, borders)
+
+    def clamp(self, name, x, lo, hi) -> str:
+        t = self._tensors[x]
+        return self._emit(Clamp(name, x, name, np.atleast_1d(lo), np.atleast_1d(hi)), t.quant, self._borders[x])
+
+    def relu(self, name, x) -> str:
+        """ReLU: the clamp at the zero-point (D.13)."""
+        q = self._tensors[x].quant
+        return self.clamp(name, x, q.zero_point, q.qmax)
+
+    def relu6(self, name, x) -> str:
+        """ReLU6: clamp to ``[z, q(6)]`` where ``q(6)`` is 6.0 border-rounded with the tensor's
+        own table, per channel when the table is (D.13)."""
+        t, borders = self._tensors[x], self._borders[x]
+        q = t.quant
+        six = np.full((1, borders.values.shape[0]), 6.0)
+        hi = rounding.border_round(six, q.scale, q.zero_point, q.qmin, q.qmax, borders.beta)[0]
+        lo = np.full_like(hi, q.zero_point)
+        return self.clamp(name, x, lo, hi)
+
+    def maxpool(self, name, x, kernel_size, stride, padding=0, dilation=1) -> str:
+        t = self._tensors[x]
+        return self._emit(MaxPool2d(name, x, name, kernel_size, stride, padding, dilation), t.quant, self._borders[x])
+
+    def avgpool(self, name, x, kernel_size, stride, out_quant, borders, padding=0) -> str:
+        """Average pooling (D.11): ``M = s_x / (KH * KW * s_y)``."""
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        real = self._tensors[x].quant.scale / (kh * kw * out_quant.scale)
+        op = AvgPool2d(name, x, name, (kh, kw), stride, self.requantizer(real, borders), padding)
+        return self._emit(op, out_quant, borders)
+
+    def global_avgpool(self, name, x, out_quant, borders) -> str:
+        """Global average pooling (D.12): ``M = s_x / (H * W * s_y)``."""
+        t = self._tensors[x]
+        real = t.quant.scale / (t.shape[1] * t.shape[2] * out_quant.scale)
+        return self._emit(GlobalAvgPool(name, x, name, self.requantizer(real, borders)), out_quant, borders)
+
+    def flatten(self, name, x) -> str:
+        t = self._tensors[x]
+        return self._emit(Flatten(name, x, name), t.quant, self._borders[x])
+
+    def build(self, output: str, accumulator_bits: int = 32,
+              overflow: rounding.OverflowPolicy = rounding.OverflowPolicy.WRAP) -> Program:
+        return Program(tuple(self._tensors.values()), tuple(self._ops), self.input, output,
+                       self.input_borders, accumulator_bits, overflow)

@@ -1,0 +1,5 @@
+import sys
+
+from aquant_sim.cli import main
+
+sys.exit(main())

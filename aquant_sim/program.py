@@ -1,0 +1,636 @@
+"""The integer program: a small, explicit, validated representation of a quantized network.
+
+A program is a list of ops in execution order over named tensors. Tensor shapes exclude the
+batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors. Every quantized tensor
+has its own bits, signedness, scale and zero-point; every op that produces a new quantized
+tensor from a sum (conv2d, linear, add, average pooling) ends in a :class:`Requantizer`, the
+datapath's equations (6)-(8) with a border table. Max pooling, flatten and clamps (ReLU,
+ReLU6) are exact on integers and keep their input's quantization.
+
+Everything is checked at construction; errors are :class:`ProgramError` naming the op and the
+field. The integer semantics of every op are written down in ``docs/datapath.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Union
+
+import numpy as np
+
+from aquant_sim.errors import ProgramError
+from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range
+
+MIN_BITS, MAX_BITS = 2, 16
+"""Operand widths (activations and weights) that the datapath supports."""
+
+MIN_ACCUMULATOR_BITS, MAX_ACCUMULATOR_BITS = 8, 32
+"""Accumulator widths: 32 at most so that ``acc * m`` (31-bit m) fits in int64, D.6."""
+
+MAX_ADD_WEIGHT = 1 << 16
+"""Residual-add input weights are integers in [1, 2^16), D.9."""
+
+
+def _fail(where: str, message: str) -> None:
+    raise ProgramError(f"{where}: {message}")
+
+
+def _int_array(value, where: str, ndim: int, dtype=np.int64) -> np.ndarray:
+    """Convert to a C-contiguous integer array of the given rank without changing any value."""
+    array = np.asarray(value)
+    if array.ndim != ndim:
+        _fail(where, f"expected {ndim} dimensions, got shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        _fail(where, f"expected an integer array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _pair(value, where: str, minimum: int) -> tuple[int, int]:
+    pair = tuple(int(v) for v in (value if isinstance(value, (tuple, list)) else (value, value)))
+    if len(pair) != 2 or min(pair) < minimum:
+        _fail(where, f"expected two integers >= {minimum}, got {value!r}")
+    return pair
+
+
+class BorderGranularity(enum.Enum):
+    """How border tables are shared: DESIGN.md section 2's four granularities."""
+
+    TENSOR = "tensor"
+    """One border for the whole tensor: table shape (1, 1)."""
+    CHANNEL = "channel"
+    """One border per channel: (C, 1)."""
+    LEVEL = "level"
+    """One border per level, shared by every channel: (1, 2^b - 1)."""
+    CHANNEL_LEVEL = "channel_level"
+    """One border per channel and level: (C, 2^b - 1)."""
+
+    def table_shape(self, channels: int, bits: int) -> tuple[int, int]:
+        groups = channels if self in (BorderGranularity.CHANNEL, BorderGranularity.CHANNEL_LEVEL) else 1
+        levels = (1 << bits) - 1 if self in (BorderGranularity.LEVEL, BorderGranularity.CHANNEL_LEVEL) else 1
+        return groups, levels
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """A b-bit quantized tensor: real value ``scale * (q - zero_point)``, q in [qmin, qmax]."""
+
+    bits: int
+    signed: bool
+    scale: float
+    zero_point: int
+
+    def __post_init__(self):
+        if not MIN_BITS <= self.bits <= MAX_BITS:
+            _fail("quant.bits", f"must be in {MIN_BITS}..{MAX_BITS}, got {self.bits}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            _fail("quant.scale", f"must be finite and positive, got {self.scale}")
+        if not self.qmin <= self.zero_point <= self.qmax:
+            _fail("quant.zero_point", f"{self.zero_point} is outside [{self.qmin}, {self.qmax}]")
+
+    @property
+    def qmin(self) -> int:
+        return integer_range(self.bits, self.signed)[0]
+
+    @property
+    def qmax(self) -> int:
+        return integer_range(self.bits, self.signed)[1]
+
+    @property
+    def levels(self) -> int:
+        """Number of borders between adjacent levels, ``2^b - 1``."""
+        return self.qmax - self.qmin
+
+
+@dataclass(frozen=True, eq=False)
+class AccumulatorParams:
+    """An unrequantized accumulator tensor (only as a program output): real value
+    ``acc * scale[c]`` with one float64 scale per channel (``s_x * s_w[c]``)."""
+
+    scale: np.ndarray
+
+    def __post_init__(self):
+        scale = np.ascontiguousarray(self.scale, dtype=np.float64)
+        if scale.ndim != 1 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            _fail("accumulator.scale", "must be a vector of finite positive scales")
+        object.__setattr__(self, "scale", scale)
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """A named tensor of the program; ``shape`` excludes the batch dimension."""
+
+    name: str
+    shape: tuple[int, ...]
+    quant: Union[QuantParams, AccumulatorParams]
+
+    def __post_init__(self):
+        shape = tuple(int(d) for d in self.shape)
+        if len(shape) not in (1, 3) or min(shape) < 1:
+            _fail(f"tensor '{self.name}'.shape", f"must be (C, H, W) or (F,) of positive sizes, got {self.shape}")
+        object.__setattr__(self, "shape", shape)
+        if isinstance(self.quant, AccumulatorParams) and self.quant.scale.shape[0] != shape[0]:
+            _fail(f"tensor '{self.name}'.quant.scale", f"has {self.quant.scale.shape[0]} entries for {shape[0]} channels")
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def is_quantized(self) -> bool:
+        return isinstance(self.quant, QuantParams)
+
+
+@dataclass(frozen=True, eq=False)
+class BorderTable:
+    """The border lookup unit's table: integers ``B`` in ``[1, 2^F]`` of shape ``(G, L)``,
+    ``beta = B / 2^F`` (DESIGN.md (8)). ``G`` is 1 or C, ``L`` is 1 or ``2^b - 1``."""
+
+    frac_bits: int
+    values: np.ndarray
+
+    def __post_init__(self):
+        if not 1 <= self.frac_bits <= MAX_FRAC_BITS:
+            _fail("borders.frac_bits", f"F must be in 1..{MAX_FRAC_BITS}, got {self.frac_bits}")
+        values = _int_array(self.values, "borders.values", ndim=2)
+        if values.size == 0:
+            _fail("borders.values", "is empty")
+        if values.min() < 1 or values.max() > (1 << self.frac_bits):
+            _fail("borders.values", f"B must be in [1, 2^F = {1 << self.frac_bits}], got [{values.min()}, {values.max()}]")
+        object.__setattr__(self, "values", values)
+
+    @classmethod
+    def nearest(cls, frac_bits: int) -> "BorderTable":
+        """Round-half-up: one border of 1/2 for the whole tensor."""
+        return cls(frac_bits, np.array([[1 << (frac_bits - 1)]], dtype=np.int64))
+
+    @property
+    def beta(self) -> np.ndarray:
+        """The real borders ``B / 2^F``."""
+        return self.values / float(1 << self.frac_bits)
+
+    @property
+    def is_nearest(self) -> bool:
+        """True when every border is 1/2: a plain round-to-nearest requantizer does the job."""
+        return bool(np.all(self.values == (1 << (self.frac_bits - 1))))
+
+    @property
+    def granularity(self) -> BorderGranularity:
+        per_channel, per_level = self.values.shape[0] > 1, self.values.shape[1] > 1
+        if per_channel and per_level:
+            return BorderGranularity.CHANNEL_LEVEL
+        if per_channel:
+            return BorderGranularity.CHANNEL
+        return BorderGranularity.LEVEL if per_level else BorderGranularity.TENSOR
+
+    def check_fits(self, channels: int, quant: QuantParams, where: str) -> None:
+        groups, levels = self.values.shape
+        if groups not in (1, channels):
+            _fail(f"{where}.values", f"has {groups} rows; must be 1 or the channel count {channels}")
+        if levels not in (1, quant.levels):
+            _fail(f"{where}.values", f"has {levels} columns; must be 1 or 2^b - 1 = {quant.levels}")
+
+
+@dataclass(frozen=True, eq=False)
+class Requantizer:
+    """Equations (6)-(8): per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n``
+    (vectors of length C, or 1 when shared), and the border table applied to F fraction bits."""
+
+    multiplier: np.ndarray
+    shift: np.ndarray
+    borders: BorderTable
+
+    def __post_init__(self):
+        m = _int_array(self.multiplier, "requant.multiplier", ndim=1)
+        n = _int_array(self.shift, "requant.shift", ndim=1)
+        if m.shape != n.shape or m.size == 0:
+            _fail("requant.shift", f"shape {n.shape} does not match multiplier shape {m.shape}")
+        if m.min() < (1 << 30) or m.max() >= (1 << 31):
+            _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
+        object.__setattr__(self, "multiplier", m)
+        object.__setattr__(self, "shift", n)
+
+    @property
+    def frac_bits(self) -> int:
+        return self.borders.frac_bits
+
+    def check_fits(self, channels: int, quant, accumulator_bits: int, where: str) -> None:
+        if not isinstance(quant, QuantParams):
+            _fail(where, "a requantizer must produce a quantized tensor")
+        if self.multiplier.shape[0] not in (1, channels):
+            _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
+        # D.6: acc * m shifted left by -(n - F) must stay below 2^62.
+        s = self.shift - self.frac_bits
+        if s.min() < accumulator_bits - 32 or s.max() > 62:
+            _fail(f"{where}.shift", f"n - F must be in [{accumulator_bits - 32}, 62] for A = {accumulator_bits}, got [{s.min()}, {s.max()}]")
+        self.borders.check_fits(channels, quant, f"{where}.borders")
+
+
+class OpKind(enum.Enum):
+    CONV2D = "conv2d"
+    LINEAR = "linear"
+    ADD = "add"
+    MAXPOOL2D = "maxpool2d"
+    AVGPOOL2D = "avgpool2d"
+    GLOBAL_AVGPOOL = "global_avgpool"
+    FLATTEN = "flatten"
+    CLAMP = "clamp"
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d:
+    """D.1: ``acc[c] = bias[c] + sum w[c, i] * (x_i - z_x)`` over the window of group(c); padded
+    positions hold ``z_x`` and add nothing. ``weight`` is (O, I/groups, KH, KW), signed
+    ``weight_bits`` integers, symmetric (zero-point 0) with real scale ``weight_scale[c]``.
+    ``requant`` None leaves int32 accumulators (only for the program output)."""
+
+    kind: ClassVar[OpKind] = OpKind.CONV2D
+    name: str
+    input: str
+    output: str
+    weight: np.ndarray
+    weight_bits: int
+    weight_scale: np.ndarray
+    bias: np.ndarray
+    requant: Union[Requantizer, None]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (conv2d)"
+        object.__setattr__(self, "weight", _int_array(self.weight, f"{where}.weight", ndim=4, dtype=np.int32))
+        object.__setattr__(self, "bias", _int_array(self.bias, f"{where}.bias", ndim=1))
+        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
+        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"{where}.dilation", 1))
+        _check_weights(self, where)
+        out_channels = self.weight.shape[0]
+        if self.groups < 1 or out_channels % self.groups:
+            _fail(f"{where}.groups", f"{self.groups} does not divide {out_channels} output channels")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return self.weight.shape[2], self.weight.shape[3]
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (conv2d)"
+        shape = _expect_rank(shapes[0], 3, where)
+        if shape[0] != self.weight.shape[1] * self.groups:
+            _fail(f"{where}.weight", f"expects {self.weight.shape[1] * self.groups} input channels, input has {shape[0]}")
+        h, w = (_window_out(shape[1 + a], self.kernel_size[a], self.stride[a], self.padding[a], self.dilation[a], where) for a in (0, 1))
+        return (self.weight.shape[0], h, w)
+
+
+@dataclass(frozen=True, eq=False)
+class Linear:
+    """D.2: ``acc[c] = bias[c] + sum_i w[c, i] * (x_i - z_x)``; weight is (O, I)."""
+
+    kind: ClassVar[OpKind] = OpKind.LINEAR
+    name: str
+    input: str
+    output: str
+    weight: np.ndarray
+    weight_bits: int
+    weight_scale: np.ndarray
+    bias: np.ndarray
+    requant: Union[Requantizer, None]
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (linear)"
+        object.__setattr__(self, "weight", _int_array(self.weight, f"{where}.weight", ndim=2, dtype=np.int32))
+        object.__setattr__(self, "bias", _int_array(self.bias, f"{where}.bias", ndim=1))
+        _check_weights(self, where)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (linear)"
+        shape = _expect_rank(shapes[0], 1, where)
+        if shape[0] != self.weight.shape[1]:
+            _fail(f"{where}.weight", f"expects {self.weight.shape[1]} input features, input has {shape[0]}")
+        return (self.weight.shape[0],)
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)`` with integer input weights in
+    [1, 2^16) that carry the ratio of the two input scales; the requantizer carries the rest."""
+
+    kind: ClassVar[OpKind] = OpKind.ADD
+    name: str
+    input_a: str
+    input_b: str
+    output: str
+    weight_a: int
+    weight_b: int
+    requant: Requantizer
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (add)"
+        for field_name in ("weight_a", "weight_b"):
+            value = getattr(self, field_name)
+            if not isinstance(value, (int, np.integer)) or not 1 <= value < MAX_ADD_WEIGHT:
+                _fail(f"{where}.{field_name}", f"must be an integer in [1, 2^16), got {value!r}")
+            object.__setattr__(self, field_name, int(value))
+        if not isinstance(self.requant, Requantizer):
+            _fail(f"{where}.requant", "add must end in a requantizer")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_a, self.input_b)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if shapes[0] != shapes[1]:
+            _fail(f"op '{self.name}' (add)", f"input shapes differ: {shapes[0]} and {shapes[1]}")
+        return shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d:
+    """D.10: the maximum of the window; padded positions never win (they hold ``qmin``)."""
+
+    kind: ClassVar[OpKind] = OpKind.MAXPOOL2D
+    name: str
+    input: str
+    output: str
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (maxpool2d)"
+        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, f"{where}.kernel_size", 1))
+        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
+        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"{where}.dilation", 1))
+        for a in (0, 1):
+            if 2 * self.padding[a] > self.kernel_size[a]:
+                _fail(f"{where}.padding", "must be at most half the kernel size, so that every window holds a real value")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (maxpool2d)"
+        c, *hw = _expect_rank(shapes[0], 3, where)
+        return (c, *(_window_out(hw[a], self.kernel_size[a], self.stride[a], self.padding[a], self.dilation[a], where) for a in (0, 1)))
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool2d:
+    """D.11: ``acc = sum (x - z_x)`` over the window, padding included and counted (the divisor
+    is always ``KH * KW``, folded into the requantizer's multiplier)."""
+
+    kind: ClassVar[OpKind] = OpKind.AVGPOOL2D
+    name: str
+    input: str
+    output: str
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    requant: Requantizer
+    padding: tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (avgpool2d)"
+        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, f"{where}.kernel_size", 1))
+        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
+        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
+        if not isinstance(self.requant, Requantizer):
+            _fail(f"{where}.requant", "average pooling must end in a requantizer")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (avgpool2d)"
+        c, *hw = _expect_rank(shapes[0], 3, where)
+        return (c, *(_window_out(hw[a], self.kernel_size[a], self.stride[a], self.padding[a], 1, where) for a in (0, 1)))
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool:
+    """D.12: ``acc[c] = sum over H x W of (x - z_x)``; output shape (C, 1, 1)."""
+
+    kind: ClassVar[OpKind] = OpKind.GLOBAL_AVGPOOL
+    name: str
+    input: str
+    output: str
+    requant: Requantizer
+
+    def __post_init__(self):
+        if not isinstance(self.requant, Requantizer):
+            _fail(f"op '{self.name}' (global_avgpool).requant", "global average pooling must end in a requantizer")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        c, _, _ = _expect_rank(shapes[0], 3, f"op '{self.name}' (global_avgpool)")
+        return (c, 1, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """(C, H, W) to (C*H*W,) in C order; values unchanged."""
+
+    kind: ClassVar[OpKind] = OpKind.FLATTEN
+    name: str
+    input: str
+    output: str
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return (int(np.prod(shapes[0])),)
+
+
+@dataclass(frozen=True, eq=False)
+class Clamp:
+    """D.13: ``q = clamp(x, lo[c], hi[c])`` per channel (vectors of length C or 1). ReLU is
+    ``lo = z``; ReLU6 is also ``hi = q(6)``, the level that 6.0 rounds to, which is exact
+    because border rounding is monotone: ``q(min(x, 6)) = min(q(x), q(6))``."""
+
+    kind: ClassVar[OpKind] = OpKind.CLAMP
+    name: str
+    input: str
+    output: str
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self):
+        where = f"op '{self.name}' (clamp)"
+        lo = _int_array(self.lo, f"{where}.lo", ndim=1)
+        hi = _int_array(self.hi, f"{where}.hi", ndim=1)
+        if lo.shape != hi.shape or lo.size == 0:
+            _fail(f"{where}.hi", f"shape {hi.shape} does not match lo shape {lo.shape}")
+        if np.any(lo > hi):
+            _fail(f"{where}.lo", "must not exceed hi")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if self.lo.shape[0] not in (1, shapes[0][0]):
+            _fail(f"op '{self.name}' (clamp).lo", f"has {self.lo.shape[0]} entries; must be 1 or {shapes[0][0]}")
+        return shapes[0]
+
+
+Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp]
+OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp)}
+REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL)
+PASS_THROUGH_OPS = (OpKind.MAXPOOL2D, OpKind.FLATTEN, OpKind.CLAMP)
+"""Ops whose output keeps the input's quantization exactly."""
+
+
+def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ...]:
+    if len(shape) != rank:
+        _fail(where, f"expects an input of rank {rank} (without batch), got shape {shape}")
+    return shape
+
+
+def _window_out(size: int, kernel: int, stride: int, padding: int, dilation: int, where: str) -> int:
+    span = dilation * (kernel - 1) + 1
+    if size + 2 * padding < span:
+        _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding}")
+    return (size + 2 * padding - span) // stride + 1
+
+
+def _check_weights(op, where: str) -> None:
+    if not MIN_BITS <= op.weight_bits <= MAX_BITS:
+        _fail(f"{where}.weight_bits", f"must be in {MIN_BITS}..{MAX_BITS}, got {op.weight_bits}")
+    lo, hi = integer_range(op.weight_bits, signed=True)
+    if op.weight.size == 0 or op.weight.min() < lo or op.weight.max() > hi:
+        _fail(f"{where}.weight", f"values must be {op.weight_bits}-bit signed integers in [{lo}, {hi}]")
+    out_channels = op.weight.shape[0]
+    scale = np.ascontiguousarray(op.weight_scale, dtype=np.float64)
+    if scale.shape != (out_channels,) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        _fail(f"{where}.weight_scale", f"must be {out_channels} finite positive scales")
+    object.__setattr__(op, "weight_scale", scale)
+    if op.bias.shape != (out_channels,):
+        _fail(f"{where}.bias", f"must have {out_channels} entries, got shape {op.bias.shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A quantized network as integer ops in execution order.
+
+    ``input`` is quantized on entry with ``input_borders`` (real-valued rounding (1)-(4) with
+    ``beta = B / 2^F``), ``output`` is returned. ``accumulator_bits`` (A) and ``overflow`` apply
+    to every accumulating op (conv2d, linear, add, average pooling).
+    """
+
+    tensors: tuple[Tensor, ...]
+    ops: tuple[Op, ...]
+    input: str
+    output: str
+    input_borders: BorderTable
+    accumulator_bits: int = 32
+    overflow: OverflowPolicy = OverflowPolicy.WRAP
+    _by_name: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "tensors", tuple(self.tensors))
+        object.__setattr__(self, "ops", tuple(self.ops))
+        if not MIN_ACCUMULATOR_BITS <= self.accumulator_bits <= MAX_ACCUMULATOR_BITS:
+            _fail("program.accumulator_bits", f"must be in {MIN_ACCUMULATOR_BITS}..{MAX_ACCUMULATOR_BITS}, got {self.accumulator_bits}")
+        if not isinstance(self.overflow, OverflowPolicy):
+            _fail("program.overflow", f"must be an OverflowPolicy, got {self.overflow!r}")
+        by_name = {}
+        for tensor in self.tensors:
+            if tensor.name in by_name:
+                _fail(f"tensor '{tensor.name}'", "is declared twice")
+            by_name[tensor.name] = tensor
+        object.__setattr__(self, "_by_name", by_name)
+        self._check_graph()
+
+    def tensor(self, name: str) -> Tensor:
+        return self._by_name[name]
+
+    def _lookup(self, name: str, where: str) -> Tensor:
+        if name not in self._by_name:
+            _fail(where, f"refers to tensor '{name}', which the program does not declare")
+        return self._by_name[name]
+
+    def _check_graph(self) -> None:
+        source = self._lookup(self.input, "program.input")
+        if not source.is_quantized:
+            _fail("program.input", "the input tensor must be quantized")
+        self.input_borders.check_fits(source.channels, source.quant, "program.input_borders")
+        produced = {self.input}
+        consumed = set()
+        names = set()
+        for op in self.ops:
+            where = f"op '{op.name}' ({op.kind.value})"
+            if op.name in names:
+                _fail(where, "op names must be unique")
+            names.add(op.name)
+            ins = [self._lookup(name, f"{where}.input") for name in op.inputs]
+            for tensor in ins:
+                if tensor.name not in produced:
+                    _fail(f"{where}.input", f"tensor '{tensor.name}' is read before any op produces it")
+                if not tensor.is_quantized:
+                    _fail(f"{where}.input", f"tensor '{tensor.name}' holds accumulators, which no op can read")
+            consumed.update(op.inputs)
+            out = self._lookup(op.output, f"{where}.output")
+            if out.name in produced:
+                _fail(f"{where}.output", f"tensor '{out.name}' is produced twice")
+            produced.add(out.name)
+            shape = op.output_shape([t.shape for t in ins])
+            if shape != out.shape:
+                _fail(f"{where}.output", f"tensor '{out.name}' is declared {out.shape}, the op produces {shape}")
+            self._check_quant(op, ins, out, where)
+        if self.output not in produced or self.output == self.input:
+            _fail("program.output", f"tensor '{self.output}' is not produced by any op")
+        unused = set(self._by_name) - produced - consumed
+        if unused:
+            _fail("program.tensors", f"declared but never used: {sorted(unused)}")
+        dead_ends = produced - consumed - {self.output}
+        if dead_ends:
+            _fail("program.tensors", f"produced but never read: {sorted(dead_ends)}")
+
+    def _check_quant(self, op, ins: list[Tensor], out: Tensor, where: str) -> None:
+        if op.kind in PASS_THROUGH_OPS:
+            if out.quant != ins[0].quant:
+                _fail(f"{where}.output", f"{op.kind.value} keeps its input's quantization; tensor '{out.name}' differs")
+            if op.kind is OpKind.CLAMP:
+                qmin, qmax = out.quant.qmin, out.quant.qmax
+                if op.lo.min() < qmin or op.hi.max() > qmax:
+                    _fail(f"{where}.lo", f"clamp bounds must lie in [{qmin}, {qmax}]")
+            return
+        if op.kind in (OpKind.CONV2D, OpKind.LINEAR):
+            lo, hi = integer_range(self.accumulator_bits, signed=True)
+            if op.bias.min() < lo or op.bias.max() > hi:
+                _fail(f"{where}.bias", f"must fit the {self.accumulator_bits}-bit accumulator")
+        if op.requant is None:
+            if out.is_quantized:
+                _fail(f"{where}.requant", f"is missing, but tensor '{out.name}' is quantized")
+            if out.name != self.output:
+                _fail(f"{where}.requant", "only the program output may hold unrequantized accumulators")
+            return
+        op.requant.check_fits(out.channels, out.quant, self.accumulator_bits, f"{where}.requant")
+
+    @property
+    def input_tensor(self) -> Tensor:
+        return self._by_name[self.input]
+
+    @property
+    def output_tensor(self) -> Tensor:
+        return self._by_name[self.output]

@@ -1,0 +1,106 @@
+"""Every op of the integer program as slow, plain numpy code: the oracle the kernels must match.
+
+All arithmetic is int64 and exact; no float touches an integer here. Activations come in NCHW
+(or N, F) integer arrays. Functions return exact int64 sums ("acc" functions, equations D.1,
+D.2, D.9, D.11, D.12 of ``docs/datapath.md``) or final levels (max pooling, clamp, requantize).
+The accumulator width is applied by the simulator, after these exact sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aquant_sim import rounding
+from aquant_sim.program import AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int], value: int) -> np.ndarray:
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _window_taps(x: np.ndarray, kernel, stride, dilation, out_hw):
+    """Yield ``(kh, kw, view)`` where ``view[..., oh, ow] = x[..., oh*s + kh*d, ow*s + kw*d]``."""
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
+    for kh in range(kernel[0]):
+        for kw in range(kernel[1]):
+            h0, w0 = kh * dh, kw * dw
+            yield kh, kw, x[..., h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw]
+
+
+def _out_size(size, kernel, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
+    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] * (xp - z)`` over the
+    input channels of o's group, ``xp`` the input padded with ``z`` (padding adds nothing)."""
+    n, c, h, w = x.shape
+    groups = op.groups
+    out_c, cg, kh_, kw_ = op.weight.shape
+    oh = _out_size(h, kh_, op.stride[0], op.padding[0], op.dilation[0])
+    ow = _out_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1])
+    centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
+    centred = centred.reshape(n, groups, cg, h + 2 * op.padding[0], w + 2 * op.padding[1])
+    weight = op.weight.astype(np.int64).reshape(groups, out_c // groups, cg, kh_, kw_)
+    acc = np.zeros((n, groups, out_c // groups, oh, ow), dtype=np.int64)
+    for kh, kw, view in _window_taps(centred, (kh_, kw_), op.stride, op.dilation, (oh, ow)):
+        acc += np.einsum("ngcyx,goc->ngoyx", view, weight[:, :, :, kh, kw])
+    return acc.reshape(n, out_c, oh, ow) + op.bias[None, :, None, None]
+
+
+def linear_acc(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
+    """D.2: ``acc[n, o] = bias[o] + sum_i w[o, i] * (x[n, i] - z)``."""
+    centred = x.astype(np.int64) - zero_point
+    return np.einsum("ni,oi->no", centred, op.weight.astype(np.int64)) + op.bias[None, :]
+
+
+def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)``."""
+    return weight_a * (a.astype(np.int64) - zero_a) + weight_b * (b.astype(np.int64) - zero_b)
+
+
+def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
+    """D.11: ``acc = sum over the window of (xp - z)``, ``xp`` padded with ``z``; the divisor
+    ``KH * KW`` lives in the requantizer's multiplier."""
+    n, c, h, w = x.shape
+    oh = _out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], 1)
+    ow = _out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], 1)
+    centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
+    acc = np.zeros((n, c, oh, ow), dtype=np.int64)
+    for _, _, view in _window_taps(centred, op.kernel_size, op.stride, (1, 1), (oh, ow)):
+        acc += view
+    return acc
+
+
+def global_avgpool_acc(x: np.ndarray, zero_point: int) -> np.ndarray:
+    """D.12: ``acc[n, c, 0, 0] = sum_{y, x} (x[n, c, y, x] - z)``."""
+    return (x.astype(np.int64) - zero_point).sum(axis=(2, 3), keepdims=True)
+
+
+def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
+    """D.10: the window maximum; padding holds ``qmin``, which never beats a real value because
+    every window contains at least one (the program checks ``2 * padding <= kernel``)."""
+    n, c, h, w = x.shape
+    oh = _out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
+    ow = _out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
+    padded = _pad(x.astype(np.int64), op.padding, qmin)
+    out = np.full((n, c, oh, ow), qmin, dtype=np.int64)
+    for _, _, view in _window_taps(padded, op.kernel_size, op.stride, op.dilation, (oh, ow)):
+        out = np.maximum(out, view)
+    return out
+
+
+def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """D.13: ``clamp(x, lo[c], hi[c])`` with the channel on axis 1."""
+    shape = [1] * x.ndim
+    shape[1] = lo.shape[0]
+    return np.clip(x.astype(np.int64), lo.reshape(shape), hi.reshape(shape))
+
+
+def requantize(acc: np.ndarray, requant: Requantizer, quant: QuantParams) -> np.ndarray:
+    """Equations (6)-(8) with the op's requantizer, channel on axis 1."""
+    return rounding.requantize(
+        acc, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
+        quant.zero_point, quant.qmin, quant.qmax, channel_axis=1,
+    )
