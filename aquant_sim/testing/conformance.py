@@ -40,7 +40,17 @@ RequantizerFn = Callable[..., object]
 
 
 class ConformanceError(AssertionError):
-    """An implementation disagrees with the contract; the message holds the counterexample."""
+    """An implementation disagrees with the contract. The message holds the counterexample;
+    ``case`` (a :class:`RequantizerCase` with the one failing accumulator), ``expected`` and
+    ``got`` hold it as values (``expected`` is None for the monotonicity and range checks)."""
+
+    def __init__(self, message: str, case: RequantizerCase, expected=None, got=None):
+        super().__init__(message)
+        self.case, self.expected, self.got = case, expected, got
+
+
+def _single(case: RequantizerCase, index: int) -> RequantizerCase:
+    return RequantizerCase(**{**case.__dict__, "acc": case.acc[index : index + 1]})
 
 
 def contract(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax) -> np.ndarray:
@@ -85,7 +95,7 @@ def _call(fn: RequantizerFn, case: RequantizerCase, prop: str) -> np.ndarray:
     if got.shape != case.acc.shape or got.dtype.kind not in "iu":
         raise ConformanceError(
             f"[{prop}] expected a 1-D integer array of {case.acc.size} levels, got dtype {got.dtype} "
-            f"and shape {got.shape}\n  inputs: {case.describe()}")
+            f"and shape {got.shape}\n  inputs: {case.describe()}", case)
     return got.astype(np.int64)
 
 
@@ -95,7 +105,8 @@ def _compare(prop: str, case: RequantizerCase, expected: np.ndarray, got: np.nda
         i = int(wrong[0])
         raise ConformanceError(
             f"[{prop}] {wrong.size} of {case.acc.size} outputs differ; the first:\n"
-            f"  inputs: {case.describe(i)}\n  expected: {int(expected[i])}\n  got: {int(got[i])}")
+            f"  inputs: {case.describe(i)}\n  expected: {int(expected[i])}\n  got: {int(got[i])}",
+            _single(case, i), int(expected[i]), int(got[i]))
 
 
 def _property_contract(fn, case):
@@ -119,13 +130,14 @@ def _property_monotone_in_range(fn, case):
         i = int(outside[0])
         raise ConformanceError(
             f"[within [qmin, qmax]] output {int(got[i])} is outside [{case.qmin}, {case.qmax}]\n"
-            f"  inputs: {sorted_case.describe(i)}")
+            f"  inputs: {sorted_case.describe(i)}", _single(sorted_case, i), None, int(got[i]))
     drops = np.flatnonzero(np.diff(got) < 0)
     if drops.size:
         i = int(drops[0])
         raise ConformanceError(
             f"[monotone in acc] acc {int(sorted_case.acc[i])} -> {int(got[i])} but the larger acc "
-            f"{int(sorted_case.acc[i + 1])} -> {int(got[i + 1])}\n  inputs: {sorted_case.describe()}")
+            f"{int(sorted_case.acc[i + 1])} -> {int(got[i + 1])}\n  inputs: {sorted_case.describe()}",
+            sorted_case, None, got)
 
 
 PROPERTIES = (

@@ -13,6 +13,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from aquant_sim import rounding
+from aquant_sim.rounding import accumulator_range
 from aquant_sim.program import MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity
 
 
@@ -164,6 +165,19 @@ def fixed_point(acc: int, multiplier: int, shift: int, frac: int, zero_point: in
 
 
 @st.composite
+def on_grid_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: int, frac: int, accumulator_bits: int) -> int:
+    """Accumulators whose output lands on the grid (not clamped): the inverse of (6) applied to
+    a drawn level and fraction, clamped to the A-bit range. Edge values alone mostly saturate."""
+    level = draw(st.integers(grid.qmin - 1, grid.qmax))
+    fraction = draw(st.one_of(st.sampled_from([0, 1, (1 << frac) >> 1, (1 << frac) - 1]), st.integers(0, (1 << frac) - 1)))
+    target = ((level - grid.zero_point) << frac) + fraction
+    s = shift - frac
+    acc = -((-(target << s)) // multiplier) if s >= 0 else -((-target) // (multiplier << -s))  # ceil
+    lo, hi = accumulator_range(accumulator_bits)
+    return min(max(acc + draw(st.integers(-1, 1)), lo), hi)
+
+
+@st.composite
 def requantizer_cases(draw, max_size: int = 32, border: int | None = None) -> RequantizerCase:
     """A per-tensor requantizer case. ``border`` fixes every B (e.g. ``2^(F-1)``, given as the
     exponent offset: -1 for one half, 0 for floor); otherwise the table is drawn per tensor or
@@ -174,7 +188,9 @@ def requantizer_cases(draw, max_size: int = 32, border: int | None = None) -> Re
     frac = draw(frac_bits())
     multiplier = draw(multipliers())
     shift = draw(shifts(frac, accumulator_bits))
-    acc = draw(st.lists(accumulators(accumulator_bits), min_size=1, max_size=max_size))
+    acc = draw(st.lists(st.one_of(accumulators(accumulator_bits),
+                                  on_grid_accumulators(grid, multiplier, shift, frac, accumulator_bits)),
+                        min_size=1, max_size=max_size))
     levels = draw(st.sampled_from([1, grid.qmax - grid.qmin]))
     if border is not None:
         borders = np.full(levels, (1 << frac) >> -border, dtype=np.int64)
