@@ -369,7 +369,7 @@ def _read_op(value, index: int, reader: _Reader):
         _fail(f"ops[{index}]", f"expected an object, got {type(value).__name__}")
     type_name, name = value.get("type"), value.get("name")
     kinds = {kind.value: kind for kind in OP_TYPES}
-    if type_name not in kinds:
+    if not isinstance(type_name, str) or type_name not in kinds:
         _fail(f"ops[{index}].type", f"unknown op type {type_name!r:.60}; known: {sorted(kinds)}")
     kind = kinds[type_name]
     name = _str(name, f"ops[{index}].name")
@@ -423,7 +423,7 @@ def _read_manifest(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]
 def _build_program(manifest: dict, reader: _Reader) -> Program:
     settings = _object(manifest["program"], "program", ("input", "output", "accumulator_bits", "overflow", "input_borders"))
     policies = {policy.value: policy for policy in OverflowPolicy}
-    if settings["overflow"] not in policies:
+    if not isinstance(settings["overflow"], str) or settings["overflow"] not in policies:
         _fail("program.overflow", f"expected one of {sorted(policies)}, got {settings['overflow']!r:.60}")
     for key in ("tensors", "ops"):
         if not isinstance(manifest[key], list):
