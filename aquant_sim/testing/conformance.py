@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 from aquant_sim import rounding
 from aquant_sim.program import QuantParams, Requantizer, BorderTable
@@ -149,15 +149,18 @@ PROPERTIES = (
 """Each property and the border it fixes (None: drawn; -1: B = 2^(F-1); 0: B = 2^F)."""
 
 
-def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False) -> None:
+def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False,
+                      shrink: bool = True) -> None:
     """Run every property of the contract against ``fn`` (signature in the module docstring).
 
     Returns None when ``fn`` conforms on every drawn case; raises :class:`ConformanceError`
     with the shrunk counterexample at the first property that fails. ``derandomize`` makes
-    the drawn cases the same on every run (for CI).
+    the drawn cases the same on every run (for CI); ``shrink=False`` reports the first failing
+    case as drawn instead of searching for the smallest one (faster, larger counterexample).
     """
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
-                      suppress_health_check=list(HealthCheck), print_blob=False)
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
     for prop, border in PROPERTIES:
         config(given(case=requantizer_cases(border=border))(_bind(prop, fn)))()
 
