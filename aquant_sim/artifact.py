@@ -287,6 +287,8 @@ class _Reader:
         buffer = io.BytesIO(data)
         try:
             version = np.lib.format.read_magic(buffer)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"NPY format version {version[0]}.{version[1]} (only 1.0 and 2.0 are allowed)")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran_order, stored = read_header(buffer)
         except (ValueError, SyntaxError, TypeError) as error:
