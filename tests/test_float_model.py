@@ -6,6 +6,7 @@ from hypothesis import given
 from aquant_sim.builder import ProgramBuilder
 from aquant_sim.float_model import measure
 from aquant_sim.program import BorderTable, OpKind, QuantParams
+from aquant_sim.rounding import dyadic_value
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
 from aquant_sim.testing.dyadic import dyadic_configs, dyadic_program
@@ -27,6 +28,29 @@ def test_dyadic_programs_have_no_differences(config):
     assert [d.name for d in differences] == [op.name for op in requantizing]
     assert all(d.elements > 0 for d in differences)
     assert [(d.name, d.differing) for d in differences] == [(d.name, 0) for d in differences]
+
+
+@given(dyadic_configs())
+def test_dyadic_programs_are_exact(config):
+    """The dyadic programs are what they claim: every (m, n) equals the real M bit for bit, and
+    the add's integer weights equal 2^14 times the scale ratios exactly."""
+    program = dyadic_program(config)
+    for op in program.ops:
+        if getattr(op, "requant", None) is None:
+            continue
+        s_x, s_y = program.tensor(op.inputs[0]).quant.scale, program.tensor(op.output).quant.scale
+        if op.kind in (OpKind.CONV2D, OpKind.LINEAR):
+            real = s_x * op.weight_scale / s_y
+        elif op.kind is OpKind.ADD:
+            s_b = program.tensor(op.input_b).quant.scale
+            s_max = max(s_x, s_b)
+            assert (op.weight_a * s_max, op.weight_b * s_max) == (2**14 * s_x, 2**14 * s_b)
+            real = np.array([s_max / (2**14 * s_y)])
+        else:
+            shape = program.tensor(op.input).shape
+            count = op.kernel_size[0] * op.kernel_size[1] if op.kind is OpKind.AVGPOOL2D else shape[1] * shape[2]
+            real = np.array([s_x / (count * s_y)])
+        assert np.array_equal(dyadic_value(op.requant.multiplier, op.requant.shift), real), op.name
 
 
 def _one_third_program():

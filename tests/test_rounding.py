@@ -110,6 +110,17 @@ def test_border_round_monotone_and_in_range(case, data):
     assert np.all(np.diff(q, axis=0) >= 0)
 
 
+@given(ts.quant_params(), st.lists(st.floats(-1e4, 1e4), min_size=1, max_size=16))
+def test_border_round_is_nearest_level_with_half_borders(quant, values):
+    """With beta = 1/2, (1)-(4) picks a level within half a step of x/s + z unless it clamps."""
+    x = np.array([values])
+    q = rounding.border_round(x, quant.scale, quant.zero_point, quant.qmin, quant.qmax, np.array([[0.5]]))
+    u = x / quant.scale + quant.zero_point
+    inside = (u >= quant.qmin) & (u <= quant.qmax)
+    assert np.all(np.abs(q - u)[inside] <= 0.5 + 1e-9)
+    assert np.all(q[u < quant.qmin] == quant.qmin) and np.all(q[u > quant.qmax + 0.5] == quant.qmax)
+
+
 @given(st.floats(min_value=1e-200, max_value=1e200, allow_nan=False, allow_infinity=False))
 def test_quantize_multiplier_relative_error(real):
     """quantize_multiplier gives m in [2^30, 2^31) with |m 2^-n - M| / M <= 2^-31 (exact check)."""

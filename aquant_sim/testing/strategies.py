@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from aquant_sim import rounding
 from aquant_sim.rounding import accumulator_range
-from aquant_sim.program import MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity
+from aquant_sim.program import (
+    MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity, QuantParams,
+)
 
 
 def edge_integers(lo: int, hi: int) -> st.SearchStrategy[int]:
@@ -54,6 +56,15 @@ def integer_grids(draw, bits: int | None = None, signed: bool | None = None) -> 
     zero_point = draw(st.one_of(st.sampled_from(sorted({qmin, qmax, max(qmin, 0), qmin + (qmax - qmin + 1) // 2})),
                                 st.integers(qmin, qmax)))
     return IntegerGrid(bits, signed, qmin, qmax, zero_point)
+
+
+@st.composite
+def quant_params(draw, bits: int | None = None, signed: bool | None = None) -> QuantParams:
+    """Quantization parameters of a b-bit tensor: a drawn grid and a positive scale, often a
+    power of two (where float error vanishes), otherwise any value from 2^-20 to 2^10."""
+    grid = draw(integer_grids(bits, signed))
+    scale = draw(st.one_of(st.integers(-20, 10).map(lambda e: 2.0**e), st.floats(2.0**-20, 2.0**10)))
+    return QuantParams(grid.bits, grid.signed, scale, grid.zero_point)
 
 
 def accumulator_widths() -> st.SearchStrategy[int]:
