@@ -9,6 +9,7 @@ from aquant_sim.testing.dyadic import DyadicConfig, dyadic_program
 
 @pytest.fixture
 def program():
+    """A small program with every op kind whose output is int32 accumulators."""
     return dyadic_program(DyadicConfig(accumulator_output=True))
 
 
