@@ -1,0 +1,76 @@
+"""The requantizer with its border lookup unit, equations (6)-(8), and the accumulator width.
+
+Every function here works on int64 values and is exact: ``acc * m`` of an A-bit accumulator
+(A <= 32) and a 31-bit multiplier stays below 2^62, and a left shift by ``-(n - F)`` is bounded
+by the program's validation (D.6), so no intermediate overflows int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aquant_sim.kernels.config import jit, parallel_jit, prange
+from aquant_sim.program import QuantParams, Requantizer
+
+
+@jit
+def requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax):
+    """One element of (6)-(8). ``s = n - F`` (negative shifts left), ``zero_fixed = z * 2^F``,
+    ``g`` the table row of the element's channel. Returns the level as int64.
+
+    (6) ``v = floor(acc * m / 2^s) + z * 2^F`` (arithmetic shift: floor);
+    (7) ``k = v >> F``, ``f = v & (2^F - 1)``;
+    (8) ``q = clamp(k + [f >= B[g, j]], qmin, qmax)``, ``j = clamp(k, qmin, qmax - 1) - qmin``.
+    """
+    product = np.int64(acc) * np.int64(m)
+    if s >= 0:
+        v = (product >> s) + zero_fixed
+    else:
+        v = (product << -s) + zero_fixed
+    k = v >> frac_bits
+    f = v & ((np.int64(1) << frac_bits) - 1)
+    if table.shape[1] > 1:
+        j = min(max(k, qmin), qmax - 1) - qmin
+        border = table[g, j]
+    else:
+        border = table[g, 0]
+    q = k + 1 if f >= border else k
+    return min(max(q, qmin), qmax)
+
+
+@jit
+def fit_accumulator(acc, bits, saturate):
+    """The A-bit accumulator of ``rounding.apply_overflow`` for one exact int64 sum: returns
+    ``(value, overflowed)``; SATURATE clamps, WRAP keeps the low A bits (two's complement)."""
+    lo = -(np.int64(1) << (bits - 1))
+    hi = (np.int64(1) << (bits - 1)) - 1
+    if lo <= acc <= hi:
+        return acc, False
+    if saturate:
+        return (lo if acc < lo else hi), True
+    return ((acc - lo) & ((np.int64(1) << bits) - 1)) + lo, True
+
+
+@parallel_jit
+def _requantize_rows(acc, multiplier, shift, frac_bits, table, zero_point, qmin, qmax, out):
+    """``out[n, c, p]`` = (6)-(8) of ``acc[n, c, p]`` with channel ``c``'s multiplier and row."""
+    batch, channels, positions = acc.shape
+    zero_fixed = np.int64(zero_point) << frac_bits
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        i = c if multiplier.shape[0] > 1 else 0
+        g = c if table.shape[0] > 1 else 0
+        m, s = multiplier[i], shift[i] - frac_bits
+        for p in range(positions):
+            out[n, c, p] = requantize_value(acc[n, c, p], m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
+
+
+def requantize(acc: np.ndarray, requant: Requantizer, quant: QuantParams) -> np.ndarray:
+    """Equations (6)-(8) with the op's requantizer, channel on axis 1; int64 levels out, the
+    same integers as ``reference.requantize``."""
+    acc = np.asarray(acc, dtype=np.int64)
+    rows = np.ascontiguousarray(acc).reshape(acc.shape[0], acc.shape[1], -1)
+    out = np.empty(rows.shape, dtype=np.int64)
+    _requantize_rows(rows, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
+                     quant.zero_point, quant.qmin, quant.qmax, out)
+    return out.reshape(acc.shape)
