@@ -16,85 +16,103 @@ from aquant_sim.kernels.config import parallel_jit, prange
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, clamp_into, count_equal
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
-from aquant_sim.kernels.requant import fit_accumulator, requantize_value
+from aquant_sim.kernels.requant import accumulator_limits, requantize_value, wrap_or_saturate
 from aquant_sim.program import OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy
 
 _MAX_ABS, _OVERFLOWS, _ZEROS = range(3)
 
 
-@parallel_jit
-def _finish_requantize(sums, bias, bits, saturate, multiplier, shift, frac_bits, table,
-                       zero_point, qmin, qmax, out, stats):
-    """``out[n, c, p]`` = (6)-(8) of the A-bit ``sums[n, c, p] + bias[c]``; per-(n, c) counts of
-    ``max |acc|`` (before the width), overflows and outputs equal to the zero-point."""
-    batch, channels, positions = sums.shape
-    zero_fixed = np.int64(zero_point) << frac_bits
-    for t in prange(batch * channels):
-        n, c = t // channels, t % channels
-        i = c if multiplier.shape[0] > 1 else 0
-        g = c if table.shape[0] > 1 else 0
-        m, s, b = multiplier[i], shift[i] - frac_bits, bias[c]
-        top, overflows, zeros = np.int64(0), 0, 0
-        for p in range(positions):
-            acc = np.int64(sums[n, c, p]) + b
-            top = max(top, abs(acc))
-            acc, overflowed = fit_accumulator(acc, bits, saturate)
-            overflows += overflowed
-            q = requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
-            zeros += q == zero_point
-            out[n, c, p] = q
-        stats[t, 0], stats[t, 1], stats[t, 2] = top, overflows, zeros
+def _finish_kernels(channel_major: bool):
+    """The two fused kernels for sums stored channel-major, ``S[n, c, p] = sums[c, n, p]``, or
+    batch-major, ``sums[n, c, p]``. The layout is a compile-time constant of each kernel (a
+    closure variable): choosing it at run time inside one kernel makes numba's loop ~6x slower
+    (measured: 25 ns against 4 ns per element), and a transposed view ~10x slower."""
+
+    @parallel_jit
+    def finish_requantize(sums, bias, lo, hi, saturate, multiplier, shift, frac_bits, table,
+                          zero_point, qmin, qmax, out, stats):
+        """``out[n, c, p]`` = (6)-(8) of the A-bit (``[lo, hi]``) ``S[n, c, p] + bias[c]``;
+        per-(n, c) counts of ``max |acc|`` (before the width), overflows and outputs equal to
+        the zero-point."""
+        batch, channels, positions = out.shape
+        zero_fixed = np.int64(zero_point) << frac_bits
+        for t in prange(batch * channels):
+            n, c = t // channels, t % channels
+            i = c if multiplier.shape[0] > 1 else 0
+            g = c if table.shape[0] > 1 else 0
+            m, s, b = multiplier[i], shift[i] - frac_bits, bias[c]
+            top, overflows, zeros = np.int64(0), 0, 0
+            for p in range(positions):
+                acc = np.int64(sums[c, n, p] if channel_major else sums[n, c, p]) + b
+                top = max(top, abs(acc))
+                if acc < lo or acc > hi:
+                    overflows += 1
+                    acc = wrap_or_saturate(acc, lo, hi, saturate)
+                q = requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
+                zeros += q == zero_point
+                out[n, c, p] = q
+            stats[t, 0], stats[t, 1], stats[t, 2] = top, overflows, zeros
+
+    @parallel_jit
+    def finish_accumulate(sums, bias, lo, hi, saturate, out, stats):
+        """``out[n, c, p]`` = the A-bit ``S[n, c, p] + bias[c]`` (int64); counts as above,
+        zeros being accumulators equal to 0."""
+        batch, channels, positions = out.shape
+        for t in prange(batch * channels):
+            n, c = t // channels, t % channels
+            top, overflows, zeros = np.int64(0), 0, 0
+            for p in range(positions):
+                acc = np.int64(sums[c, n, p] if channel_major else sums[n, c, p]) + bias[c]
+                top = max(top, abs(acc))
+                if acc < lo or acc > hi:
+                    overflows += 1
+                    acc = wrap_or_saturate(acc, lo, hi, saturate)
+                zeros += acc == 0
+                out[n, c, p] = acc
+            stats[t, 0], stats[t, 1], stats[t, 2] = top, overflows, zeros
+
+    return finish_requantize, finish_accumulate
 
 
-@parallel_jit
-def _finish_accumulate(sums, bias, bits, saturate, out, stats):
-    """``out[n, c, p]`` = the A-bit ``sums[n, c, p] + bias[c]`` (int64); counts as above, zeros
-    being accumulators equal to 0."""
-    batch, channels, positions = sums.shape
-    for t in prange(batch * channels):
-        n, c = t // channels, t % channels
-        top, overflows, zeros = np.int64(0), 0, 0
-        for p in range(positions):
-            acc = np.int64(sums[n, c, p]) + bias[c]
-            top = max(top, abs(acc))
-            acc, overflowed = fit_accumulator(acc, bits, saturate)
-            overflows += overflowed
-            zeros += acc == 0
-            out[n, c, p] = acc
-        stats[t, 0], stats[t, 1], stats[t, 2] = top, overflows, zeros
+_FINISH = {layout: _finish_kernels(layout) for layout in (True, False)}
+"""``channel_major -> (finish_requantize, finish_accumulate)``."""
 
 
 def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
-    """Exact sums as an (N, C, P) array (any exact dtype) and the int64 bias per channel."""
+    """Exact sums (any exact dtype, C-contiguous), whether they are channel-major (C, N, P) or
+    batch-major (N, C, P), and the int64 bias per channel."""
     x, z = inputs[0], in_quants[0].zero_point
     if op.kind is OpKind.CONV2D:
-        return conv2d_sums(x, op, z), op.bias
+        return conv2d_sums(x, op, z), True, op.bias
     if op.kind is OpKind.LINEAR:
-        return linear_sums(x, op, z), op.bias
+        return linear_sums(x, op, z), True, op.bias
     if op.kind is OpKind.ADD:
         acc = add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
     elif op.kind is OpKind.AVGPOOL2D:
         acc = avgpool_acc(x, op, z)
     else:
         acc = global_avgpool_acc(x, z)
-    return acc.reshape(acc.shape[0], acc.shape[1], -1), np.zeros(acc.shape[1], dtype=np.int64)
+    return acc.reshape(acc.shape[0], acc.shape[1], -1), False, np.zeros(acc.shape[1], dtype=np.int64)
 
 
 def run_accumulating(op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int, overflow: OverflowPolicy):
     """Run an accumulating op. Returns ``(values, max_abs_acc, overflows, zeros)``: int32
     levels of shape ``(N, *out_shape)`` (int64 accumulators when ``op.requant`` is None)."""
-    sums, bias = _sums_and_bias(op, inputs, in_quants)
-    batch, channels, positions = sums.shape
-    stats = np.empty((batch * channels, 3), dtype=np.int64)
+    sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
+    batch = inputs[0].shape[0]
+    shape = (batch, out_shape[0], sums.shape[2])
+    stats = np.empty((batch * out_shape[0], 3), dtype=np.int64)
+    lo, hi = accumulator_limits(accumulator_bits)
     saturate = overflow is OverflowPolicy.SATURATE
+    finish_requantize, finish_accumulate = _FINISH[channel_major]
     if op.requant is None:
-        out = np.empty(sums.shape, dtype=np.int64)
-        _finish_accumulate(sums, bias, accumulator_bits, saturate, out, stats)
+        out = np.empty(shape, dtype=np.int64)
+        finish_accumulate(sums, bias, lo, hi, saturate, out, stats)
     else:
         r = op.requant
-        out = np.empty(sums.shape, dtype=np.int32)
-        _finish_requantize(sums, bias, accumulator_bits, saturate, r.multiplier, r.shift, r.frac_bits,
+        out = np.empty(shape, dtype=np.int32)
+        finish_requantize(sums, bias, lo, hi, saturate, r.multiplier, r.shift, r.frac_bits,
                            r.borders.values, out_quant.zero_point, out_quant.qmin, out_quant.qmax, out, stats)
     values = out.reshape((batch, *out_shape))
     return values, int(stats[:, _MAX_ABS].max()), int(stats[:, _OVERFLOWS].sum()), int(stats[:, _ZEROS].sum())

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from aquant_sim.kernels.config import jit, parallel_jit, prange
+from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
 from aquant_sim.program import QuantParams, Requantizer
 
 
-@jit
+@inline_jit
 def requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax):
     """One element of (6)-(8). ``s = n - F`` (negative shifts left), ``zero_fixed = z * 2^F``,
     ``g`` the table row of the element's channel. Returns the level as int64.
@@ -38,17 +38,20 @@ def requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax):
     return min(max(q, qmin), qmax)
 
 
-@jit
-def fit_accumulator(acc, bits, saturate):
-    """The A-bit accumulator of ``rounding.apply_overflow`` for one exact int64 sum: returns
-    ``(value, overflowed)``; SATURATE clamps, WRAP keeps the low A bits (two's complement)."""
-    lo = -(np.int64(1) << (bits - 1))
-    hi = (np.int64(1) << (bits - 1)) - 1
-    if lo <= acc <= hi:
-        return acc, False
+def accumulator_limits(bits: int) -> tuple[int, int]:
+    """``(lo, hi) = (-2^(A-1), 2^(A-1) - 1)``, the range of an A-bit signed accumulator."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+@inline_jit
+def wrap_or_saturate(acc, lo, hi, saturate):
+    """An exact int64 sum outside ``[lo, hi]`` as the A-bit accumulator holds it, as
+    ``rounding.apply_overflow`` does: SATURATE clamps, WRAP keeps the low A bits (two's
+    complement; ``hi - lo = 2^A - 1`` is the mask). Callers test the range and count first, so
+    that the common in-range path is one comparison."""
     if saturate:
-        return (lo if acc < lo else hi), True
-    return ((acc - lo) & ((np.int64(1) << bits) - 1)) + lo, True
+        return lo if acc < lo else hi
+    return ((acc - lo) & (hi - lo)) + lo
 
 
 @parallel_jit

@@ -45,7 +45,7 @@ def test_float32_path_exact_just_below_bound():
     """Sums just below 2^24 take the float32 path and are exact."""
     features = FLOAT32_EXACT // (127 * 255)  # 518: bound 16,775,430 < 2^24
     op, x = _ones_linear(features), _near_max_input(features)
-    assert gemm_path(op.weight, 255) is GemmPath.FLOAT32
+    assert gemm_path(127 * features, 255) is GemmPath.FLOAT32
     sums = linear_sums(x, op, 0)
     assert sums.dtype == np.float32
     exact = reference.linear_acc(x, op, 0)
@@ -61,17 +61,17 @@ def test_sums_above_float32_bound_leave_float32_and_stay_exact():
     assert exact[0, 0] > FLOAT32_EXACT and exact[0, 0] % 2 == 1
     # The case discriminates: a float32 GEMM would get this sum wrong.
     assert int(np.float32(x.astype(np.float32) @ op.weight.T.astype(np.float32))[0, 0]) != exact[0, 0]
-    assert gemm_path(op.weight, 255) in (GemmPath.FLOAT64, GemmPath.INT64)
+    assert gemm_path(127 * features, 255) in (GemmPath.FLOAT64, GemmPath.INT64)
     assert np.array_equal(kernels.linear_acc(x, op, 0), exact)
 
 
 def test_gemm_path_thresholds():
     """The path follows bound = max_c sum_i |w[c, i]| * max|x - z| against 2^24 and 2^53."""
-    weight = np.array([[3, -5], [1, 1]])  # largest row sum of |w|: 8
-    assert gemm_path(weight, (1 << 21) - 1) is GemmPath.FLOAT32
-    assert gemm_path(weight, 1 << 21) is GemmPath.FLOAT64
-    assert gemm_path(weight, (1 << 50) - 1) is GemmPath.FLOAT64
-    assert gemm_path(weight, 1 << 50) is GemmPath.INT64
+    row_sum = 8
+    assert gemm_path(row_sum, (1 << 21) - 1) is GemmPath.FLOAT32
+    assert gemm_path(row_sum, 1 << 21) is GemmPath.FLOAT64
+    assert gemm_path(row_sum, (1 << 50) - 1) is GemmPath.FLOAT64
+    assert gemm_path(row_sum, 1 << 50) is GemmPath.INT64
 
 
 @pytest.mark.parametrize("path", list(GemmPath))
@@ -81,5 +81,5 @@ def test_exact_gemm_every_path(path):
     weight = rng.integers(-8, 8, size=(2, 5, 30))
     cols = rng.integers(-15, 16, size=(2, 30, 11))
     want = np.einsum("gok,gkj->goj", weight, cols)
-    got = exact_gemm(weight, cols.astype(path.value), path)
+    got = exact_gemm(weight.astype(path.value), cols.astype(path.value), path)
     assert np.array_equal(got.astype(np.int64), want)
