@@ -3,8 +3,9 @@ eager forward of the same network shape, timed in the same run.
 
 Prints ``name: value`` lines:
 
-* ``compile_seconds``: the first NUMBA run on a small input (numba compilation, or loading its
-  on-disk cache, plus one small forward);
+* ``compile_seconds``: the first NUMBA run on a small input: numba compilation plus one small
+  forward, or only loading the on-disk cache when an earlier run filled it (point
+  ``NUMBA_CACHE_DIR`` at an empty folder to measure a cold start);
 * ``sim_seconds_w4a4`` / ``sim_seconds_w8a8``: median wall time of the simulator (NUMBA) on the
   full batch (float input, so input quantization included);
 * ``torch_fp32_seconds``: median wall time of the torch float32 forward (``torch.no_grad``);
@@ -24,6 +25,7 @@ the final linear layer, with random float weights: the same MACs and memory traf
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -117,6 +119,9 @@ def main(argv=None) -> int:
     if args.quick:
         args.batch, args.size, args.repeats, args.check_size = 2, 64, 1, 32
 
+    # The machine may be shared: the load average says how many other runnable processes
+    # competed for the cores while the peers were timed.
+    print(f"load_average_1min_before: {os.getloadavg()[0]:.2f}")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, 3, args.size, args.size))
     programs = {bits: synthetic_resnet(resnet18_config(bits, bits, args.size)) for bits in (4, 8)}
@@ -144,6 +149,7 @@ def main(argv=None) -> int:
     print(f"torch_fp32_seconds: {seconds['torch']:.4f}")
     print(f"sim_over_torch_fp32: {seconds['w4a4'] / seconds['torch']:.3f}")
     print(f"sim_over_torch_fp32_w8a8: {seconds['w8a8'] / seconds['torch']:.3f}")
+    print(f"load_average_1min_after: {os.getloadavg()[0]:.2f}")
     macs = sum(c.macs for c in Simulator(programs[4], Backend.NUMBA).run(x[:1]).counters) * args.batch
     print(f"gmacs: {macs / 1e9:.3f}")
     print(f"sim_gmacs_per_s_w4a4: {macs / seconds['w4a4'] / 1e9:.2f}")
