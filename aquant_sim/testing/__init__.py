@@ -1,1 +1,3 @@
-"""Hypothesis strategies shared by the test suite (and usable by downstream property tests)."""
+"""Public test helpers: hypothesis strategies for the rounding contract (``strategies``), the
+conformance kit that checks any requantizer implementation against it (``conformance``), and
+random programs whose multipliers are exactly dyadic (``dyadic``)."""

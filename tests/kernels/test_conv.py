@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 
 from aquant_sim import kernels, reference
+from aquant_sim.kernels import conv
 from aquant_sim.kernels.conv import FLOAT32_EXACT, GemmPath, exact_gemm, gemm_path, linear_sums
 from aquant_sim.program import Linear
 from aquant_sim.testing.programs import conv_cases, linear_cases
@@ -17,6 +18,20 @@ def test_conv2d_matches_reference(case):
     got = kernels.conv2d_acc(x, case.op, q.zero_point)
     want = reference.conv2d_acc(x, case.op, q.zero_point)
     assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("path", [GemmPath.FLOAT64, GemmPath.INT64])
+@given(case=conv_cases())
+def test_conv2d_forced_wide_paths_match_reference(path, case):
+    """With the GEMM forced to float64 or int64 (which real layers reach only with huge bounds),
+    grouped and depthwise convs still equal the reference."""
+    (x,), (q,) = case.inputs, case.in_quants
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "gemm_path", lambda row_sum, max_abs: path)
+        sums = conv.conv2d_sums(x, case.op, q.zero_point)
+        got = kernels.conv2d_acc(x, case.op, q.zero_point)
+    assert sums.dtype == path.value
+    assert np.array_equal(got, reference.conv2d_acc(x, case.op, q.zero_point))
 
 
 @given(linear_cases())
