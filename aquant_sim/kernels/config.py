@@ -5,9 +5,10 @@
 * No ``fastmath``: kernels are integer code, and the float GEMM paths rely on IEEE-exact
   addition of integers (no reassociation assumptions, no flushed subnormals).
 * Threading layer ``workqueue`` unless the environment sets one (see below).
-* ``jit`` compiles a serial kernel; ``inline_jit`` a per-element helper; ``parallel_jit`` one whose ``prange`` loops run on numba's
-  thread pool. Every parallel kernel writes disjoint outputs per iteration and reduces counts
-  afterwards in a fixed order, so results do not depend on the thread count.
+* ``parallel_jit`` compiles a kernel whose ``prange`` loops run on numba's thread pool; every
+  such kernel writes disjoint outputs per iteration and reduces counts afterwards in a fixed
+  order, so results do not depend on the thread count. ``inline_jit`` compiles a per-element
+  helper that kernels call.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     # support nested parallelism or parallel kernels launched concurrently from several Python
     # threads; the simulator does neither. An explicit NUMBA_THREADING_LAYER wins.
     numba.config.THREADING_LAYER = "workqueue"
-
-jit = numba.njit(cache=True, fastmath=False, nogil=True)
-"""Decorator for serial kernels."""
 
 inline_jit = numba.njit(cache=True, fastmath=False, nogil=True, inline="always")
 """Decorator for per-element helpers called from kernels: inlined at the numba level, so that
