@@ -110,6 +110,8 @@ class Simulator:
         quant = tensor.quant
         if x.ndim != len(tensor.shape) + 1 or tuple(x.shape[1:]) != tensor.shape:
             raise InputError(f"input: expected shape (N, {', '.join(map(str, tensor.shape))}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise InputError("input: the batch is empty (N = 0)")
         if x.dtype.kind in "iu":
             if x.size and (x.min() < quant.qmin or x.max() > quant.qmax):
                 raise InputError(f"input: integer levels must lie in [{quant.qmin}, {quant.qmax}], got [{x.min()}, {x.max()}]")

@@ -107,6 +107,14 @@ def test_wrong_shape_rejected(simulator, shape):
         simulator.run(np.zeros(shape))
 
 
+@pytest.mark.parametrize("backend", list(Backend))
+def test_empty_batch_rejected(backend):
+    """An empty batch raises InputError on both backends instead of failing inside an op."""
+    program = synthetic_resnet(SyntheticConfig(input_shape=(3, 8, 8), widths=(4,), blocks=(1,)))
+    with pytest.raises(InputError, match="batch is empty"):
+        Simulator(program, backend).run(np.zeros((0, 3, 8, 8)))
+
+
 @pytest.mark.parametrize("level", [-1, 256])
 def test_integer_levels_out_of_range_rejected(simulator, level):
     """Integer inputs outside the input's [qmin, qmax] raise InputError naming the range."""
