@@ -14,11 +14,14 @@ from pathlib import Path
 from aquant_sim.errors import ConfigError
 
 
-def register(subparsers) -> None:
-    from aquant_sim.models import ModelName
+MODEL_HELP = "model of the zoo: resnet20, resnet18 or mobilenetv2"
+"""Spelled out rather than read from ModelName, so that building the parser never imports torch
+(every ``aquant`` command builds it); a test checks it names every model."""
 
+
+def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a zoo model in float and save its weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=[name.value for name in ModelName], help="model of the zoo")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", required=True, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -28,16 +31,19 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=None, help="train and test on seeded subsets of at most this many images each")
     parser.add_argument("--width", type=float, default=None, help="model width option: channels of the first stage (resnet) or width multiplier (mobilenetv2)")
     parser.add_argument("--out", required=True, type=Path, help="weight file to write (.npz); the summary goes next to it (.json)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core this process may use; 1 is faster on a busy shared machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def _options(model: str, width: float | None) -> dict:
     from aquant_sim.models import ModelName
+    from aquant_sim.models.registry import model_name
 
+    name = model_name(model)
     if width is None:
         return {}
-    if ModelName(model) is ModelName.MOBILENETV2:
+    if name is ModelName.MOBILENETV2:
         return {"width_mult": width}
     if width != int(width):
         raise ConfigError(f"--width of {model} is a channel count, got {width}")
@@ -53,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise ConfigError(f"--out must name a .npz file, got {args.out}")
-    threads = limit_threads()
+    options = _options(args.model, args.width)  # checks the model name before the data loads
+    threads = limit_threads(args.threads)
     train_set = load_dataset(args.data, "train", limit=args.limit, seed=args.seed)
     test_set = load_dataset(args.data, "test", limit=args.limit, seed=args.seed)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, train_set.input_shape[0], len(train_set.classes), **_options(args.model, args.width))
+    model = build_model(args.model, train_set.input_shape[0], len(train_set.classes), **options)
     print(f"training {args.model} on {len(train_set)} {args.data} images {train_set.input_shape}, {threads} threads")
     result = train(model, train_set, args.epochs, args.batch_size, args.lr, args.seed, weight_decay=args.weight_decay, progress=not args.quiet)
     accuracy = evaluate(model, test_set)

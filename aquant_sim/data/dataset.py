@@ -124,6 +124,8 @@ def channel_stats(pixels: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     scaled = pixels.astype(np.float64) / 255.0
     mean = scaled.mean(axis=(0, 2, 3))
     std = scaled.std(axis=(0, 2, 3))
-    # A constant channel (e.g. an all-black toy folder) would divide by zero; leave it unscaled.
-    std = np.where(std > 0, std, 1.0)
+    # A constant channel (e.g. an all-black toy folder) would divide by zero: leave it unscaled.
+    # Tested on the integers, since the float std of a constant is rounding noise, not zero.
+    constant = pixels.min(axis=(0, 2, 3)) == pixels.max(axis=(0, 2, 3))
+    std = np.where(constant, 1.0, std)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
