@@ -26,9 +26,9 @@ def limit_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to ``threads``, by default the cores this process may use (2 on
     the project's machines: more threads than cores only adds contention); return the number.
 
-    On a machine shared with other busy processes, 1 thread can be several times faster than 2:
-    measured 0.45 s against 3.3 s per ResNet-20 batch of 128 at a load average of 4 on 2 cores,
-    as OpenMP threads wait for each other whenever one of them is descheduled."""
+    On a machine shared with other busy processes, 1 thread can be several times faster, as
+    OpenMP threads wait for each other whenever one of them is descheduled: measured by
+    ``tools/bench_train_threads.py``, figures in ``docs/models.md``."""
     cores = len(os.sched_getaffinity(0))
     if threads is None:
         threads = cores
@@ -91,6 +91,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             logits = model(images)
             loss = loss_fn(logits, labels)
+            if not math.isfinite(loss.item()):
+                raise ConfigError(f"training diverged in epoch {epoch + 1}, batch {step + 1} (loss {loss.item()}); lower the learning rate (now {lr})")
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -99,8 +101,6 @@ def train(
             seen += len(batch)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
         bar.close()
-        if not math.isfinite(total_loss):
-            raise ConfigError(f"training diverged in epoch {epoch + 1} (loss {total_loss}); lower the learning rate (now {lr})")
         history.append({"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": correct / seen, "seconds": time.perf_counter() - epoch_start})
     return {
         "epochs": history,

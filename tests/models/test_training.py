@@ -14,7 +14,7 @@ from aquant_sim.models.training import evaluate, limit_threads, predict, train
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_dataset("mnist-digits", "train", limit=192, seed=1)
+    return load_dataset("mnist-digits", "train", limit=128, seed=1)
 
 
 def _fresh(seed=0):
@@ -45,7 +45,7 @@ def test_loss_falls_and_result_is_reported(digits):
     losses = [epoch["loss"] for epoch in result["epochs"]]
     assert losses[2] < losses[0]
     assert [epoch["epoch"] for epoch in result["epochs"]] == [1, 2, 3]
-    assert result["images"] == 192 and result["final_loss"] == losses[2]
+    assert result["images"] == 128 and result["final_loss"] == losses[2]
     assert all(0.0 <= epoch["accuracy"] <= 1.0 and epoch["seconds"] > 0 for epoch in result["epochs"])
 
 
