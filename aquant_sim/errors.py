@@ -23,3 +23,7 @@ class InputError(AquantError, ValueError):
 
 class UnsupportedError(AquantError, NotImplementedError):
     """A model uses a layer or feature that the project does not support."""
+
+
+class ConfigError(AquantError, ValueError):
+    """A hardware configuration, SCALE-Sim config or topology file is malformed or out of range."""
