@@ -2,7 +2,7 @@
 
 A TOML file has the sections ``[array]``, ``[memory]``, ``[vector]``, ``[border_unit]`` and
 ``[costs]``; each key is a field of the matching dataclass below, every key is optional (the
-defaults are the shipped ``configs/default.toml``) and an unknown key is an error, so that a typo
+dataclass defaults, which are also what the shipped ``configs/default.toml`` spells out) and an unknown key is an error, so that a typo
 never silently falls back to a default. Every value is checked at construction; errors are
 :class:`ConfigError` naming ``section.field``.
 """
@@ -47,12 +47,15 @@ class ArrayConfig:
 
     rows: int = 32
     cols: int = 32
-    dataflow: Dataflow = Dataflow.WS
+    dataflow: Dataflow = Dataflow.OS
     clock_mhz: float = 1000.0
     operand_bits: int = 8
     """Width of the PE multipliers' operands; program weights and activations must fit."""
     accumulator_bits: int = 32
     """Width of the PE adders and partial sums (the program's A must fit)."""
+    zero_gating: bool = True
+    """A PE skips its multiply (operand isolation) when the activation is zero; it only changes
+    the energy, and only when the simulator's counters say how many activations are zero."""
 
     def __post_init__(self):
         _check_int("array", "rows", self.rows, 1, 1 << 14)
@@ -67,16 +70,18 @@ class ArrayConfig:
         _check_positive("array", "clock_mhz", self.clock_mhz)
         _check_int("array", "operand_bits", self.operand_bits, 2, 16)
         _check_int("array", "accumulator_bits", self.accumulator_bits, 8, 64)
+        if not isinstance(self.zero_gating, bool):
+            raise ConfigError(f"array.zero_gating: must be true or false, got {self.zero_gating!r}")
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
     """On-chip SRAM buffers (each double-buffered: half computes while half fills) and DRAM."""
 
-    ifmap_sram_kib: float = 64.0
-    filter_sram_kib: float = 64.0
-    ofmap_sram_kib: float = 64.0
-    dram_bytes_per_cycle: float = 10.0
+    ifmap_sram_kib: float = 256.0
+    filter_sram_kib: float = 256.0
+    ofmap_sram_kib: float = 256.0
+    dram_bytes_per_cycle: float = 16.0
 
     def __post_init__(self):
         for f in fields(self):
