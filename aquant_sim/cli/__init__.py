@@ -11,7 +11,9 @@ import sys
 
 from aquant_sim.errors import AquantError
 
-SUBCOMMANDS = ()
+SUBCOMMANDS = (
+    "aquant_sim.cli.hw_report",
+)
 """Modules (imported lazily by name) that each register one subcommand, in help order."""
 
 
