@@ -1,4 +1,5 @@
-"""SCALE-Sim interchange: its ``.cfg`` architecture files and its convolution topology CSVs.
+"""SCALE-Sim interchange: its ``.cfg`` architecture files (read, and written in SCALE-Sim 3.0's
+format) and its convolution topology CSVs.
 
 Topology CSV (SCALE-Sim v2/v3, one header line, then one row per layer, a trailing comma
 allowed)::
@@ -136,6 +137,24 @@ _CFG_KEYS = {
 }
 
 
+def _bandwidth(parser, section, path: Path, fallback: float) -> float:
+    """SCALE-Sim's Bandwidth: one number, or a comma-separated list of equal numbers. Under
+    ``InterfaceBandwidth = CALC`` SCALE-Sim sizes the bandwidth itself and the key may be absent:
+    then the base config's bandwidth is used."""
+    if "bandwidth" not in section:
+        if parser.get("run_presets", "InterfaceBandwidth", fallback="").strip().upper() == "CALC":
+            return fallback
+        raise ConfigError(f"{path}: [architecture_presets] lacks bandwidth")
+    raw = section["bandwidth"]
+    try:
+        values = {float(v) for v in raw.split(",") if v.strip()}
+    except ValueError:
+        raise ConfigError(f"{path}: [architecture_presets] bandwidth must be a number, got {raw!r}") from None
+    if len(values) != 1:
+        raise ConfigError(f"{path}: [architecture_presets] bandwidth must be one value (or equal values), got {raw!r}")
+    return values.pop()
+
+
 def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -> AcceleratorConfig:
     """Import a SCALE-Sim ``.cfg``: ``[architecture_presets]`` ArrayHeight, ArrayWidth, the three
     SRAM sizes in kB (SCALE-Sim multiplies them by 1024), Dataflow and Bandwidth (words a cycle,
@@ -168,12 +187,7 @@ def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -
             values[field_name] = int(raw)
         except ValueError:
             raise ConfigError(f"{path}: [architecture_presets] {key} must be an integer, got {raw!r}") from None
-    if "bandwidth" not in section:
-        raise ConfigError(f"{path}: [architecture_presets] lacks bandwidth")
-    try:
-        bandwidth = float(section["bandwidth"])
-    except ValueError:
-        raise ConfigError(f"{path}: [architecture_presets] bandwidth must be a number, got {section['bandwidth']!r}") from None
+    bandwidth = _bandwidth(parser, section, path, base.memory.dram_bytes_per_cycle)
     name = parser.get("general", "run_name", fallback=path.stem).strip() or path.stem
     try:
         array = ArrayConfig(rows=values["rows"], cols=values["cols"], dataflow=values["dataflow"],
@@ -184,3 +198,51 @@ def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -
         raise ConfigError(f"{path}: {error}") from None
     return AcceleratorConfig(name, array, memory, base.vector, base.border_unit, base.costs)
 
+
+
+def write_scalesim_cfg(config: AcceleratorConfig, path: str | Path) -> None:
+    """Write ``config`` as a SCALE-Sim 3.0 ``.cfg`` (the sections and keys its reader requires:
+    user bandwidth, no Ramulator, default layouts, no sparsity). SCALE-Sim takes whole kB."""
+    mem, array = config.memory, config.array
+    sizes = (mem.ifmap_sram_kib, mem.filter_sram_kib, mem.ofmap_sram_kib)
+    if any(size != int(size) for size in sizes):
+        raise ConfigError(f"config '{config.name}': SCALE-Sim takes whole kB for the SRAM sizes, got {sizes}")
+    bandwidth = mem.dram_bytes_per_cycle
+    if bandwidth != int(bandwidth):
+        raise ConfigError(f"config '{config.name}': SCALE-Sim takes whole words a cycle for the bandwidth, got {bandwidth}")
+    text = f"""[general]
+run_name = {config.name}_{array.dataflow.value}
+
+[run_presets]
+InterfaceBandwidth = USER
+UseRamulatorTrace = False
+
+[architecture_presets]
+ArrayHeight = {array.rows}
+ArrayWidth = {array.cols}
+IfmapSramSzkB = {int(sizes[0])}
+FilterSramSzkB = {int(sizes[1])}
+OfmapSramSzkB = {int(sizes[2])}
+IfmapOffset = 0
+FilterOffset = 10000000
+OfmapOffset = 20000000
+Dataflow = {array.dataflow.value}
+Bandwidth = {int(bandwidth)}
+ReadRequestBuffer = 32
+WriteRequestBuffer = 32
+MemoryBanks = 1
+
+[layout]
+IfmapCustomLayout = False
+FilterCustomLayout = False
+IfmapSRAMBankBandwidth = 10
+IfmapSRAMBankNum = 10
+IfmapSRAMBankPort = 2
+FilterSRAMBankBandwidth = 10
+FilterSRAMBankNum = 10
+FilterSRAMBankPort = 2
+
+[sparsity]
+SparsitySupport = false
+"""
+    Path(path).write_text(text)

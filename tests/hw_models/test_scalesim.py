@@ -104,3 +104,22 @@ def test_malformed_scalesim_cfg(tmp_path, edit, message):
     path.write_text(edit(SCALE_CFG))
     with pytest.raises(ConfigError, match=message):
         read_scalesim_cfg(path)
+
+
+def test_cfg_round_trip_and_bandwidth_forms(tmp_path):
+    """A config written as a SCALE-Sim 3.0 .cfg reads back to the same array and memory; a list of
+    equal bandwidths is one bandwidth, a list of different ones is an error."""
+    from hw_models.config import AcceleratorConfig, ArrayConfig, MemoryConfig
+    from hw_models.scalesim import write_scalesim_cfg
+
+    config = AcceleratorConfig(array=ArrayConfig(8, 16, Dataflow.IS), memory=MemoryConfig(32, 16, 8, 12))
+    write_scalesim_cfg(config, tmp_path / "out.cfg")
+    back = read_scalesim_cfg(tmp_path / "out.cfg")
+    assert back.array == config.array and back.memory == config.memory
+    (tmp_path / "list.cfg").write_text(SCALE_CFG.replace("Bandwidth : 10", "Bandwidth : 10,10"))
+    assert read_scalesim_cfg(tmp_path / "list.cfg").memory.dram_bytes_per_cycle == 10
+    (tmp_path / "mixed.cfg").write_text(SCALE_CFG.replace("Bandwidth : 10", "Bandwidth : 10,20"))
+    with pytest.raises(ConfigError, match="one value"):
+        read_scalesim_cfg(tmp_path / "mixed.cfg")
+    with pytest.raises(ConfigError, match="whole kB"):
+        write_scalesim_cfg(AcceleratorConfig(memory=MemoryConfig(0.5, 1, 1, 1)), tmp_path / "x.cfg")
