@@ -125,14 +125,15 @@ def simulate_gemm(a: np.ndarray, b: np.ndarray, rows: int, cols: int, dataflow: 
         if dataflow is Dataflow.OS:
             start = _run_os(a[g], b[g], rows, cols, result, g, start)
         elif dataflow is Dataflow.WS:
-            start = _run_stationary(b[g], a[g], rows, cols, result, start, lambda y, sl: (slice(None), sl), g)
+            start = _run_stationary(b[g], a[g], rows, cols, result, g, start, transpose=False)
         else:  # IS: the same machine with a^T held and b^T streamed; it produces (a @ b)^T.
-            start = _run_stationary(a[g].T, b[g].T, rows, cols, result, start, lambda y, sl: (sl, slice(None)), g, transpose=True)
+            start = _run_stationary(a[g].T, b[g].T, rows, cols, result, g, start, transpose=True)
     return result
 
 
-def _run_stationary(stat, stream, rows, cols, result, start, place, g, transpose=False) -> int:
-    """Folds of a stationary dataflow: ``stat`` (Sr x Sc) held, ``stream`` (T x Sr) streamed."""
+def _run_stationary(stat, stream, rows, cols, result, g, start, transpose) -> int:
+    """Folds of a stationary dataflow: ``stat`` (Sr x Sc) held, ``stream`` (T x Sr) streamed;
+    each fold's (T x columns) outputs accumulate into group g's product (transposed for IS)."""
     sr, sc = stat.shape
     for j0 in range(0, sc, cols):
         for i0 in range(0, sr, rows):
@@ -141,8 +142,10 @@ def _run_stationary(stat, stream, rows, cols, result, start, place, g, transpose
             real[: tile.shape[0], : tile.shape[1]] = True
             out, last, busy = _stationary_fold(_pad(tile, (rows, cols)), _pad(stream[:, i0:i0 + rows], (stream.shape[0], rows)), real, start)
             part = out[:, : tile.shape[1]]
-            target = place(part, slice(j0, j0 + tile.shape[1]))
-            result.output[g][target] += part.T if transpose else part
+            if transpose:
+                result.output[g][j0:j0 + tile.shape[1], :] += part.T
+            else:
+                result.output[g][:, j0:j0 + tile.shape[1]] += part
             held_reads, streamed_reads = tile.size, stream.shape[0] * tile.shape[0]
             result.filter_reads += streamed_reads if transpose else held_reads
             result.ifmap_reads += held_reads if transpose else streamed_reads
