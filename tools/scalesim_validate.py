@@ -2,6 +2,7 @@
 run SCALE-Sim in its own environment, then compare its reports with this project's model.
 
     PYTHONPATH=. python tools/scalesim_validate.py export DIR [--network resnet18|alexnet1] [--dataflow ws]
+                                                   [--input-size 224]
     SCALESIM_PYTHON -c "from scalesim.scale_sim import scalesim; \\
         s = scalesim(save_disk_space=True, verbose=False, config='DIR/scale.cfg', \\
                      topology='DIR/topology.csv', layout='DIR/topology.csv'); s.run_scale(top_path='DIR/run')"
@@ -31,12 +32,12 @@ from hw_models.systolic import compute_cycles, map_gemm
 ALEXNET_CONV1 = TopologyLayer("Conv1", 224, 224, 11, 11, 3, 96, 4)
 
 
-def export(directory: Path, network: str, dataflow: str) -> None:
+def export(directory: Path, network: str, dataflow: str, input_size: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if network == "alexnet1":
         layers = [ALEXNET_CONV1]
     else:
-        layers, skipped = program_topology(synthetic_resnet(resnet18_config(4, 4)))
+        layers, skipped = program_topology(synthetic_resnet(resnet18_config(4, 4, input_size=input_size)))
         print(f"skipped (no SCALE-Sim row): {', '.join(skipped)}")
     write_topology(layers, directory / "topology.csv")
     write_scalesim_cfg(shipped_config("scalesim_32x32").with_dataflow(Dataflow(dataflow)), directory / "scale.cfg")
@@ -97,11 +98,12 @@ def main() -> None:
     e.add_argument("directory", type=Path)
     e.add_argument("--network", choices=("resnet18", "alexnet1"), default="resnet18")
     e.add_argument("--dataflow", choices=[d.value for d in Dataflow], default="ws")
+    e.add_argument("--input-size", type=int, default=224, help="the ResNet-18's input height and width")
     c = sub.add_parser("compare")
     c.add_argument("directory", type=Path)
     args = parser.parse_args()
     if args.command == "export":
-        export(args.directory, args.network, args.dataflow)
+        export(args.directory, args.network, args.dataflow, args.input_size)
     else:
         compare(args.directory)
 
