@@ -15,6 +15,8 @@ import enum
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from aquant_sim.program import BorderTable, OpKind, Program, QuantParams
 
 
@@ -46,7 +48,8 @@ class Gemm:
 class LayerWork:
     """One op's demand. Element counts are per inference; ``*_bits`` are the stored widths
     (weights packed at b bits, activations at their b bits, accumulator outputs at 32 bits).
-    ``input_elements`` counts the unique elements of every input tensor."""
+    ``input_elements`` counts the unique input elements the op reads (for windowed ops, those
+    that some window covers: a 1x1 conv of stride 2 reads a quarter of its input)."""
 
     name: str
     kind: OpKind
@@ -92,6 +95,20 @@ def _numel(shape) -> int:
     return math.prod(shape)
 
 
+def touched(size: int, out: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1) -> int:
+    """How many of ``size`` input positions some window reads (a strided 1x1 conv skips some)."""
+    positions = (np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation).ravel()
+    return int(np.unique(positions[(positions >= 0) & (positions < size)]).size)
+
+
+def _windowed_input(op, in_shape, out_shape) -> int:
+    """Unique input elements a conv or pooling op reads: channels x rows read x columns read."""
+    dilation = getattr(op, "dilation", (1, 1))
+    kernel = op.kernel_size
+    rows, cols = (touched(in_shape[1 + a], out_shape[1 + a], kernel[a], op.stride[a], op.padding[a], dilation[a]) for a in (0, 1))
+    return in_shape[0] * rows * cols
+
+
 def program_layers(program: Program) -> list[LayerWork]:
     """The hardware demand of every op of the program, in program order."""
     return [_layer(program, op) for op in program.ops]
@@ -111,6 +128,8 @@ def _layer(program: Program, op) -> LayerWork:
         borders=requant.borders if requant is not None else None,
         output_levels=out.quant.levels if quantized else 0,
     )
+    if op.kind in (OpKind.CONV2D, OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):
+        common["input_elements"] = _windowed_input(op, ins[0].shape, out.shape)
     if op.kind is OpKind.CONV2D:
         c_out, c_in_per_group, kh, kw = op.weight.shape
         gemm = Gemm(pixels=out.shape[1] * out.shape[2], window=c_in_per_group * kh * kw,

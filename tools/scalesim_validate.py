@@ -24,7 +24,7 @@ from pathlib import Path
 from aquant_sim.program import OpKind
 from aquant_sim.synthetic import resnet18_config, synthetic_resnet
 from hw_models.config import Dataflow, shipped_config
-from hw_models.layers import Engine, LayerWork
+from hw_models.layers import Engine, LayerWork, touched
 from hw_models.memory import layer_memory, sram_accesses
 from hw_models.scalesim import TopologyLayer, program_topology, read_scalesim_cfg, read_topology, write_scalesim_cfg, write_topology
 from hw_models.systolic import compute_cycles, map_gemm
@@ -52,7 +52,9 @@ def _rows(path: Path) -> list[list[str]]:
 def _byte_layer(layer: TopologyLayer) -> LayerWork:
     """The topology layer with one-byte operands and outputs, as SCALE-Sim counts words."""
     g = layer.gemm
-    return LayerWork(layer.name, OpKind.CONV2D, Engine.ARRAY, g, 0, layer.ifmap_h * layer.ifmap_w * layer.channels, 8,
+    oh, ow = layer.ofmap
+    inputs = layer.channels * touched(layer.ifmap_h, oh, layer.filter_h, layer.stride) * touched(layer.ifmap_w, ow, layer.filter_w, layer.stride)
+    return LayerWork(layer.name, OpKind.CONV2D, Engine.ARRAY, g, 0, inputs, 8,
                      g.window * g.filters, 8, g.pixels * g.filters, 8, 0, None, 0)
 
 
