@@ -30,4 +30,5 @@ class DataError(AquantError, ValueError):
 
 
 class ConfigError(AquantError, ValueError):
-    """A name or setting given by the user (a model name, a width, a hyper-parameter) is invalid."""
+    """A name or setting given by the user is invalid: a model name, a hyper-parameter, a hardware
+    configuration, a SCALE-Sim config or topology file."""

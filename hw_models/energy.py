@@ -1,0 +1,68 @@
+"""Energy of one layer, from its operation counts and the memory model's accesses, with the
+costs of ``costs.py`` (every constant there has its source or is marked as an assumption).
+
+- MACs: one ``operand_bits x operand_bits`` multiply and one accumulator-wide add each; the PE
+  multipliers are as wide as the hardware's operands, whatever narrower width the program uses.
+  With zero gating and the simulator's counters, the multiply of a zero activation is skipped.
+- Vector unit: max pooling compares at the input width; average pooling accumulates at the
+  accumulator width; the residual add multiplies both inputs by 16-bit integer weights (D.9)
+  and adds.
+- Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
+  shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
+- Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
+- SRAM: every byte read or written, at the per-bit cost of its buffer's size (A3).
+- DRAM: every operand byte moved (the table's bytes are in the border unit's figure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aquant_sim.program import OpKind
+from hw_models.border_unit import LayerBorderCost
+from hw_models.config import AcceleratorConfig
+from hw_models.layers import LayerWork
+from hw_models.memory import LayerMemory
+
+ADD_WEIGHT_BITS = 16
+"""Residual-add input weights are integers below 2^16 (D.9)."""
+MULTIPLIER_BITS = 31
+"""The requantizer's m lies in [2^30, 2^31) (DESIGN.md (6))."""
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """pJ per inference."""
+
+    mac: float
+    vector: float
+    requant: float
+    border: float
+    sram: float
+    dram: float
+
+    @property
+    def total(self) -> float:
+        return self.mac + self.vector + self.requant + self.border + self.sram + self.dram
+
+
+def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost, config: AcceleratorConfig,
+                 zero_fraction: float = 0.0) -> LayerEnergy:
+    """``zero_fraction`` is the share of zero activations entering the layer (0 when unknown)."""
+    costs, array, mem = config.costs, config.array, config.memory
+    acc = array.accumulator_bits
+    gated = zero_fraction if array.zero_gating else 0.0
+    mac = layer.macs * (costs.mul_pj(array.operand_bits, array.operand_bits) * (1.0 - gated) + costs.add_pj(acc))
+    if layer.kind is OpKind.MAXPOOL2D:
+        per_op = costs.add_pj(layer.input_bits)
+    elif layer.kind is OpKind.ADD:
+        per_op = 2 * costs.mul_pj(ADD_WEIGHT_BITS, layer.input_bits + 1) + costs.add_pj(acc)
+    else:
+        per_op = costs.add_pj(acc)
+    vector = layer.vector_ops * per_op
+    requant = layer.requantized * (costs.mul_pj(acc, MULTIPLIER_BITS) + costs.add_pj(acc) + costs.add_pj(layer.output_bits))
+    sram = 8 * (memory.ifmap_sram_read * costs.sram_pj_per_bit(mem.ifmap_bytes)
+                + memory.filter_sram_read * costs.sram_pj_per_bit(mem.filter_bytes)
+                + (memory.ofmap_sram_write + memory.ofmap_sram_read) * costs.sram_pj_per_bit(mem.ofmap_bytes))
+    dram = 8 * (memory.dram_total - border.table_bytes) * costs.dram_pj_per_bit
+    return LayerEnergy(mac, vector, requant, border.energy_pj, sram, dram)

@@ -1,0 +1,26 @@
+"""The cost table reproduces its published points and scales monotonically."""
+
+import pytest
+
+from hw_models.costs import KIB, TechnologyCosts
+
+COSTS = TechnologyCosts()
+
+
+def test_published_points_are_reproduced():
+    """The scaling laws pass exactly through Horowitz's 45 nm figures."""
+    assert COSTS.add_pj(8) == pytest.approx(0.03, rel=1e-12) and COSTS.add_pj(32) == pytest.approx(0.1, rel=1e-12)
+    assert COSTS.mul_pj(8, 8) == pytest.approx(0.2, rel=1e-12) and COSTS.mul_pj(32, 32) == pytest.approx(3.1, rel=1e-12)
+    assert 64 * COSTS.sram_pj_per_bit(8 * KIB) == pytest.approx(10.0, rel=1e-12)
+    assert 64 * COSTS.sram_pj_per_bit(32 * KIB) == pytest.approx(20.0, rel=1e-12)
+    assert COSTS.add_um2(32) == pytest.approx(137.0) and COSTS.mul_um2(32, 32) == pytest.approx(3495.0)
+    assert 1300 <= COSTS.dram_access64_pj <= 2600
+
+
+def test_costs_grow_with_width_and_size():
+    """Wider operands and bigger SRAMs never cost less."""
+    for bits in range(1, 40):
+        assert 0 < COSTS.add_pj(bits) <= COSTS.add_pj(bits + 1)
+        assert 0 < COSTS.mul_pj(bits, 4) < COSTS.mul_pj(bits + 1, 4)
+        assert 0 < COSTS.add_um2(bits) <= COSTS.add_um2(bits + 1)
+    assert COSTS.sram_pj_per_bit(KIB) < COSTS.sram_pj_per_bit(1024 * KIB)

@@ -1,0 +1,53 @@
+"""Layer energy: each part follows its counts and costs; zero gating only removes multiplies."""
+
+import pytest
+
+from hw_models.border_unit import NO_BORDER_COST, layer_border_cost
+from hw_models.config import AcceleratorConfig, ArrayConfig
+from hw_models.energy import MULTIPLIER_BITS, layer_energy
+from hw_models.layers import program_layers
+from hw_models.memory import layer_memory
+from hw_models.systolic import compute_cycles
+
+CONFIG = AcceleratorConfig()
+
+
+def _conv(program, name="layer1.0.conv1"):
+    layer = next(w for w in program_layers(program) if w.name == name)
+    return layer, layer_memory(layer, CONFIG, compute_cycles(layer.gemm, CONFIG.array))
+
+
+def test_parts_follow_counts_and_costs(small_program):
+    """MAC, requantizer, SRAM and DRAM energy are the counts times the cost table's figures."""
+    layer, memory = _conv(small_program)
+    costs, mem = CONFIG.costs, CONFIG.memory
+    energy = layer_energy(layer, memory, NO_BORDER_COST, CONFIG)
+    assert energy.mac == pytest.approx(layer.macs * (costs.mul_pj(8, 8) + costs.add_pj(32)), rel=1e-12)
+    assert energy.requant == pytest.approx(layer.requantized * (costs.mul_pj(32, MULTIPLIER_BITS) + costs.add_pj(32) + costs.add_pj(4)), rel=1e-12)
+    assert energy.dram == pytest.approx(8 * memory.dram_total * costs.dram_pj_per_bit, rel=1e-12)
+    expected_sram = 8 * (memory.ifmap_sram_read * costs.sram_pj_per_bit(mem.ifmap_bytes) + memory.filter_sram_read * costs.sram_pj_per_bit(mem.filter_bytes)
+                         + (memory.ofmap_sram_write + memory.ofmap_sram_read) * costs.sram_pj_per_bit(mem.ofmap_bytes))
+    assert energy.sram == pytest.approx(expected_sram, rel=1e-12)
+    assert energy.border == 0 and energy.vector == 0
+    assert energy.total == pytest.approx(energy.mac + energy.requant + energy.sram + energy.dram, rel=1e-12)
+
+
+def test_border_energy_excludes_table_dram_from_operand_dram(small_program):
+    """The table's DRAM bytes are charged once, to the border unit, not again as operand traffic."""
+    layer, _ = _conv(small_program)
+    border = layer_border_cost(layer, CONFIG)
+    memory = layer_memory(layer, CONFIG, compute_cycles(layer.gemm, CONFIG.array), border.table_bytes)
+    with_table = layer_energy(layer, memory, border, CONFIG)
+    without = layer_energy(layer, layer_memory(layer, CONFIG, compute_cycles(layer.gemm, CONFIG.array)), NO_BORDER_COST, CONFIG)
+    assert with_table.dram == pytest.approx(without.dram, rel=1e-12)
+    assert with_table.total - without.total == pytest.approx(border.energy_pj, rel=1e-9)
+
+
+def test_zero_gating(small_program):
+    """Zero activations remove exactly their share of the multiply energy, and only with gating on."""
+    layer, memory = _conv(small_program)
+    full = layer_energy(layer, memory, NO_BORDER_COST, CONFIG)
+    gated = layer_energy(layer, memory, NO_BORDER_COST, CONFIG, zero_fraction=0.25)
+    assert full.mac - gated.mac == pytest.approx(0.25 * layer.macs * CONFIG.costs.mul_pj(8, 8), rel=1e-9)
+    ungated = AcceleratorConfig(array=ArrayConfig(zero_gating=False))
+    assert layer_energy(layer, memory, NO_BORDER_COST, ungated, zero_fraction=0.25).mac == full.mac

@@ -1,0 +1,48 @@
+"""Op-to-hardware lowering: GEMM dimensions, vector work, fused ops."""
+
+import numpy as np
+
+from aquant_sim.builder import ProgramBuilder
+from aquant_sim.program import BorderTable, OpKind, QuantParams
+from hw_models.layers import Engine, Gemm, program_layers, touched
+
+
+def test_program_lowering(small_program):
+    """Conv is an im2col GEMM, linear a one-pixel GEMM, pooling and add vector work, clamps and
+    flatten fused, and the MACs agree with the op shapes."""
+    layers = {w.name: w for w in program_layers(small_program)}
+    assert layers["stem"].gemm == Gemm(pixels=144, window=27, filters=8)
+    assert layers["layer2.0.conv1"].gemm == Gemm(pixels=36, window=72, filters=16)
+    assert layers["fc"].gemm == Gemm(pixels=1, window=16, filters=10)
+    assert layers["layer1.0.add"].engine is Engine.VECTOR and layers["layer1.0.add"].vector_ops == 8 * 12 * 12
+    assert layers["avgpool"].vector_ops == 16 * 6 * 6
+    assert layers["stem.relu"].engine is Engine.FUSED and layers["flatten"].engine is Engine.FUSED
+    assert layers["fc"].output_bits == 32 and layers["fc"].requantized == 0 and layers["fc"].borders is None
+    assert layers["stem"].weight_bytes == 8 * 27 * 4 // 8
+
+
+def test_depthwise_is_its_groups():
+    """A depthwise conv is one small GEMM per channel."""
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (6, 5, 5), quant, BorderTable.nearest(8))
+    y = b.conv2d("dw", "x", np.ones((6, 1, 3, 3), dtype=np.int64), 4, np.full(6, 0.01), np.zeros(6, dtype=np.int64),
+                 quant, BorderTable.nearest(8), padding=1, groups=6)
+    (layer,) = program_layers(b.build(y))
+    assert layer.kind is OpKind.CONV2D and layer.gemm == Gemm(pixels=25, window=9, filters=1, groups=6)
+    assert layer.macs == 6 * 25 * 9
+
+
+def test_strided_pointwise_conv_reads_a_quarter():
+    """A 1x1 conv of stride 2 reads every other row and column of its input; a 3x3 conv of stride 2
+    with padding 1 reads all of it."""
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (4, 8, 7), quant, BorderTable.nearest(8))
+    y = b.conv2d("pw", "x", np.ones((2, 4, 1, 1), dtype=np.int64), 4, np.full(2, 0.01), np.zeros(2, dtype=np.int64),
+                 quant, BorderTable.nearest(8), stride=2)
+    z = b.conv2d("c3", "x", np.ones((2, 4, 3, 3), dtype=np.int64), 4, np.full(2, 0.01), np.zeros(2, dtype=np.int64),
+                 quant, BorderTable.nearest(8), stride=2, padding=1)
+    b.add("sum", y, z, quant, BorderTable.nearest(8))
+    layers = {w.name: w for w in program_layers(b.build("sum"))}
+    assert layers["pw"].input_elements == 4 * 4 * 4
+    assert layers["c3"].input_elements == 4 * 8 * 7
+    assert touched(10, 3, 2, 4) == 6 and touched(5, 5, 3, 1, padding=1) == 5
