@@ -6,9 +6,6 @@ simulator's counters (zero activations, accumulator overflows) refine the estima
 from __future__ import annotations
 
 import argparse
-import sys
-
-from aquant_sim.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -39,21 +36,10 @@ def load_hw_config(path: str | None, dataflow: str | None):
 
 
 def _counters(program, path: str):
-    import numpy as np
-
+    from aquant_sim.cli.common import load_array
     from aquant_sim.simulator import Backend, Simulator
 
-    try:
-        batch = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(f"--input {path}: cannot read as a .npy array: {error}") from None
-    try:
-        backend = Backend.NUMBA
-        backend.module()
-    except ImportError:
-        print("aquant hw-report: note: the numba kernels are not available; simulating with the reference backend", file=sys.stderr)
-        backend = Backend.REFERENCE
-    return Simulator(program, backend).run(batch).counters
+    return Simulator(program, Backend.NUMBA).run(load_array(path)).counters
 
 
 def run(args: argparse.Namespace) -> int:
