@@ -1,11 +1,10 @@
-"""``aquant hw-report``: config selection, errors as one line, and (once the artifact loader is
-merged) the whole command end to end."""
+"""``aquant hw-report``: config selection, errors as one line, and the whole command end to end."""
 
 import json
 
 import numpy as np
-import pytest
 
+from aquant_sim.artifact import save_program
 from aquant_sim.cli import main
 from aquant_sim.cli.hw_report import load_hw_config
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
@@ -36,10 +35,9 @@ def test_bad_config_is_one_line(tmp_path, capsys):
 
 def test_end_to_end(tmp_path, capsys):
     """Save a program, run hw-report with --input, --json, --csv and --plot, and read the outputs."""
-    artifact = pytest.importorskip("aquant_sim.artifact", reason="the artifact loader is not merged yet")
     small_program = synthetic_resnet(SyntheticConfig(input_shape=(3, 12, 12), widths=(8, 16), blocks=(1, 1)))
     path = tmp_path / "model.aqp"
-    artifact.save_program(small_program, path)
+    save_program(small_program, path)
     x = np.random.default_rng(0).standard_normal((2, *small_program.input_tensor.shape))
     np.save(tmp_path / "x.npy", x)
     status = main(["hw-report", str(path), "--dataflow", "ws", "--input", str(tmp_path / "x.npy"),

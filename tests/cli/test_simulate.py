@@ -66,7 +66,6 @@ def test_bad_artifact_is_one_line_error(tmp_path, saved, capsys):
 
 def test_numba_backend_matches_reference(saved, tmp_path):
     """The default numba backend writes the same results as the reference."""
-    pytest.importorskip("aquant_sim.kernels", reason="the numba kernels are merged separately")
     artifact, x_path = saved
     for backend in ("numba", "reference"):
         assert main(["simulate", str(artifact), "--input", str(x_path), "--backend", backend, "--json", str(tmp_path / f"{backend}.json")]) == 0

@@ -107,6 +107,5 @@ def test_unreadable_dumps(saved, tmp_path, capsys, reference_only):
 
 def test_numba_equals_reference(saved, dumps, tmp_path, capsys):
     """The real pair: numba and the reference agree on every tensor and counter, and with the dumps."""
-    pytest.importorskip("aquant_sim.kernels", reason="the numba kernels are merged separately")
     assert _verify(saved, "--expect", _write_dumps(tmp_path / "d.npz", dumps)) == 0
     assert "numba vs reference: all 11 tensors equal" in capsys.readouterr().out

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aquant_sim import reference, rounding
+from aquant_sim import kernels, reference, rounding
 from aquant_sim.testing.conformance import ConformanceError, check_requantizer, contract, from_op_requantizer
 
 EXAMPLES = 50
@@ -58,7 +58,6 @@ def test_reference_conforms():
 
 def test_kernels_conform():
     """The numba kernels' requantize passes every property through the adapter."""
-    kernels = pytest.importorskip("aquant_sim.kernels", reason="the numba kernels are merged separately")
     check_requantizer(from_op_requantizer(kernels.requantize), max_examples=EXAMPLES, derandomize=True)
 
 
