@@ -10,14 +10,13 @@ never silently falls back to a default. Every value is checked at construction; 
 from __future__ import annotations
 
 import enum
-import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 from aquant_sim.errors import ConfigError
-from hw_models.costs import KIB, TechnologyCosts
+from hw_models.costs import KIB, TechnologyCosts, check_positive
 
 
 class Dataflow(enum.Enum):
@@ -34,11 +33,6 @@ class Dataflow(enum.Enum):
 def _check_int(section: str, name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{section}.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
-
-
-def _check_positive(section: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{section}.{name}: must be a finite positive number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ class ArrayConfig:
                 raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}") from None
         if not isinstance(self.dataflow, Dataflow):
             raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}")
-        _check_positive("array", "clock_mhz", self.clock_mhz)
+        check_positive("array", "clock_mhz", self.clock_mhz)
         _check_int("array", "operand_bits", self.operand_bits, 2, 16)
         _check_int("array", "accumulator_bits", self.accumulator_bits, 8, 64)
         if not isinstance(self.zero_gating, bool):
@@ -85,7 +79,7 @@ class MemoryConfig:
 
     def __post_init__(self):
         for f in fields(self):
-            _check_positive("memory", f.name, getattr(self, f.name))
+            check_positive("memory", f.name, getattr(self, f.name))
 
     @property
     def ifmap_bytes(self) -> int:

@@ -44,6 +44,13 @@ from aquant_sim.errors import ConfigError
 KIB = 1024
 
 
+def check_positive(section: str, name: str, value) -> None:
+    """Raise :class:`ConfigError` naming ``section.name`` unless ``value`` is a finite positive
+    number (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{section}.{name}: must be a finite positive number, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TechnologyCosts:
     """Energy (pJ) and area (um^2) of the primitives, 45 nm; see the module docstring for sources
@@ -82,9 +89,7 @@ class TechnologyCosts:
 
     def __post_init__(self):
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"costs.{f.name}: must be a finite positive number, got {value!r}")
+            check_positive("costs", f.name, getattr(self, f.name))
         if self.add32_pj <= self.add8_pj or self.mul32_pj <= self.mul8_pj or self.sram32k_read64_pj <= self.sram8k_read64_pj:
             raise ConfigError("costs: the 32-bit (32 KB) figures must exceed the 8-bit (8 KB) ones, or the scaling laws invert")
         if self.add32_um2 <= self.add8_um2 or self.mul32_um2 <= self.mul8_um2:

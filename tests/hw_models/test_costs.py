@@ -2,6 +2,7 @@
 
 import pytest
 
+from aquant_sim.errors import ConfigError
 from hw_models.costs import KIB, TechnologyCosts
 
 COSTS = TechnologyCosts()
@@ -24,3 +25,17 @@ def test_costs_grow_with_width_and_size():
         assert 0 < COSTS.mul_pj(bits, 4) < COSTS.mul_pj(bits + 1, 4)
         assert 0 < COSTS.add_um2(bits) <= COSTS.add_um2(bits + 1)
     assert COSTS.sram_pj_per_bit(KIB) < COSTS.sram_pj_per_bit(1024 * KIB)
+
+
+@pytest.mark.parametrize("field, value", [("add8_pj", 0.0), ("mul32_pj", float("nan")), ("sram_overhead", True),
+                                          ("dram_access64_pj", "1950")])
+def test_bad_cost_names_the_field(field, value):
+    """A cost that is not a finite positive number raises ConfigError naming costs.<field>."""
+    with pytest.raises(ConfigError, match=rf"costs\.{field}: must be a finite positive number"):
+        TechnologyCosts(**{field: value})
+
+
+def test_inverted_scaling_is_refused():
+    """A 32-bit figure below its 8-bit one is refused, since the scaling laws would invert."""
+    with pytest.raises(ConfigError, match="scaling laws invert"):
+        TechnologyCosts(add32_pj=0.01)
