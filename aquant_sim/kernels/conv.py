@@ -1,7 +1,7 @@
 """Conv2d (D.1) and linear (D.2) as im2col plus an exact GEMM.
 
-Exactness of the float GEMM paths
----------------------------------
+Exactness of the float GEMM paths (docs/datapath.md D.5)
+-----------------------------------------------------------
 For output channel ``c`` the datapath sums ``S_c = sum_i w[c, i] * (x_i - z_x)`` over the
 ``K`` taps of its window (padded taps hold ``z_x`` and contribute 0). Every product and every
 partial sum, in whatever order a BLAS library adds them, is an integer of magnitude at most
