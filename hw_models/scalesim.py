@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aquant_sim.errors import ConfigError
 from aquant_sim.program import OpKind, Program
-from hw_models.config import AcceleratorConfig, ArrayConfig, MemoryConfig
+from hw_models.config import AcceleratorConfig, ArrayConfig, MemoryConfig, default_config
 from hw_models.layers import Gemm
 
 TOPOLOGY_HEADER = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
@@ -160,8 +160,6 @@ def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -
     SRAM sizes in kB (SCALE-Sim multiplies them by 1024), Dataflow and Bandwidth (words a cycle,
     one-byte words as in SCALE-Sim's default). Everything else (clock, widths, vector and border
     unit, costs) comes from ``base`` (the default config when None)."""
-    from hw_models.config import default_config
-
     path = Path(path)
     parser = configparser.ConfigParser()
     try:

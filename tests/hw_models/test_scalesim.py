@@ -4,9 +4,11 @@ import pytest
 
 from aquant_sim.errors import ConfigError
 from aquant_sim.program import OpKind
-from hw_models.config import Dataflow
+from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryConfig
 from hw_models.layers import program_layers
-from hw_models.scalesim import TopologyLayer, program_topology, read_scalesim_cfg, read_topology, write_topology
+from hw_models.scalesim import (
+    TopologyLayer, program_topology, read_scalesim_cfg, read_topology, write_scalesim_cfg, write_topology,
+)
 
 ALEXNET = """Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
 Conv1, 224, 224, 11, 11, 3, 96, 4,
@@ -109,9 +111,6 @@ def test_malformed_scalesim_cfg(tmp_path, edit, message):
 def test_cfg_round_trip_and_bandwidth_forms(tmp_path):
     """A config written as a SCALE-Sim 3.0 .cfg reads back to the same array and memory; a list of
     equal bandwidths is one bandwidth, a list of different ones is an error."""
-    from hw_models.config import AcceleratorConfig, ArrayConfig, MemoryConfig
-    from hw_models.scalesim import write_scalesim_cfg
-
     config = AcceleratorConfig(array=ArrayConfig(8, 16, Dataflow.IS), memory=MemoryConfig(32, 16, 8, 12))
     write_scalesim_cfg(config, tmp_path / "out.cfg")
     back = read_scalesim_cfg(tmp_path / "out.cfg")

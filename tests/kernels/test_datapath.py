@@ -6,12 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aquant_sim.kernels import datapath
-from aquant_sim.program import Conv2d, Requantizer, BorderTable
+from aquant_sim.program import BorderTable, Conv2d, QuantParams, Requantizer
 from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.simulator import _ReferenceDatapath
 from aquant_sim.testing.programs import (
     OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, conv_cases, global_avgpool_cases, linear_cases,
-    maxpool_cases,
+    maxpool_cases, random_levels,
 )
 
 ACCUMULATING = st.one_of(
@@ -54,8 +54,6 @@ def test_pass_through_ops_match_reference(case):
 @pytest.mark.parametrize("policy", list(OverflowPolicy))
 def test_overflow_counted_and_applied(policy):
     """A 12-bit accumulator that overflows wraps or saturates exactly as apply_overflow does."""
-    from aquant_sim.program import QuantParams
-    from aquant_sim.testing.programs import random_levels
     quant = QuantParams(8, False, 1.0, 0)
     weight = np.full((2, 3, 3, 3), 127)
     weight[1] = -128
