@@ -21,7 +21,7 @@ from typing import ClassVar, Union
 import numpy as np
 
 from aquant_sim.errors import ProgramError
-from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range
+from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders
 
 MIN_BITS, MAX_BITS = 2, 16
 """Operand widths (activations and weights) that the datapath supports."""
@@ -163,7 +163,7 @@ class BorderTable:
     @classmethod
     def nearest(cls, frac_bits: int) -> "BorderTable":
         """Round-half-up: one border of 1/2 for the whole tensor."""
-        return cls(frac_bits, np.array([[1 << (frac_bits - 1)]], dtype=np.int64))
+        return cls(frac_bits, nearest_borders(frac_bits))
 
     @property
     def beta(self) -> np.ndarray:

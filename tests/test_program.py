@@ -160,3 +160,11 @@ def test_a_small_classifier_validates():
     )
     p = Program(tensors, ops, "x", "logits", NEAREST)
     assert [op.kind.value for op in p.ops] == ["global_avgpool", "flatten", "linear"]
+
+
+@pytest.mark.parametrize("frac_bits", [1, 8, 16])
+def test_nearest_table_is_one_half_border(frac_bits):
+    """BorderTable.nearest(F) is one per-tensor border B = 2^(F-1), i.e. beta = 1/2, and is_nearest."""
+    table = BorderTable.nearest(frac_bits)
+    assert table.values.shape == (1, 1) and int(table.values[0, 0]) == 1 << (frac_bits - 1)
+    assert table.beta[0, 0] == 0.5 and table.is_nearest and table.granularity is BorderGranularity.TENSOR
