@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except AquantError as error:
-        # Bad input is reported as one line naming what is wrong, never as a traceback.
+    except (AquantError, OSError) as error:
+        # Bad input, or an output path that cannot be written (OSError's text names the path), is
+        # reported as one line naming what is wrong, never as a traceback.
         print(f"aquant {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -49,3 +49,16 @@ def test_end_to_end(tmp_path, capsys):
     assert report["config"]["dataflow"] == "ws" and report["counters_used"]
     assert (tmp_path / "r.csv").read_text().count("\n") == len(report["layers"]) + 2
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"cycles.png", "energy.png", "border_overhead.png"}
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    """--json, --csv or --plot under a path that is a file exits 2 with one line naming that path."""
+    path = save_program(synthetic_resnet(SyntheticConfig(input_shape=(3, 12, 12), widths=(8, 16), blocks=(1, 1))),
+                        tmp_path / "model.aqp")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for flag in ("--json", "--csv", "--plot"):
+        target = str(blocker / "out")
+        assert main(["hw-report", str(path), flag, target]) == 2
+        err = capsys.readouterr().err
+        assert target in err and err.count("\n") == 1 and "Traceback" not in err

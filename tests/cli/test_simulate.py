@@ -71,3 +71,14 @@ def test_numba_backend_matches_reference(saved, tmp_path):
         assert main(["simulate", str(artifact), "--input", str(x_path), "--backend", backend, "--json", str(tmp_path / f"{backend}.json")]) == 0
     numba, reference = (json.loads((tmp_path / f"{b}.json").read_text()) for b in ("numba", "reference"))
     assert numba["output"] == reference["output"] and numba["layers"] == reference["layers"]
+
+
+def test_unwritable_json_is_one_line(saved, tmp_path, capsys):
+    """--json under a path that is a file exits 2 with one line naming the path, no traceback."""
+    artifact, x_path = saved
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    target = str(blocker / "r.json")
+    assert main(["simulate", str(artifact), "--input", str(x_path), "--backend", "reference", "--json", target]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and err.count("\n") == 1 and "Traceback" not in err
