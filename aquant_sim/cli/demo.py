@@ -3,8 +3,10 @@
 Builds the built-in example program (``synthetic_resnet()``: a random ResNet-20-shaped network,
 4-bit weights and activations, per-channel-and-level borders), saves it, loads it back, simulates
 a random batch (fixed seed) on the numba backend, checks numba == reference on every tensor, and
-prints the per-layer summary and the float-model measurement. Writes the program, the batch, the
-results and the reference's integer dumps to ``--out``, with the commands that reproduce them.
+prints the per-layer summary and the float-model measurement, and ends with the hardware report
+(``aquant hw-report`` on the shipped default accelerator, refined by this run's counters). Writes
+the program, the batch, the results, the hardware report and the reference's integer dumps to
+``--out``, with the commands that reproduce them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from aquant_sim.float_model import measure
 from aquant_sim.simulator import Backend
 from aquant_sim.summary import counters_table, float_model_table
 from aquant_sim.synthetic import synthetic_resnet
+from hw_models.config import default_config
+from hw_models.report import build_report, format_table, write_json as write_report_json
 
 BATCH = 8
 SEED = 0
@@ -67,4 +71,11 @@ def run(args) -> int:
         print(f"\ndemo: FAIL, {left} and {right} differ in {where}")
         return 1
     print(f"\ndemo: PASS, {left} == {right} on all {len(comparisons)} tensors and every counter")
+
+    report = build_report(loaded, default_config(), fast.counters)
+    write_report_json(report, out / "hw_report.json")
+    print("\nhardware report (default accelerator, this run's counters):\n")
+    print(format_table(report))
+    print(f"\nwrote {out / 'hw_report.json'}; reproduce with")
+    print(f"  aquant hw-report {path} --input {out / 'input.npy'} --json {out / 'hw_report.json'}")
     return 0
