@@ -18,6 +18,7 @@ import numpy as np
 
 from aquant_sim import rounding
 from aquant_sim.builder import ProgramBuilder
+from aquant_sim.errors import ConfigError
 from aquant_sim.program import BorderGranularity, BorderTable, Program, QuantParams
 
 
@@ -47,7 +48,7 @@ class SyntheticConfig:
 
     def __post_init__(self):
         if len(self.widths) != len(self.blocks) or not self.widths:
-            raise ValueError("widths and blocks must be non-empty and of equal length")
+            raise ConfigError(f"SyntheticConfig.widths, blocks: must be non-empty and of equal length, got {self.widths} and {self.blocks}")
 
 
 def resnet18_config(weight_bits: int, act_bits: int, input_size: int = 224, **overrides) -> SyntheticConfig:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aquant_sim.errors import ConfigError
 from aquant_sim.program import BorderGranularity, OpKind
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, resnet18_config, synthetic_resnet
@@ -42,3 +43,10 @@ def test_activations_use_the_grid():
         if op.kind in (OpKind.CONV2D, OpKind.ADD):
             levels = result.tensors[op.output]
             assert len(np.unique(levels)) > 4, op.name
+
+
+@pytest.mark.parametrize("widths, blocks", [((), ()), ((8, 16), (1,))])
+def test_bad_stage_lists_name_the_fields(widths, blocks):
+    """Empty or unequal widths and blocks raise ConfigError naming both fields."""
+    with pytest.raises(ConfigError, match=r"SyntheticConfig\.widths, blocks: must be non-empty and of equal length"):
+        SyntheticConfig(widths=widths, blocks=blocks)
