@@ -38,10 +38,13 @@ def register(subparsers) -> None:
 def load_dumps(path) -> dict[str, np.ndarray]:
     """Read an .npz of integer dumps without unpickling anything."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as error:
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.lib.npyio.NpzFile):
+            with archive:
+                return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot read integer dumps (.npz): {error}") from None
+    raise InputError(f"{path}: cannot read integer dumps (.npz): it holds a single .npy array")
 
 
 def describe(comparison, left: str, right: str) -> str:

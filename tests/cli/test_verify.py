@@ -105,6 +105,15 @@ def test_unreadable_dumps(saved, tmp_path, capsys, reference_only):
     assert "cannot read integer dumps" in capsys.readouterr().err
 
 
+def test_npy_given_as_dumps(saved, tmp_path, capsys, reference_only):
+    """A single .npy array passed as --expect exits 2 with one line, not a traceback."""
+    single = tmp_path / "d.npy"
+    np.save(single, np.zeros(3, dtype=np.int32))
+    assert _verify(saved, "--expect", str(single)) == 2
+    err = capsys.readouterr().err
+    assert err.count("cannot read integer dumps") == 1 and "single .npy array" in err and err.count("\n") == 1
+
+
 def test_numba_equals_reference(saved, dumps, tmp_path, capsys):
     """The real pair: numba and the reference agree on every tensor and counter, and with the dumps."""
     assert _verify(saved, "--expect", _write_dumps(tmp_path / "d.npz", dumps)) == 0
