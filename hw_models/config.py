@@ -183,7 +183,8 @@ def load_config(path: str | Path) -> AcceleratorConfig:
             data = tomllib.load(handle)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        # tomllib decodes the bytes itself; a file that is not UTF-8 fails there, not in TOML.
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     return config_from_dict(data, str(path))
 

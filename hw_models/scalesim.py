@@ -167,8 +167,11 @@ def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -
             parser.read_file(handle)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a valid SCALE-Sim config: {error}") from None
     except configparser.Error as error:
-        raise ConfigError(f"{path}: not a valid SCALE-Sim config: {error.message}") from None
+        # Some parser messages quote the offending lines below the first; one line is enough.
+        raise ConfigError(f"{path}: not a valid SCALE-Sim config: {error.message.splitlines()[0]}") from None
     if "architecture_presets" not in parser:
         raise ConfigError(f"{path}: missing section [architecture_presets]")
     section = parser["architecture_presets"]

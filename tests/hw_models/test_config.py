@@ -54,6 +54,14 @@ def test_malformed_config_names_the_field(tmp_path, text, where):
     assert where in str(error.value)
 
 
+def test_non_utf8_config(tmp_path):
+    """A config file that is not UTF-8 raises ConfigError naming the file, not UnicodeDecodeError."""
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\xff\xfe[array]\n")
+    with pytest.raises(ConfigError, match="bin.toml: not valid TOML"):
+        load_config(path)
+
+
 def test_missing_file_and_construction_errors(tmp_path):
     """A missing file and a bad value given in Python are ConfigErrors too."""
     with pytest.raises(ConfigError, match="cannot read"):

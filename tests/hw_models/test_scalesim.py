@@ -108,6 +108,16 @@ def test_malformed_scalesim_cfg(tmp_path, edit, message):
         read_scalesim_cfg(path)
 
 
+def test_unreadable_scalesim_cfg_is_one_line(tmp_path):
+    """A .cfg without section headers or not UTF-8 raises a one-line ConfigError naming the file."""
+    for name, raw in (("plain.cfg", b"garbage\n"), ("bin.cfg", b"\xff\xfe[x]\n")):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        with pytest.raises(ConfigError, match=f"{name}: not a valid SCALE-Sim config") as caught:
+            read_scalesim_cfg(path)
+        assert "\n" not in str(caught.value)
+
+
 def test_cfg_round_trip_and_bandwidth_forms(tmp_path):
     """A config written as a SCALE-Sim 3.0 .cfg reads back to the same array and memory; a list of
     equal bandwidths is one bandwidth, a list of different ones is an error."""
