@@ -59,11 +59,15 @@ def _read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise ArtifactError(f"{path}: no such weight file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.lib.npyio.NpzFile):
+            with archive:
+                arrays = {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         # allow_pickle=False turns an object array into a ValueError: refused, never unpickled.
         raise ArtifactError(f"{path}: not a readable .npz weight file ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ArtifactError(f"{path}: not a readable .npz weight file (it holds a single .npy array)")
     if META_KEY not in arrays:
         raise ArtifactError(f"{path}: no {META_KEY} header; not an aquant weight file")
     try:

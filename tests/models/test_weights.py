@@ -103,6 +103,13 @@ def test_not_a_zip(tmp_path):
         load_weights(_trained_looking(), tmp_path / "w.npz")
 
 
+def test_single_npy_array(tmp_path):
+    """A plain .npy array given as a weight file is an ArtifactError, not a TypeError."""
+    np.save(tmp_path / "w.npy", np.zeros(3, dtype=np.float32))
+    with pytest.raises(ArtifactError, match="not a readable .npz weight file.*single .npy array"):
+        load_weights(_trained_looking(), tmp_path / "w.npy")
+
+
 def test_truncated_file(tmp_path):
     """A weight file cut in half is an ArtifactError."""
     save_weights(_trained_looking(), tmp_path / "w.npz")
