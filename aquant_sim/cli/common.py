@@ -22,7 +22,7 @@ def load_array(path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except OSError as error:
         raise InputError(f"{path}: cannot read: {error}") from None
-    except ValueError as error:
+    except (ValueError, EOFError) as error:  # EOFError: an empty or cut file
         raise InputError(f"{path}: not a plain .npy array: {error}") from None
     if not isinstance(array, np.ndarray):
         array.close()

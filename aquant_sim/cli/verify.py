@@ -42,7 +42,7 @@ def load_dumps(path) -> dict[str, np.ndarray]:
         if isinstance(archive, np.lib.npyio.NpzFile):
             with archive:
                 return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot read integer dumps (.npz): {error}") from None
     raise InputError(f"{path}: cannot read integer dumps (.npz): it holds a single .npy array")
 

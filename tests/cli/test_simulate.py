@@ -43,6 +43,7 @@ def test_integer_levels_input(saved, program, tmp_path, capsys):
     (lambda path: np.save(path, np.zeros((2, 3, 4, 4))), "input: expected shape (N, 3, 8, 8)"),
     (lambda path: np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True), "not a plain .npy"),
     (lambda path: path.write_bytes(b"garbage"), "not a plain .npy"),
+    (lambda path: path.write_bytes(b""), "not a plain .npy"),
     (lambda path: np.save(path, np.full((1, 3, 8, 8), np.nan)), "NaN or Inf"),
 ])
 def test_bad_input_is_one_line_error(saved, tmp_path, capsys, make_input, fragment):

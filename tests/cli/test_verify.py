@@ -105,6 +105,15 @@ def test_unreadable_dumps(saved, tmp_path, capsys, reference_only):
     assert "cannot read integer dumps" in capsys.readouterr().err
 
 
+def test_empty_dumps_file(saved, tmp_path, capsys, reference_only):
+    """An empty --expect file exits 2 with one line, not an EOFError traceback."""
+    empty = tmp_path / "d.npz"
+    empty.write_bytes(b"")
+    assert _verify(saved, "--expect", str(empty)) == 2
+    err = capsys.readouterr().err
+    assert "cannot read integer dumps" in err and err.count("\n") == 1
+
+
 def test_npy_given_as_dumps(saved, tmp_path, capsys, reference_only):
     """A single .npy array passed as --expect exits 2 with one line, not a traceback."""
     single = tmp_path / "d.npy"
