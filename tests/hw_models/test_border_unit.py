@@ -47,8 +47,11 @@ def test_overhead_positive_with_borders(small_program):
     report = build_report(small_program, AcceleratorConfig())
     overhead = report["totals"]["border_overhead"]
     assert overhead["cycles"] > 0 and overhead["energy_pj"] > 0 and overhead["dram_bytes"] > 0 and overhead["area_um2"] > 0
+    requantizing = {op.name for op in small_program.ops if getattr(op, "requant", None) is not None}
     for row in report["layers"]:
-        assert (row["border_overhead"]["energy_pj"] > 0) == row["uses_borders"]
+        assert row["uses_borders"] == (row["name"] in requantizing)
+        for key in ("cycles", "energy_pj", "dram_bytes"):
+            assert (row["border_overhead"][key] > 0) == row["uses_borders"], (row["name"], key)
 
 
 def test_tensor_granularity_table_is_small(tensor_border_program):
