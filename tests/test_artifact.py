@@ -29,6 +29,16 @@ def _same_outputs(a, b, seed=0):
     return ra.tensors.keys() == rb.tensors.keys() and all(np.array_equal(ra.tensors[k], rb.tensors[k]) for k in ra.tensors)
 
 
+def _assert_round_trip(program, tmp_path):
+    """Save and load ``program``: the loaded one simulates to the same tensors and saves to the
+    same bytes. Returns it."""
+    first = save_program(program, tmp_path / "a.aqp")
+    loaded = load_program(first)
+    assert _same_outputs(program, loaded)
+    assert save_program(loaded, tmp_path / "b.aqp").read_bytes() == first.read_bytes()
+    return loaded
+
+
 @pytest.mark.parametrize("config", [
     SMALL,
     SyntheticConfig(**{**SMALL.__dict__, "stem": Stem.IMAGENET, "input_shape": (3, 16, 16), "weight_bits": 12,
@@ -38,11 +48,7 @@ def _same_outputs(a, b, seed=0):
 ])
 def test_round_trip_synthetic(tmp_path, config):
     """save then load gives a program that simulates to the same tensors and saves to the same bytes."""
-    program = synthetic_resnet(config)
-    first = save_program(program, tmp_path / "a.aqp")
-    loaded = load_program(first)
-    assert _same_outputs(program, loaded)
-    assert save_program(loaded, tmp_path / "b.aqp").read_bytes() == first.read_bytes()
+    loaded = _assert_round_trip(synthetic_resnet(config), tmp_path)
     assert (loaded.accumulator_bits, loaded.overflow) == (config.accumulator_bits, config.overflow)
 
 
@@ -50,11 +56,7 @@ def test_round_trip_synthetic(tmp_path, config):
 @given(dyadic_configs())
 def test_round_trip_every_op(tmp_path, config):
     """Programs with every op kind, width, signedness and granularity survive save and load exactly."""
-    program = dyadic_program(config)
-    path = save_program(program, tmp_path / "p.aqp")
-    loaded = load_program(path)
-    assert _same_outputs(program, loaded)
-    assert save_program(loaded, tmp_path / "q.aqp").read_bytes() == path.read_bytes()
+    _assert_round_trip(dyadic_program(config), tmp_path)
 
 
 @pytest.mark.parametrize("weight_bits, dtype", [(4, "|i1"), (8, "|i1"), (9, "<i2"), (16, "<i2")])
