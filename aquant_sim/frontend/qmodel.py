@@ -77,6 +77,9 @@ class QuantModel(nn.Module):
         })
         self.acts = nn.ModuleDict()
         self._init_acts(calib[:INIT_SAMPLES])
+        # Only what a reconstruction step trains gets gradients (it switches them on).
+        self.requires_grad_(False)
+        self.eval()
 
     def act_bits(self, node: Node) -> int:
         """The width of a requantized tensor (see the module docstring)."""
@@ -102,7 +105,7 @@ class QuantModel(nn.Module):
             if self.has_quantizer(node):
                 x = env[node.name]
                 act = ActQuantizer.from_data(x, self.act_bits(node), self.config.granularity, self.config.frac_bits)
-                act.mean_level = _mean_levels(act, x)
+                act.mean_level.copy_(_mean_levels(act, x))
                 self.acts[node.name] = act
 
     def source_scale(self, name: str) -> torch.Tensor:
@@ -159,6 +162,16 @@ class QuantModel(nn.Module):
                 y = self.acts[node.name](y)
             env[node.name] = y
         return found
+
+    @torch.no_grad()
+    def op_levels(self, node: Node, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The levels one node produces from given (quantized, real-valued) inputs: compares a
+        single op with the datapath's, free of errors propagated from earlier ops."""
+        y = self._compute(node, inputs, quantized=True)
+        if node.name in self.acts:
+            return self.acts[node.name].levels(y)
+        source = self.acts[self.graph.quant_source(node.name)]
+        return torch.round(y / source.scale) + source.zero_point
 
     @torch.no_grad()
     def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

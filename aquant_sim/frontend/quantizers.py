@@ -85,7 +85,7 @@ class WeightQuantizer(nn.Module):
         ratio = self.weight / self.scale.reshape(self._shape())
         frac = ratio - torch.floor(ratio)
         p = ((frac - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
-        self.alpha = nn.Parameter(torch.log(p / (1 - p)))
+        self.alpha = nn.Parameter(torch.log(p / (1 - p)), requires_grad=False)
         self.rounding = WeightRounding.ADAROUND
         self.soft = True
 
@@ -147,7 +147,8 @@ class ActQuantizer(nn.Module):
     ``q = clamp(k + [f >= beta[g, j]], qmin, qmax)`` (DESIGN.md (1)-(4)), output ``s (q - z)``.
 
     Gradients: ``dq/du = 1`` inside the grid and 0 outside (straight-through, which makes the
-    scale's gradient LSQ's); ``dq/dbeta`` through the soft border (C.5). ``drop_prob`` > 0
+    scale's gradient LSQ's); ``dq/dbeta`` through the soft border (C.5). Parameters start
+    frozen; reconstruction switches on what it trains. ``drop_prob`` > 0
     keeps each element's unquantized value with that probability (QDrop, training only).
     """
 
@@ -157,11 +158,14 @@ class ActQuantizer(nn.Module):
         self.bits = bits
         self.qmin, self.qmax = integer_range(bits, signed=False)
         self.zero_point = int(zero_point)
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.scale = nn.Parameter(torch.tensor(float(scale)), requires_grad=False)
         self.frac_bits = frac_bits
         self.granularity = granularity
         self.channels = channels
-        self.borders = nn.Parameter(torch.full(granularity.table_shape(channels, bits), 0.5))
+        self.borders = nn.Parameter(torch.full(granularity.table_shape(channels, bits), 0.5), requires_grad=False)
+        # Per channel, the mean level (from the zero-point) over the calibration data: where the
+        # level-free granularities centre equation (9).
+        self.register_buffer("mean_level", torch.zeros(channels))
         self.mode = BorderMode.NEAREST
         self.tau = 1.0
         self.drop_prob = 0.0
