@@ -11,7 +11,7 @@ import sys
 
 from aquant_sim.errors import AquantError
 
-SUBCOMMANDS = ()
+SUBCOMMANDS = ("aquant_sim.cli.calibrate", "aquant_sim.cli.evaluate")
 """Modules (imported lazily by name) that each register one subcommand, in help order."""
 
 

@@ -23,7 +23,8 @@ from aquant_sim.errors import InputError
 from aquant_sim.frontend.graph import Graph, capture, float_forward
 from aquant_sim.frontend.lowering import Lowered, lower
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
-from aquant_sim.frontend.reconstruction import Method, ReconstructionConfig, Reconstructor, UnitReport
+from aquant_sim.frontend.methods import Method
+from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor, UnitReport
 from aquant_sim.program import Program
 from aquant_sim.simulator import Backend, Simulator
 

@@ -20,7 +20,6 @@ calibration set before the unit is trained, and kept in memory (float32). For Re
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass
 
@@ -30,42 +29,9 @@ from tqdm import tqdm
 from aquant_sim.errors import InputError
 from aquant_sim.frontend.borders import equation9_borders
 from aquant_sim.frontend.graph import REQUANTIZED, WEIGHTED, Graph
+from aquant_sim.frontend.methods import SPECS, Method
 from aquant_sim.frontend.qmodel import QuantModel
 from aquant_sim.frontend.quantizers import BorderMode, WeightRounding
-
-
-class Method(enum.Enum):
-    RTN = "rtn"
-    """Round to nearest everywhere, scales from the error search, no learning."""
-    ADAROUND = "adaround"
-    """Layer-wise reconstruction of AdaRound weight rounding; activations nearest, fixed."""
-    BRECQ = "brecq"
-    """Block-wise AdaRound weights and LSQ activation scales."""
-    QDROP = "qdrop"
-    """BRECQ with QDrop's random dropping of activation quantization."""
-    BORDERS = "borders"
-    """BRECQ plus learned activation borders (no drop)."""
-    AQUANT = "aquant"
-    """QDrop plus learned activation borders."""
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    layerwise: bool
-    learn_weights: bool
-    learn_scales: bool
-    drop: bool
-    learn_borders: bool
-
-
-SPECS = {
-    Method.RTN: MethodSpec(False, False, False, False, False),
-    Method.ADAROUND: MethodSpec(True, True, False, False, False),
-    Method.BRECQ: MethodSpec(False, True, True, False, False),
-    Method.QDROP: MethodSpec(False, True, True, True, False),
-    Method.BORDERS: MethodSpec(False, True, True, False, True),
-    Method.AQUANT: MethodSpec(False, True, True, True, True),
-}
 
 
 @dataclass(frozen=True)
@@ -265,7 +231,7 @@ class Reconstructor:
                 a.tau = tau0 * (tau1 / tau0) ** (t / max(1, cfg.iters - 1))
             out = self._forward(unit, {k: v[idx] for k, v in inputs.items()})
             loss = ((out - target[idx]) ** 2).flatten(1).sum(1).mean()
-            rec = float(loss)
+            rec = float(loss.detach())
             if spec.learn_weights and t >= warm:
                 exponent = b0 + (b1 - b0) * (t - warm) / max(1, cfg.iters - warm)
                 loss = loss + cfg.reg_weight * sum(w.regularizer(exponent) for w in weights)
