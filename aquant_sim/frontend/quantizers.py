@@ -129,17 +129,76 @@ def encode_borders_torch(beta: torch.Tensor, frac_bits: int) -> torch.Tensor:
     return torch.clamp(torch.floor(beta.detach().double() * one + 0.5), 1, one)
 
 
+def table_index(table_shape: tuple[int, int], j: torch.Tensor) -> torch.Tensor | None:
+    """Flat index ``g(c) * L + j`` into a (G, L) table for every element (channel on axis 1),
+    or None for a 1x1 table."""
+    groups, levels = table_shape
+    if groups == 1 and levels == 1:
+        return None
+    index = j if levels > 1 else torch.zeros_like(j)
+    if groups > 1:
+        shape = [1] * j.dim()
+        shape[1] = -1
+        index = index + torch.arange(j.shape[1], device=j.device).reshape(shape) * levels
+    return index
+
+
 def lookup(table: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """``table[g(c), j]`` for every element, channel on axis 1 (``rounding.lookup_borders``)."""
-    groups, levels = table.shape
-    shape = [1] * j.dim()
-    shape[1] = -1
-    if levels == 1:
-        return table[:, 0].reshape(shape) if groups > 1 else table[0, 0]
-    if groups == 1:
-        return table[0][j]
-    channel = torch.arange(j.shape[1], device=j.device).reshape(shape)
-    return table.reshape(-1)[channel * levels + j]
+    index = table_index(tuple(table.shape), j)
+    return table[0, 0] if index is None else table.reshape(-1)[index]
+
+
+class _BorderRound(torch.autograd.Function):
+    """Fake quantization (C.4)-(C.6) with hand-written gradients: one pass of elementwise
+    work instead of autograd's graph of a dozen ops (the training loop's hot spot).
+
+    Forward: ``u = x/s + z``, ``k = floor(u)``, ``f = u - k``, ``up`` hard ``[f >= beta]`` or
+    soft ``sigmoid((f - beta)/tau)``, ``q = clamp(k + up)``, ``out = s (q - z)``; elements where
+    ``keep`` is true pass ``x`` unchanged (QDrop). Backward, with ``m`` = inside the grid:
+    ``dx = g (keep + (1 - keep) m)``, ``ds = sum g' ((q - z) - m x / s)``,
+    ``dbeta[g, j] = sum g' m s (-up (1 - up) / tau)`` with ``g' = g (1 - keep)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, table, zero_point, qmin, qmax, soft, tau, keep):
+        u = x / scale + zero_point
+        k = torch.floor(u)
+        f = u - k
+        index = None
+        if table.numel() == 1:
+            beta = table.reshape(())
+        else:
+            j = (k.clamp(qmin, qmax - 1) - qmin).long()
+            index = table_index(tuple(table.shape), j)
+            beta = table.reshape(-1)[index]
+        up = torch.sigmoid((f - beta) / tau) if soft else (f >= beta).to(x.dtype)
+        level = k + up
+        q = level.clamp(qmin, qmax)
+        out = (q - zero_point) * scale
+        if keep is not None:
+            out = torch.where(keep, x, out)
+        ctx.save_for_backward(x, scale, q, level, up if soft else None, keep, index)
+        ctx.constants = (zero_point, qmin, qmax, soft, tau, tuple(table.shape))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, scale, q, level, up, keep, index = ctx.saved_tensors
+        zero_point, qmin, qmax, soft, tau, table_shape = ctx.constants
+        inside = ((level >= qmin) & (level <= qmax)).to(grad.dtype)
+        g_q = grad if keep is None else grad * (~keep)
+        grad_x = g_q * inside if keep is None else g_q * inside + grad * keep
+        grad_scale = (g_q * ((q - zero_point) - inside * x / scale)).sum().reshape(scale.shape)
+        grad_table = None
+        if soft and ctx.needs_input_grad[2]:
+            d = g_q * inside * scale * (-(up * (1 - up)) / tau)
+            size = table_shape[0] * table_shape[1]
+            if index is None:
+                grad_table = d.sum().reshape(table_shape)
+            else:
+                grad_table = torch.zeros(size, dtype=d.dtype, device=d.device).index_add_(0, index.reshape(-1), d.reshape(-1)).reshape(table_shape)
+        return grad_x, grad_scale, grad_table, None, None, None, None, None, None
 
 
 class ActQuantizer(nn.Module):
@@ -215,20 +274,12 @@ class ActQuantizer(nn.Module):
             return torch.clamp(k + up, self.qmin, self.qmax)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.scale
-        u = x / s + self.zero_point
-        k = torch.floor(u).detach()
-        f = (u - k).detach()
-        j = (k.clamp(self.qmin, self.qmax - 1) - self.qmin).long()
-        beta = lookup(self.beta().to(u.dtype), j)
-        if self.mode is BorderMode.SOFT:
-            up = torch.sigmoid((f - beta) / self.tau)
-        else:
-            up = (f >= beta).to(u.dtype)
-        # Value k + up exactly (u - u.detach() is 0), gradient 1 with respect to u.
-        q = torch.clamp(k + up + (u - u.detach()), self.qmin, self.qmax)
-        out = (q - self.zero_point) * s
+        keep = None
         if self.training and self.drop_prob > 0:
-            keep_float = torch.rand_like(x) < self.drop_prob
-            out = torch.where(keep_float, x, out)
-        return out
+            keep = torch.rand_like(x) < self.drop_prob
+        if self.mode is BorderMode.NEAREST:
+            table = torch.full((1, 1), 0.5, dtype=x.dtype)
+        else:
+            table = self.beta().to(x.dtype)
+        return _BorderRound.apply(x, self.scale.to(x.dtype), table, self.zero_point, self.qmin, self.qmax,
+                                  self.mode is BorderMode.SOFT, self.tau, keep)

@@ -74,13 +74,18 @@ class Unit:
 
 @dataclass
 class UnitReport:
+    """A unit's loss (mean over calibration samples of the summed squared output error) with its
+    starting and its final quantizers, its wall time, and the time of its training loop alone."""
+
     name: str
     loss_before: float
     loss_after: float
     seconds: float
+    train_seconds: float
 
     def as_dict(self) -> dict:
-        return {"unit": self.name, "loss_before": self.loss_before, "loss_after": self.loss_after, "seconds": self.seconds}
+        return {"unit": self.name, "loss_before": self.loss_before, "loss_after": self.loss_after,
+                "seconds": self.seconds, "train_seconds": self.train_seconds}
 
 
 def block_units(graph: Graph) -> list[Unit]:
@@ -171,14 +176,17 @@ class Reconstructor:
         return total / len(target)
 
     def run(self) -> list[UnitReport]:
+        """Calibrate every unit in order."""
         reports = []
         bar = tqdm(self.units, desc=f"{self.method.value} units", disable=not self.progress, leave=False)
         for index, unit in enumerate(bar):
             bar.set_postfix_str(unit.name)
-            reports.append(self._unit(index, unit))
+            reports.append(self.calibrate_unit(index))
         return reports
 
-    def _unit(self, index: int, unit: Unit) -> UnitReport:
+    def calibrate_unit(self, index: int) -> UnitReport:
+        """Calibrate one unit (earlier units must be calibrated already)."""
+        unit = self.units[index]
         started = time.perf_counter()
         qm, spec, cfg = self.qm, self.spec, self.config
         owned = self._owned_acts(unit)
@@ -195,10 +203,12 @@ class Reconstructor:
                 wq.soft = False
         inputs, target = self._cache(unit)
         before = self._loss(unit, inputs, target)
+        train_started = time.perf_counter()
         if self.method is not Method.RTN and cfg.iters > 0:
             self._optimise(index, unit, inputs, target, weights, acts)
+        train_seconds = time.perf_counter() - train_started
         after = self._loss(unit, inputs, target)
-        return UnitReport(unit.name, before, after, time.perf_counter() - started)
+        return UnitReport(unit.name, before, after, time.perf_counter() - started, train_seconds)
 
     def _optimise(self, index, unit, inputs, target, weights, acts) -> None:
         qm, spec, cfg = self.qm, self.spec, self.config
