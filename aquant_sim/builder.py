@@ -46,8 +46,9 @@ class ProgramBuilder:
 
     def _emit(self, op, quant, borders) -> str:
         shape = op.output_shape([self._tensors[name].shape for name in op.inputs])
+        name = self._declare(op.output, shape, quant, borders)
         self._ops.append(op)
-        return self._declare(op.output, shape, quant, borders)
+        return name
 
     @staticmethod
     def requantizer(real_multiplier, borders: BorderTable) -> Requantizer:

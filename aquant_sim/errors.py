@@ -23,3 +23,11 @@ class InputError(AquantError, ValueError):
 
 class UnsupportedError(AquantError, NotImplementedError):
     """A model uses a layer or feature that the project does not support."""
+
+
+class DataError(AquantError, ValueError):
+    """A data set is missing, or one of its files or folders is malformed, truncated or corrupt."""
+
+
+class ConfigError(AquantError, ValueError):
+    """A name or setting given by the user (a model name, a width, a hyper-parameter) is invalid."""

@@ -5,9 +5,10 @@
 op with integer arithmetic only, and returns the output levels, their real values, per-layer
 counters for the hardware models and, on request, every intermediate tensor.
 
-Two backends compute the same integers: ``REFERENCE`` (plain numpy, the oracle) and ``NUMBA``
-(the fast kernels). The accumulator width and overflow policy are applied here, once, to the
-exact sums that either backend returns, so that both count overflows identically.
+Two backends compute the same integers and the same counters: ``REFERENCE`` (plain numpy, the
+oracle) and ``NUMBA`` (the fast kernels, fused per op). Both apply the accumulator width and
+overflow policy to the exact sums (``rounding.apply_overflow``), so overflows are counted
+identically whatever arithmetic computed the sums.
 """
 
 from __future__ import annotations
@@ -18,19 +19,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aquant_sim import rounding
+from aquant_sim import reference, rounding
 from aquant_sim.errors import InputError
-from aquant_sim.program import OpKind, Program, QuantParams, Tensor
+from aquant_sim.program import PASS_THROUGH_OPS, OpKind, Program, QuantParams, Tensor
 
 
 class Backend(enum.Enum):
-    """Which implementation computes the ops; both must give identical integers."""
+    """Which implementation computes the ops; both must give identical integers and counters."""
 
-    REFERENCE = "aquant_sim.reference"
-    NUMBA = "aquant_sim.kernels"
+    REFERENCE = "reference"
+    """Plain numpy: :mod:`aquant_sim.reference` and :mod:`aquant_sim.rounding`, one step at a time."""
+    NUMBA = "numba"
+    """:mod:`aquant_sim.kernels`: each op's sums, accumulator width, requantization and counters
+    in fused parallel passes."""
 
-    def module(self):
-        return importlib.import_module(self.value)
+    def datapath(self):
+        """The object whose ``run_accumulating`` and ``run_pass_through`` execute one op."""
+        if self is Backend.REFERENCE:
+            return _ReferenceDatapath
+        return importlib.import_module("aquant_sim.kernels.datapath")
 
 
 @dataclass
@@ -88,7 +95,7 @@ class Simulator:
     def __init__(self, program: Program, backend: Backend = Backend.NUMBA):
         self.program = program
         self.backend = backend
-        self._ops = backend.module()
+        self._datapath = backend.datapath()
         # Index of the last op that reads each tensor, to free intermediates as soon as possible.
         self._last_read = {name: i for i, op in enumerate(program.ops) for name in op.inputs}
 
@@ -103,6 +110,8 @@ class Simulator:
         quant = tensor.quant
         if x.ndim != len(tensor.shape) + 1 or tuple(x.shape[1:]) != tensor.shape:
             raise InputError(f"input: expected shape (N, {', '.join(map(str, tensor.shape))}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise InputError("input: the batch is empty (N = 0)")
         if x.dtype.kind in "iu":
             if x.size and (x.min() < quant.qmin or x.max() > quant.qmax):
                 raise InputError(f"input: integer levels must lie in [{quant.qmin}, {quant.qmax}], got [{x.min()}, {x.max()}]")
@@ -142,42 +151,61 @@ class Simulator:
         )
 
     def _run_op(self, op, inputs: list[np.ndarray], out: Tensor):
-        program, k = self.program, self._ops
+        program = self.program
         in_quant = [program.tensor(name).quant for name in op.inputs]
         layer = LayerCounters(op.name, op.kind, out.shape)
-        batch = inputs[0].shape[0]
-        if op.kind is OpKind.CONV2D:
-            acc = k.conv2d_acc(inputs[0], op, in_quant[0].zero_point)
-            layer.macs = acc.size * op.weight[0].size
-        elif op.kind is OpKind.LINEAR:
-            acc = k.linear_acc(inputs[0], op, in_quant[0].zero_point)
-            layer.macs = acc.size * op.weight.shape[1]
-        elif op.kind is OpKind.ADD:
-            acc = k.add_acc(inputs[0], inputs[1], op.weight_a, op.weight_b, in_quant[0].zero_point, in_quant[1].zero_point)
-        elif op.kind is OpKind.AVGPOOL2D:
-            acc = k.avgpool_acc(inputs[0], op, in_quant[0].zero_point)
-        elif op.kind is OpKind.GLOBAL_AVGPOOL:
-            acc = k.global_avgpool_acc(inputs[0], in_quant[0].zero_point)
+        if op.kind in PASS_THROUGH_OPS:
+            result, zeros = self._datapath.run_pass_through(op, inputs[0], in_quant[0])
         else:
-            if op.kind is OpKind.MAXPOOL2D:
-                result = k.maxpool(inputs[0], op, in_quant[0].qmin)
-            elif op.kind is OpKind.CLAMP:
-                result = k.clamp(inputs[0], op.lo, op.hi)
-            else:  # FLATTEN
-                result = inputs[0].reshape(batch, -1)
-            result = result.astype(np.int32, copy=False)
-            layer.output_elements = result.size
-            layer.zero_fraction = float(np.mean(result == out.quant.zero_point))
-            return result, layer
-
-        layer.max_abs_acc = int(np.abs(acc).max()) if acc.size else 0
-        acc, layer.overflows = rounding.apply_overflow(acc, program.accumulator_bits, program.overflow)
-        layer.output_elements = acc.size
-        if op.requant is None:
-            layer.zero_fraction = float(np.mean(acc == 0))
-            return acc, layer
-        result = k.requantize(acc, op.requant, out.quant).astype(np.int32, copy=False)
-        layer.requantized = result.size
-        layer.border_lookups = 0 if op.requant.borders.is_nearest else result.size
-        layer.zero_fraction = float(np.mean(result == out.quant.zero_point))
+            result, layer.max_abs_acc, layer.overflows, zeros = self._datapath.run_accumulating(
+                op, inputs, in_quant, out.quant, out.shape, program.accumulator_bits, program.overflow)
+            if op.kind is OpKind.CONV2D:
+                layer.macs = result.size * op.weight[0].size
+            elif op.kind is OpKind.LINEAR:
+                layer.macs = result.size * op.weight.shape[1]
+            if op.requant is not None:
+                layer.requantized = result.size
+                layer.border_lookups = 0 if op.requant.borders.is_nearest else result.size
+        layer.output_elements = result.size
+        layer.zero_fraction = zeros / result.size
         return result, layer
+
+
+class _ReferenceDatapath:
+    """The REFERENCE backend's per-op steps: plain numpy, one pass at a time, from
+    :mod:`aquant_sim.reference` and :mod:`aquant_sim.rounding`. The NUMBA backend's
+    :mod:`aquant_sim.kernels.datapath` has the same two functions and must agree exactly."""
+
+    @staticmethod
+    def run_accumulating(op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow):
+        """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8).
+        Returns ``(values, max_abs_acc, overflows, zeros)``."""
+        x, z = inputs[0], in_quants[0].zero_point
+        if op.kind is OpKind.CONV2D:
+            acc = reference.conv2d_acc(x, op, z)
+        elif op.kind is OpKind.LINEAR:
+            acc = reference.linear_acc(x, op, z)
+        elif op.kind is OpKind.ADD:
+            acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
+        elif op.kind is OpKind.AVGPOOL2D:
+            acc = reference.avgpool_acc(x, op, z)
+        else:
+            acc = reference.global_avgpool_acc(x, z)
+        max_abs = int(np.abs(acc).max())
+        acc, overflows = rounding.apply_overflow(acc, accumulator_bits, overflow)
+        if op.requant is None:
+            return acc, max_abs, overflows, int(np.count_nonzero(acc == 0))
+        result = reference.requantize(acc, op.requant, out_quant).astype(np.int32)
+        return result, max_abs, overflows, int(np.count_nonzero(result == out_quant.zero_point))
+
+    @staticmethod
+    def run_pass_through(op, x, quant):
+        """Max pooling, clamp or flatten. Returns ``(int32 values, zeros)``."""
+        if op.kind is OpKind.MAXPOOL2D:
+            result = reference.maxpool(x, op, quant.qmin)
+        elif op.kind is OpKind.CLAMP:
+            result = reference.clamp(x, op.lo, op.hi)
+        else:
+            result = x.reshape(x.shape[0], -1)
+        result = result.astype(np.int32, copy=False)
+        return result, int(np.count_nonzero(result == quant.zero_point))

@@ -11,7 +11,14 @@ import sys
 
 from aquant_sim.errors import AquantError
 
-SUBCOMMANDS = ("aquant_sim.cli.calibrate", "aquant_sim.cli.evaluate")
+SUBCOMMANDS = (
+    "aquant_sim.cli.demo",
+    "aquant_sim.cli.train",
+    "aquant_sim.cli.calibrate",
+    "aquant_sim.cli.evaluate",
+    "aquant_sim.cli.simulate",
+    "aquant_sim.cli.verify",
+)
 """Modules (imported lazily by name) that each register one subcommand, in help order."""
 
 

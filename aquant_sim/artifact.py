@@ -1,0 +1,471 @@
+"""Save and load integer programs: one zip file per program, documented in ``docs/artifact.md``.
+
+The zip holds ``manifest.json`` (format name, integer version, program settings, tensors, ops,
+requantizers and border tables; every array is named by the zip member that holds it) and one
+``.npy`` file per array. Nothing in the file is ever executed: the manifest is plain JSON, arrays
+are read with ``allow_pickle=False`` after their header has been checked against the dtype and
+size that the format prescribes.
+
+Loading checks every field and raises one :class:`ArtifactError` naming the file and the field
+(``op 'layer1.0.conv1' (conv2d): requant.multiplier: ...``); the semantic checks of
+``aquant_sim.program`` (ranges, shapes, graph) run on the result and their :class:`ProgramError`
+is re-raised as :class:`ArtifactError` with the same message. Writing is atomic (a temporary file
+in the same folder, then a rename) and deterministic: the same program gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import struct
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from aquant_sim.errors import ArtifactError, ProgramError
+from aquant_sim.program import (
+    OP_TYPES, AccumulatorParams, BorderTable, OpKind, Program, QuantParams, Requantizer, Tensor,
+)
+from aquant_sim.rounding import OverflowPolicy
+
+FORMAT_NAME = "aquant-sim-program"
+FORMAT_VERSION = 1
+"""Readers accept exactly the versions they know; any change to the manifest bumps it."""
+KNOWN_VERSIONS = (1,)
+
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 << 20
+"""A manifest larger than this is not a program (the manifest holds no arrays)."""
+MAX_ARRAY_BYTES = 1 << 31
+"""Largest array member (2 GiB): far above any real layer, small enough to refuse zip bombs."""
+MAX_TENSOR_ELEMENTS = 1 << 31
+"""Largest tensor (per sample) that a manifest may declare."""
+_MEMBER_NAME = re.compile(r"^arrays/[A-Za-z0-9_.\-]+\.npy$")
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed so that saving is deterministic
+
+# Array fields: (dtype, rank). Weights use the narrowest of int8/int16 that holds weight_bits.
+_F64 = np.dtype("<f8")
+_I32 = np.dtype("<i4")
+
+
+def weight_dtype(weight_bits: int) -> np.dtype:
+    """The stored dtype of a weight array: int8 up to 8 bits, int16 above."""
+    return np.dtype("i1") if weight_bits <= 8 else np.dtype("<i2")
+
+
+# Per op type, its fields in manifest order besides "type" and "name". Kinds: "tensor" (a tensor
+# name), "int", "pair" ([int, int]), "requant" (an object), "requant?" (an object or null),
+# "weight" (array of weight_dtype, rank given), ("array", dtype, rank).
+_OP_FIELDS: dict[OpKind, tuple[tuple[str, object], ...]] = {
+    OpKind.CONV2D: (
+        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 4)),
+        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
+        ("stride", "pair"), ("padding", "pair"), ("dilation", "pair"), ("groups", "int"),
+    ),
+    OpKind.LINEAR: (
+        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 2)),
+        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
+    ),
+    OpKind.ADD: (
+        ("input_a", "tensor"), ("input_b", "tensor"), ("output", "tensor"),
+        ("weight_a", "int"), ("weight_b", "int"), ("requant", "requant"),
+    ),
+    OpKind.MAXPOOL2D: (
+        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
+        ("padding", "pair"), ("dilation", "pair"),
+    ),
+    OpKind.AVGPOOL2D: (
+        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
+        ("padding", "pair"), ("requant", "requant"),
+    ),
+    OpKind.GLOBAL_AVGPOOL: (("input", "tensor"), ("output", "tensor"), ("requant", "requant")),
+    OpKind.FLATTEN: (("input", "tensor"), ("output", "tensor")),
+    OpKind.CLAMP: (
+        ("input", "tensor"), ("output", "tensor"), ("lo", ("array", _I32, 1)), ("hi", ("array", _I32, 1)),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+class _Writer:
+    """Collects arrays under member names while the manifest is built."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, values: np.ndarray, dtype: np.dtype) -> str:
+        member = f"arrays/{name}.npy"
+        converted = np.ascontiguousarray(values).astype(dtype)
+        if not np.array_equal(converted, values):
+            raise ArtifactError(f"{name}: values do not fit dtype {dtype}")
+        self.arrays[member] = converted
+        return member
+
+    def borders(self, prefix: str, table: BorderTable) -> dict:
+        return {"frac_bits": table.frac_bits, "values": self.array(f"{prefix}.values", table.values, _I32)}
+
+    def requant(self, prefix: str, requant: Requantizer | None) -> dict | None:
+        if requant is None:
+            return None
+        return {
+            "multiplier": self.array(f"{prefix}.multiplier", requant.multiplier, _I32),
+            "shift": self.array(f"{prefix}.shift", requant.shift, _I32),
+            "borders": self.borders(f"{prefix}.borders", requant.borders),
+        }
+
+
+def _tensor_manifest(index: int, tensor: Tensor, writer: _Writer) -> dict:
+    quant = tensor.quant
+    if isinstance(quant, QuantParams):
+        quant_json = {"kind": "quantized", "bits": quant.bits, "signed": quant.signed,
+                      "scale": float(quant.scale), "zero_point": quant.zero_point}
+    else:
+        quant_json = {"kind": "accumulator", "scale": writer.array(f"tensor{index}.scale", quant.scale, _F64)}
+    return {"name": tensor.name, "shape": list(tensor.shape), "quant": quant_json}
+
+
+def _op_manifest(index: int, op, writer: _Writer) -> dict:
+    entry = {"type": op.kind.value, "name": op.name}
+    prefix = f"op{index}"
+    for field, kind in _OP_FIELDS[op.kind]:
+        value = getattr(op, field)
+        if kind in ("tensor", "int"):
+            entry[field] = value if kind == "tensor" else int(value)
+        elif kind == "pair":
+            entry[field] = [int(v) for v in value]
+        elif kind in ("requant", "requant?"):
+            entry[field] = writer.requant(f"{prefix}.requant", value)
+        elif kind[0] == "weight":
+            entry[field] = writer.array(f"{prefix}.weight", value, weight_dtype(op.weight_bits))
+        else:
+            entry[field] = writer.array(f"{prefix}.{field}", value, kind[1])
+    return entry
+
+
+def program_manifest(program: Program) -> tuple[dict, dict[str, np.ndarray]]:
+    """The manifest of a program and its arrays by member name (what :func:`save_program` writes)."""
+    writer = _Writer()
+    manifest = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "program": {
+            "input": program.input,
+            "output": program.output,
+            "accumulator_bits": program.accumulator_bits,
+            "overflow": program.overflow.value,
+            "input_borders": writer.borders("input_borders", program.input_borders),
+        },
+        "tensors": [_tensor_manifest(i, t, writer) for i, t in enumerate(program.tensors)],
+        "ops": [_op_manifest(i, op, writer) for i, op in enumerate(program.ops)],
+    }
+    return manifest, writer.arrays
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_program(program: Program, path) -> Path:
+    """Write ``program`` to ``path`` atomically (temporary file, then rename); return the path.
+
+    The bytes depend only on the program: fixed timestamps, members in manifest order.
+    """
+    path = Path(path)
+    manifest, arrays = program_manifest(program)
+    text = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for member, data in [(MANIFEST, text)] + [(m, _npy_bytes(a)) for m, a in arrays.items()]:
+                    info = zipfile.ZipInfo(member, date_time=_FIXED_TIME)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _fail(where: str, message: str):
+    raise ArtifactError(f"{where}: {message}" if where else message)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"key '{duplicate}' appears twice in one object")
+    return dict(pairs)
+
+
+def _object(value, where: str, keys: tuple[str, ...]) -> dict:
+    """Check that ``value`` is a JSON object with exactly ``keys``."""
+    if not isinstance(value, dict):
+        _fail(where, f"expected an object, got {type(value).__name__}")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        _fail(where, f"missing field '{missing[0]}'")
+    extra = sorted(set(value) - set(keys))
+    if extra:
+        _fail(where, f"unknown field '{extra[0]}'")
+    return value
+
+
+def _int(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(where, f"expected an integer, got {value!r:.60}")
+    return value
+
+
+def _str(value, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        _fail(where, f"expected a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(where, f"expected a number, got {value!r:.60}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number <= 0:
+        _fail(where, f"must be finite and positive, got {value!r:.60}")
+    return number
+
+
+def _int_list(value, where: str, length: int | None = None) -> list[int]:
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        count = "a list" if length is None else f"a list of {length} integers"
+        _fail(where, f"expected {count}, got {value!r:.60}")
+    return [_int(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+class _Reader:
+    """Reads arrays from the open zip by member name, checking each header before the data."""
+
+    def __init__(self, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]):
+        self.archive = archive
+        self.members = members
+        self.used: set[str] = set()
+
+    def array(self, member, where: str, dtype: np.dtype, ndim: int) -> np.ndarray:
+        if not isinstance(member, str) or not _MEMBER_NAME.match(member):
+            _fail(where, f"expected an array member name 'arrays/<name>.npy', got {member!r:.60}")
+        info = self.members.get(member)
+        if info is None:
+            _fail(where, f"array '{member}' is missing from the file")
+        self.used.add(member)
+        if info.file_size > MAX_ARRAY_BYTES:
+            _fail(where, f"array '{member}' is {info.file_size} bytes, more than the limit {MAX_ARRAY_BYTES}")
+        data = _read_member(self.archive, info, where)
+        buffer = io.BytesIO(data)
+        try:
+            version = np.lib.format.read_magic(buffer)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"NPY format version {version[0]}.{version[1]} (only 1.0 and 2.0 are allowed)")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, stored = read_header(buffer)
+        except (ValueError, SyntaxError, TypeError) as error:
+            _fail(where, f"array '{member}' is not a valid .npy file: {error}")
+        if stored != dtype:
+            _fail(where, f"array '{member}' has dtype {stored.str if stored.kind != 'O' else 'object'}, expected {dtype.str}")
+        if len(shape) != ndim:
+            _fail(where, f"array '{member}' has shape {shape}, expected {ndim} dimensions")
+        if fortran_order:
+            _fail(where, f"array '{member}' is stored in Fortran order; the format requires C order")
+        expected_bytes = math.prod(shape) * dtype.itemsize
+        if expected_bytes != len(data) - buffer.tell():
+            _fail(where, f"array '{member}' declares shape {shape} but holds {len(data) - buffer.tell()} data bytes")
+        buffer.seek(0)
+        try:
+            return np.lib.format.read_array(buffer, allow_pickle=False)
+        except ValueError as error:
+            _fail(where, f"array '{member}' cannot be read: {error}")
+
+    def borders(self, value, parent: str) -> BorderTable:
+        """A border table at ``{parent}borders``; ``parent`` ends in "." or ": "."""
+        where = f"{parent}borders"
+        fields = _object(value, where, ("frac_bits", "values"))
+        frac_bits = _int(fields["frac_bits"], f"{where}.frac_bits")
+        values = self.array(fields["values"], f"{where}.values", _I32, 2)
+        return _construct(parent, BorderTable, frac_bits, values)
+
+    def requant(self, value, parent: str) -> Requantizer:
+        """A requantizer at ``{parent}requant``."""
+        where = f"{parent}requant"
+        fields = _object(value, where, ("multiplier", "shift", "borders"))
+        multiplier = self.array(fields["multiplier"], f"{where}.multiplier", _I32, 1)
+        shift = self.array(fields["shift"], f"{where}.shift", _I32, 1)
+        borders = self.borders(fields["borders"], f"{where}.")
+        return _construct(parent, Requantizer, multiplier, shift, borders)
+
+
+def _construct(prefix: str, cls, *args, **kwargs):
+    """Build a program object; its own validation error (which names the field relative to the
+    object) becomes an ArtifactError with ``prefix`` naming where the object is."""
+    try:
+        return cls(*args, **kwargs)
+    except ProgramError as error:
+        raise ArtifactError(f"{prefix}{error}") from None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error, NotImplementedError) as error:
+        _fail(where, f"member '{info.filename}' is corrupt: {error}")
+
+
+def _read_tensor(value, where: str, reader: _Reader) -> Tensor:
+    fields = _object(value, where, ("name", "shape", "quant"))
+    name = _str(fields["name"], f"{where}.name")
+    where = f"tensor '{name}'"
+    shape = _int_list(fields["shape"], f"{where}.shape")
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        _fail(f"{where}.shape", f"must be [C, H, W] or [F] of positive sizes, got {shape}")
+    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        _fail(f"{where}.shape", f"{shape} has more than {MAX_TENSOR_ELEMENTS} elements")
+    quant = fields["quant"]
+    if not isinstance(quant, dict) or quant.get("kind") not in ("quantized", "accumulator"):
+        _fail(f"{where}.quant", "expected an object with kind 'quantized' or 'accumulator'")
+    if quant["kind"] == "quantized":
+        q = _object(quant, f"{where}.quant", ("kind", "bits", "signed", "scale", "zero_point"))
+        if not isinstance(q["signed"], bool):
+            _fail(f"{where}.quant.signed", f"expected true or false, got {q['signed']!r:.60}")
+        params = _construct(f"{where}: ", QuantParams, _int(q["bits"], f"{where}.quant.bits"), q["signed"],
+                            _number(q["scale"], f"{where}.quant.scale"), _int(q["zero_point"], f"{where}.quant.zero_point"))
+    else:
+        q = _object(quant, f"{where}.quant", ("kind", "scale"))
+        params = _construct(f"{where}: ", AccumulatorParams, reader.array(q["scale"], f"{where}.quant.scale", _F64, 1))
+    return _construct("", Tensor, name, tuple(shape), params)
+
+
+def _read_op(value, index: int, reader: _Reader):
+    if not isinstance(value, dict):
+        _fail(f"ops[{index}]", f"expected an object, got {type(value).__name__}")
+    type_name, name = value.get("type"), value.get("name")
+    kinds = {kind.value: kind for kind in OP_TYPES}
+    if not isinstance(type_name, str) or type_name not in kinds:
+        _fail(f"ops[{index}].type", f"unknown op type {type_name!r:.60}; known: {sorted(kinds)}")
+    kind = kinds[type_name]
+    name = _str(name, f"ops[{index}].name")
+    where = f"op '{name}' ({type_name})"
+    specs = _OP_FIELDS[kind]
+    fields = _object(value, where, ("type", "name") + tuple(f for f, _ in specs))
+    args = {}
+    for field, spec in specs:
+        raw, at = fields[field], f"{where}: {field}"
+        if spec == "tensor":
+            args[field] = _str(raw, at)
+        elif spec == "int":
+            args[field] = _int(raw, at)
+        elif spec == "pair":
+            args[field] = tuple(_int_list(raw, at, 2))
+        elif spec == "requant?" and raw is None:
+            args[field] = None
+        elif spec in ("requant", "requant?"):
+            args[field] = reader.requant(raw, f"{where}: ")
+        elif spec[0] == "weight":
+            args[field] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec[1])
+        else:
+            args[field] = reader.array(raw, at, spec[1], spec[2])
+    try:
+        return OP_TYPES[kind](name=name, **args)
+    except ProgramError as error:
+        raise ArtifactError(str(error)) from None
+
+
+def _read_manifest(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict:
+    info = members.get(MANIFEST)
+    if info is None:
+        _fail("", f"'{MANIFEST}' is missing: not an aquant-sim program")
+    if info.file_size > MAX_MANIFEST_BYTES:
+        _fail(MANIFEST, f"is {info.file_size} bytes, more than the limit {MAX_MANIFEST_BYTES}")
+    data = _read_member(archive, info, MANIFEST)
+    try:
+        manifest = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as error:
+        _fail(MANIFEST, f"is not valid JSON: {error}")
+    if not isinstance(manifest, dict):
+        _fail(MANIFEST, "must hold a JSON object")
+    if manifest.get("format") != FORMAT_NAME:
+        _fail("format", f"expected '{FORMAT_NAME}', got {manifest.get('format')!r:.60}")
+    version = manifest.get("version")
+    if isinstance(version, bool) or version not in KNOWN_VERSIONS:
+        _fail("version", f"unknown format version {version!r:.60}; this reader knows {list(KNOWN_VERSIONS)}")
+    return _object(manifest, "", ("format", "version", "program", "tensors", "ops"))
+
+
+def _build_program(manifest: dict, reader: _Reader) -> Program:
+    settings = _object(manifest["program"], "program", ("input", "output", "accumulator_bits", "overflow", "input_borders"))
+    policies = {policy.value: policy for policy in OverflowPolicy}
+    if not isinstance(settings["overflow"], str) or settings["overflow"] not in policies:
+        _fail("program.overflow", f"expected one of {sorted(policies)}, got {settings['overflow']!r:.60}")
+    for key in ("tensors", "ops"):
+        if not isinstance(manifest[key], list):
+            _fail(key, f"expected a list, got {type(manifest[key]).__name__}")
+    tensors = [_read_tensor(t, f"tensors[{i}]", reader) for i, t in enumerate(manifest["tensors"])]
+    ops = [_read_op(op, i, reader) for i, op in enumerate(manifest["ops"])]
+    return _construct(
+        "", Program, tensors, ops,
+        _str(settings["input"], "program.input"), _str(settings["output"], "program.output"),
+        reader.borders(settings["input_borders"], "program.input_"),
+        _int(settings["accumulator_bits"], "program.accumulator_bits"), policies[settings["overflow"]],
+    )
+
+
+def load_program(path) -> Program:
+    """Read and validate a program written by :func:`save_program` (or any writer that follows
+    ``docs/artifact.md``). Every problem raises one :class:`ArtifactError` naming the file and
+    the field."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            members = {}
+            for info in infos:
+                if info.filename in members:
+                    _fail("", f"member '{info.filename}' appears twice")
+                if info.flag_bits & 0x1:
+                    _fail("", f"member '{info.filename}' is encrypted")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    _fail("", f"member '{info.filename}' uses compression method {info.compress_type}; only stored and deflated are allowed")
+                members[info.filename] = info
+            reader = _Reader(archive, members)
+            program = _build_program(_read_manifest(archive, members), reader)
+            unused = sorted(set(members) - reader.used - {MANIFEST})
+            if unused:
+                _fail("", f"member '{unused[0]}' is not referenced by the manifest")
+            return program
+    except ArtifactError as error:
+        raise ArtifactError(f"{path}: {error}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, ValueError) as error:
+        raise ArtifactError(f"{path}: not a readable zip file: {error}") from None
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot read: {error.strerror or error}") from None

@@ -1,0 +1,213 @@
+"""Conv2d (D.1) and linear (D.2) as im2col plus an exact GEMM.
+
+Exactness of the float GEMM paths
+---------------------------------
+For output channel ``c`` the datapath sums ``S_c = sum_i w[c, i] * (x_i - z_x)`` over the
+``K`` taps of its window (padded taps hold ``z_x`` and contribute 0). Every product and every
+partial sum, in whatever order a BLAS library adds them, is an integer of magnitude at most
+
+    bound = max_c sum_i |w[c, i]| * max_i |x_i - z_x|,
+
+because a partial sum is a sum over a subset of the terms and ``|w * (x - z)| <=
+|w| * max|x - z|``. An IEEE-754 binary format with a ``p``-bit significand represents every
+integer of magnitude at most ``2^p`` exactly, and the sum or product of two such integers is
+again such an integer whenever its magnitude is at most ``2^p``; correctly rounded addition
+and multiplication (and fused multiply-add) then return it without error. So if
+``bound < 2^24`` every operation of a float32 GEMM is exact and it returns ``S_c`` exactly
+(float64: ``bound < 2^53``). The bound is computed from the actual weights and the actual
+input batch (``max|x - z|`` over the batch), so it holds for this call, not for a typical one.
+Otherwise the GEMM runs as an int64 numba loop. The bias is added afterwards in int64, and the
+accumulator width A is applied to the exact sum by the caller, so the overflow check is exact
+on every path.
+
+The sums are returned without the bias, channel-major: the GEMM's (O, N * P) result as an
+(O, N, P) array (``P = OH * OW``), which a fused pass reads contiguously (a transposed view
+reads ~10x slower in numba).
+"""
+
+from __future__ import annotations
+
+import enum
+import weakref
+
+import numpy as np
+
+from aquant_sim.kernels.config import parallel_jit, prange
+from aquant_sim.program import Conv2d, Linear
+
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+
+
+class GemmPath(enum.Enum):
+    """Which arithmetic computes the integer GEMM; each one is exact for the bounds it gets."""
+
+    FLOAT32 = np.float32
+    """BLAS sgemm: every partial sum below 2^24."""
+    FLOAT64 = np.float64
+    """BLAS dgemm: every partial sum below 2^53."""
+    INT64 = np.int64
+    """A numba int64 loop: always exact (sums of A <= 32 bit accumulators' inputs fit int64)."""
+
+
+def gemm_path(weight_row_sum: int, max_abs_input: int) -> GemmPath:
+    """The cheapest exact path for weights whose largest ``sum_i |w[c, i]|`` is
+    ``weight_row_sum`` against inputs with ``|x - z| <= max_abs_input``: ``bound =
+    weight_row_sum * max_abs_input`` (see the module text)."""
+    bound = int(weight_row_sum) * int(max_abs_input)
+    if bound < FLOAT32_EXACT:
+        return GemmPath.FLOAT32
+    if bound < FLOAT64_EXACT:
+        return GemmPath.FLOAT64
+    return GemmPath.INT64
+
+
+class _PreparedWeights:
+    """An op's weights as (G, O/G, K) matrices per GEMM dtype, and ``max_c sum_i |w[c, i]|``."""
+
+    def __init__(self, weight: np.ndarray, groups: int):
+        out_channels = weight.shape[0]
+        self.matrix = weight.reshape(groups, out_channels // groups, -1)
+        self.row_sum = int(np.abs(weight.reshape(out_channels, -1).astype(np.int64)).sum(axis=1).max())
+        self._by_dtype = {}
+
+    def as_dtype(self, path: GemmPath) -> np.ndarray:
+        if path not in self._by_dtype:
+            self._by_dtype[path] = np.ascontiguousarray(self.matrix, dtype=path.value)
+        return self._by_dtype[path]
+
+
+_PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""Per-op weight conversions, computed once per op and freed with it. Ops are frozen and their
+weights are not modified after validation, which this cache relies on."""
+
+
+def _prepared(op) -> _PreparedWeights:
+    prepared = _PREPARED.get(op)
+    if prepared is None:
+        prepared = _PREPARED[op] = _PreparedWeights(op.weight, getattr(op, "groups", 1))
+    return prepared
+
+
+def max_abs_centred(x: np.ndarray, zero_point: int) -> int:
+    """``max |x - z|`` over the batch, in exact Python integers."""
+    return max(int(x.max()) - zero_point, zero_point - int(x.min()))
+
+
+@parallel_jit
+def _im2col(x, zero_point, kh_, kw_, sh, sw, ph, pw, dh, dw, oh, ow, cols):
+    """``cols[(c*KH + kh)*KW + kw, (n*OH + oy)*OW + ox] = xp[n, c, oy*sh + kh*dh, ox*sw + kw*dw]
+    - z``, ``xp`` the input padded with ``z`` (so padding writes 0)."""
+    batch, channels, h, w = x.shape
+    for r in prange(channels * kh_ * kw_):
+        c = r // (kh_ * kw_)
+        kh = (r // kw_) % kh_
+        kw = r % kw_
+        # Output columns whose tap ix = ox*sw - pw + kw*dw lies inside the input: [first, stop).
+        offset = kw * dw - pw
+        first = min(ow, max(0, (-offset + sw - 1) // sw))
+        stop = max(first, min(ow, (w - 1 - offset) // sw + 1))
+        for n in range(batch):
+            for oy in range(oh):
+                iy = oy * sh - ph + kh * dh
+                base = (n * oh + oy) * ow
+                if iy < 0 or iy >= h:
+                    for ox in range(ow):
+                        cols[r, base + ox] = 0
+                    continue
+                for ox in range(first):
+                    cols[r, base + ox] = 0
+                # Explicit loops (not slice assignments) and a unit-stride case that vectorizes:
+                # together ~2x faster in numba.
+                if sw == 1:
+                    for ox in range(first, stop):
+                        cols[r, base + ox] = x[n, c, iy, ox + offset] - zero_point
+                else:
+                    for ox in range(first, stop):
+                        cols[r, base + ox] = x[n, c, iy, ox * sw + offset] - zero_point
+                for ox in range(stop, ow):
+                    cols[r, base + ox] = 0
+
+
+@parallel_jit
+def _int_gemm(weight, cols, out):
+    """``out[g, o, j] = sum_k weight[g, o, k] * cols[g, k, j]`` in int64."""
+    groups, rows, depth = weight.shape
+    width = cols.shape[2]
+    for t in prange(groups * rows):
+        g, o = t // rows, t % rows
+        for j in range(width):
+            out[g, o, j] = 0
+        for k in range(depth):
+            wk = np.int64(weight[g, o, k])
+            if wk != 0:
+                for j in range(width):
+                    out[g, o, j] += wk * cols[g, k, j]
+
+
+def exact_gemm(weight: np.ndarray, cols: np.ndarray, path: GemmPath) -> np.ndarray:
+    """``weight (G, O, K) @ cols (G, K, J)`` with both operands already of the path's dtype."""
+    if path is GemmPath.INT64:
+        out = np.empty((weight.shape[0], weight.shape[1], cols.shape[2]), dtype=np.int64)
+        _int_gemm(weight, cols, out)
+        return out
+    return np.matmul(weight, cols)
+
+
+def conv2d_output_hw(x_shape: tuple[int, ...], op: Conv2d) -> tuple[int, int]:
+    """Output height and width of a conv over an (N, C, H, W) input."""
+    return tuple(
+        (x_shape[2 + a] + 2 * op.padding[a] - op.dilation[a] * (op.weight.shape[2 + a] - 1) - 1) // op.stride[a] + 1
+        for a in (0, 1)
+    )
+
+
+def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
+    """D.1 without the bias: ``S[o, n, p]``, channel-major (O, N, OH*OW), of the GEMM path's dtype."""
+    n, c, _, _ = x.shape
+    out_c, cg, kh_, kw_ = op.weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    oh, ow = conv2d_output_hw(x.shape, op)
+    prepared = _prepared(op)
+    path = gemm_path(prepared.row_sum, max_abs_centred(x, zero_point))
+    cols = np.empty((c * kh_ * kw_, n * oh * ow), dtype=path.value)
+    _im2col(x, zero_point, kh_, kw_, sh, sw, ph, pw, dh, dw, oh, ow, cols)
+    sums = exact_gemm(prepared.as_dtype(path), cols.reshape(op.groups, cg * kh_ * kw_, n * oh * ow), path)
+    return sums.reshape(out_c, n, oh * ow)
+
+
+def linear_sums(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
+    """D.2 without the bias: ``S[o, n, 0]``, channel-major (O, N, 1), of the GEMM path's dtype."""
+    prepared = _prepared(op)
+    path = gemm_path(prepared.row_sum, max_abs_centred(x, zero_point))
+    centred = np.ascontiguousarray((x.astype(np.int64) - zero_point).T, dtype=path.value)
+    return exact_gemm(prepared.as_dtype(path), centred[None], path)[0][:, :, None]
+
+
+@parallel_jit
+def _add_bias(sums, bias, out):
+    """``out[n, o, p] = int64(sums[o, n, p]) + bias[o]`` (the float sums are exact integers)."""
+    channels, batch, positions = sums.shape
+    for t in prange(batch * channels):
+        n, o = t // channels, t % channels
+        for p in range(positions):
+            out[n, o, p] = np.int64(sums[o, n, p]) + bias[o]
+
+
+def with_bias(sums: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Exact int64 accumulators ``sums + bias[o]``, from channel-major (O, N, P) to (N, O, P)."""
+    out = np.empty((sums.shape[1], sums.shape[0], sums.shape[2]), dtype=np.int64)
+    _add_bias(sums, bias, out)
+    return out
+
+
+def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
+    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] * (xp - z)``, exact
+    int64, equal to ``reference.conv2d_acc``."""
+    acc = with_bias(conv2d_sums(x, op, zero_point), op.bias)
+    return acc.reshape(x.shape[0], op.weight.shape[0], *conv2d_output_hw(x.shape, op))
+
+
+def linear_acc(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
+    """D.2: ``acc[n, o] = bias[o] + sum_i w[o, i] * (x[n, i] - z)``, exact int64."""
+    return with_bias(linear_sums(x, op, zero_point), op.bias)[:, :, 0]

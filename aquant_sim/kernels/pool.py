@@ -1,0 +1,97 @@
+"""Pooling kernels: max pooling (D.10), average pooling sums (D.11), global average pooling
+sums (D.12). Exact integer code; every kernel is parallel over (n, c) planes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aquant_sim.kernels.config import parallel_jit, prange
+from aquant_sim.program import AvgPool2d, MaxPool2d
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@parallel_jit
+def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, out):
+    """``out[n, c, oy, ox]`` = max over the window of the input padded with ``qmin``."""
+    batch, channels, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for oy in range(oh):
+            for ox in range(ow):
+                best = np.int64(qmin)
+                for kh in range(kh_):
+                    iy = oy * sh - ph + kh * dh
+                    if 0 <= iy < h:
+                        for kw in range(kw_):
+                            ix = ox * sw - pw + kw * dw
+                            if 0 <= ix < w and x[n, c, iy, ix] > best:
+                                best = x[n, c, iy, ix]
+                out[n, c, oy, ox] = best
+
+
+def maxpool_into(x: np.ndarray, op: MaxPool2d, qmin: int, dtype) -> np.ndarray:
+    """D.10 into a new array of ``dtype``."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, op.stride, op.padding, op.dilation
+    out = np.empty((n, c, _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)), dtype=dtype)
+    _maxpool(x, qmin, kh, kw, sh, sw, ph, pw, dh, dw, out)
+    return out
+
+
+def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
+    """D.10: the window maximum (padding holds ``qmin`` and never wins); int64 levels."""
+    return maxpool_into(x, op, qmin, np.int64)
+
+
+@parallel_jit
+def _avgpool_sums(x, zero_point, kh_, kw_, sh, sw, ph, pw, out):
+    """``out[n, c, oy, ox] = sum over the window of (xp - z)``; padded taps add 0."""
+    batch, channels, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for oy in range(oh):
+            for ox in range(ow):
+                total = np.int64(0)
+                for kh in range(kh_):
+                    iy = oy * sh - ph + kh
+                    if 0 <= iy < h:
+                        for kw in range(kw_):
+                            ix = ox * sw - pw + kw
+                            if 0 <= ix < w:
+                                total += np.int64(x[n, c, iy, ix]) - zero_point
+                out[n, c, oy, ox] = total
+
+
+def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
+    """D.11: ``acc = sum over the window of (xp - z)``, padding counted (it adds 0); the
+    divisor lives in the requantizer. Exact int64."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel_size, op.stride, op.padding
+    out = np.empty((n, c, _out_size(h, kh, sh, ph, 1), _out_size(w, kw, sw, pw, 1)), dtype=np.int64)
+    _avgpool_sums(x, zero_point, kh, kw, sh, sw, ph, pw, out)
+    return out
+
+
+@parallel_jit
+def _plane_sums(x, zero_point, out):
+    """``out[n, c] = sum_{y, x} (x[n, c, y, x] - z)``."""
+    batch, channels, h, w = x.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        total = np.int64(0)
+        for iy in range(h):
+            for ix in range(w):
+                total += np.int64(x[n, c, iy, ix]) - zero_point
+        out[n, c] = total
+
+
+def global_avgpool_acc(x: np.ndarray, zero_point: int) -> np.ndarray:
+    """D.12: ``acc[n, c, 0, 0] = sum_{y, x} (x[n, c, y, x] - z)``, exact int64."""
+    out = np.empty((x.shape[0], x.shape[1]), dtype=np.int64)
+    _plane_sums(x, zero_point, out)
+    return out[:, :, None, None]

@@ -1,0 +1,174 @@
+"""The conformance kit: run the requantization contract's properties against any implementation.
+
+A hardware team models its rounding unit (a Python model of an RTL block, a C kernel through
+ctypes, a simulator binding) as one Python callable with this signature, vectorised over a 1-D
+accumulator array and per-tensor otherwise::
+
+    fn(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax) -> q
+
+    acc         1-D np.ndarray of int64: A-bit signed accumulators (A in 8..32)
+    multiplier  int m in [2^30, 2^31)
+    shift       int n with n - F in [A - 32, 62] (n - F < 0 shifts left)
+    frac_bits   int F in 1..16
+    borders     1-D np.ndarray of int64, each B in [1, 2^F]: length 1 (one border for every
+                level) or qmax - qmin (B[j] decides between levels qmin + j and qmin + j + 1)
+    zero_point  int z in [qmin, qmax]
+    qmin, qmax  ints: the b-bit output range (b in 2..16, signed or unsigned)
+    q           1-D integer array-like of the same length: the output levels
+
+and calls :func:`check_requantizer`. It checks, each on ``max_examples`` drawn cases (ties on a
+border, type limits and powers of two favoured): equality with the contract
+:func:`aquant_sim.rounding.requantize`, equations (6)-(8); ``beta = 1/2`` (every B = 2^(F-1)) is
+round-half-up and ``beta = 1`` (every B = 2^F) is floor of the exact real value
+``acc * m / 2^n + z``; monotone in ``acc``; always within ``[qmin, qmax]``. The first property
+that fails raises :class:`ConformanceError` with the shrunk counterexample: inputs, expected,
+got. See ``docs/conformance.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+
+from aquant_sim import rounding
+from aquant_sim.program import QuantParams, Requantizer, BorderTable
+from aquant_sim.testing.strategies import RequantizerCase, requantizer_cases
+
+RequantizerFn = Callable[..., object]
+
+
+class ConformanceError(AssertionError):
+    """An implementation disagrees with the contract. The message holds the counterexample;
+    ``case`` (a :class:`RequantizerCase` with the one failing accumulator), ``expected`` and
+    ``got`` hold it as values (``expected`` is None for the monotonicity and range checks)."""
+
+    def __init__(self, message: str, case: RequantizerCase, expected=None, got=None):
+        super().__init__(message)
+        self.case, self.expected, self.got = case, expected, got
+
+
+def _single(case: RequantizerCase, index: int) -> RequantizerCase:
+    return RequantizerCase(**{**case.__dict__, "acc": case.acc[index : index + 1]})
+
+
+def contract(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax) -> np.ndarray:
+    """The contract (6)-(8) itself in the kit's signature (:func:`rounding.requantize`)."""
+    return rounding.requantize(
+        np.asarray(acc, dtype=np.int64), [multiplier], [shift], frac_bits,
+        np.asarray(borders, dtype=np.int64)[None, :], zero_point, qmin, qmax, channel_axis=0,
+    )
+
+
+def from_op_requantizer(requantize: Callable) -> RequantizerFn:
+    """Adapt a backend's ``requantize(acc, Requantizer, QuantParams)`` (the reference's and the
+    kernels' signature, acc of shape (N, C, ...)) to the kit's signature: acc becomes one row
+    ``(1, len(acc))`` of channels sharing the per-tensor multiplier and table."""
+
+    def adapted(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax):
+        bits = int(qmax - qmin + 1).bit_length() - 1
+        requant = Requantizer(np.array([multiplier]), np.array([shift]), BorderTable(frac_bits, np.asarray(borders)[None, :]))
+        quant = QuantParams(bits, qmin < 0, 1.0, zero_point)
+        return np.asarray(requantize(np.asarray(acc, dtype=np.int64)[None, :], requant, quant))[0]
+
+    return adapted
+
+
+def _exact_real_round(case: RequantizerCase, floor: bool) -> np.ndarray:
+    """Round-half-up (or floor) of ``acc * m / 2^n + z``, in exact integer arithmetic."""
+    out = []
+    for acc in case.acc.tolist():
+        numerator, n = acc * case.multiplier, case.shift
+        if n <= 0:
+            level = numerator << -n
+        elif floor:
+            level = numerator >> n
+        else:
+            level = (2 * numerator + (1 << n)) >> (n + 1)  # floor(x + 1/2)
+        out.append(min(max(level + case.zero_point, case.qmin), case.qmax))
+    return np.array(out, dtype=np.int64)
+
+
+def _call(fn: RequantizerFn, case: RequantizerCase, prop: str) -> np.ndarray:
+    got = np.asarray(fn(*case.args()))
+    if got.shape != case.acc.shape or got.dtype.kind not in "iu":
+        raise ConformanceError(
+            f"[{prop}] expected a 1-D integer array of {case.acc.size} levels, got dtype {got.dtype} "
+            f"and shape {got.shape}\n  inputs: {case.describe()}", case)
+    return got.astype(np.int64)
+
+
+def _compare(prop: str, case: RequantizerCase, expected: np.ndarray, got: np.ndarray) -> None:
+    wrong = np.flatnonzero(expected != got)
+    if wrong.size:
+        i = int(wrong[0])
+        raise ConformanceError(
+            f"[{prop}] {wrong.size} of {case.acc.size} outputs differ; the first:\n"
+            f"  inputs: {case.describe(i)}\n  expected: {int(expected[i])}\n  got: {int(got[i])}",
+            _single(case, i), int(expected[i]), int(got[i]))
+
+
+def _property_contract(fn, case):
+    _compare("equals contract (6)-(8)", case, contract(*case.args()), _call(fn, case, "equals contract"))
+
+
+def _property_half_up(fn, case):
+    _compare("beta=1/2 is round half up", case, _exact_real_round(case, floor=False), _call(fn, case, "beta=1/2"))
+
+
+def _property_floor(fn, case):
+    _compare("beta=1 is floor", case, _exact_real_round(case, floor=True), _call(fn, case, "beta=1"))
+
+
+def _property_monotone_in_range(fn, case):
+    order = np.argsort(case.acc, kind="stable")
+    sorted_case = RequantizerCase(**{**case.__dict__, "acc": case.acc[order]})
+    got = _call(fn, sorted_case, "monotone")
+    outside = np.flatnonzero((got < case.qmin) | (got > case.qmax))
+    if outside.size:
+        i = int(outside[0])
+        raise ConformanceError(
+            f"[within [qmin, qmax]] output {int(got[i])} is outside [{case.qmin}, {case.qmax}]\n"
+            f"  inputs: {sorted_case.describe(i)}", _single(sorted_case, i), None, int(got[i]))
+    drops = np.flatnonzero(np.diff(got) < 0)
+    if drops.size:
+        i = int(drops[0])
+        raise ConformanceError(
+            f"[monotone in acc] acc {int(sorted_case.acc[i])} -> {int(got[i])} but the larger acc "
+            f"{int(sorted_case.acc[i + 1])} -> {int(got[i + 1])}\n  inputs: {sorted_case.describe()}",
+            sorted_case, None, got)
+
+
+PROPERTIES = (
+    (_property_contract, None),
+    (_property_half_up, -1),
+    (_property_floor, 0),
+    (_property_monotone_in_range, None),
+)
+"""Each property and the border it fixes (None: drawn; -1: B = 2^(F-1); 0: B = 2^F)."""
+
+
+def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False,
+                      shrink: bool = True) -> None:
+    """Run every property of the contract against ``fn`` (signature in the module docstring).
+
+    Returns None when ``fn`` conforms on every drawn case; raises :class:`ConformanceError`
+    with the shrunk counterexample at the first property that fails. ``derandomize`` makes
+    the drawn cases the same on every run (for CI); ``shrink=False`` reports the first failing
+    case as drawn instead of searching for the smallest one (faster, larger counterexample).
+    """
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
+    for prop, border in PROPERTIES:
+        config(given(case=requantizer_cases(border=border))(_bind(prop, fn)))()
+
+
+def _bind(prop, fn):
+    """A one-argument test of ``prop`` on ``fn`` (hypothesis refuses functions with defaults)."""
+
+    def test(case):
+        prop(fn, case)
+
+    return test

@@ -1,0 +1,325 @@
+"""Hypothesis strategies for random small integer ops and programs.
+
+They draw what the datapath must handle: operand widths 2..8, signed and unsigned activations
+with non-zero zero-points, every border granularity (``BorderGranularity.table_shape``), shared
+and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
+allows (left shifts) to large right shifts, both overflow policies and accumulators narrow
+enough to overflow, conv with stride, padding, dilation, groups and depthwise, linear, residual
+add, max and average pooling, global average pooling, flatten and clamps.
+
+Ops are constructed directly (not through ``ProgramBuilder``) so that multipliers, shifts and
+add weights are free integers rather than derived from scales; ``Program`` validates them.
+Integer inputs are drawn with a numpy generator seeded by hypothesis (shrinkable, cheap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from aquant_sim.program import (
+    AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
+    MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+)
+from aquant_sim.rounding import OverflowPolicy, integer_range
+
+ACT_BITS = st.integers(2, 8)
+WEIGHT_BITS = st.integers(2, 8)
+ACCUMULATOR_BITS = st.sampled_from([8, 10, 12, 16, 20, 24, 32])
+"""Narrow widths overflow on purpose; 32 is the common case."""
+FRAC_BITS = st.integers(1, 12)
+OVERFLOW = st.sampled_from(list(OverflowPolicy))
+GRANULARITY = st.sampled_from(list(BorderGranularity))
+MAX_RIGHT_SHIFT = 46
+"""Largest ``n - F`` drawn: beyond ~40 every small sum requantizes to the zero-point."""
+
+
+@st.composite
+def quant_params(draw, bits=ACT_BITS) -> QuantParams:
+    """A b-bit activation format: signed or not, any zero-point on the grid."""
+    b, signed = draw(bits), draw(st.booleans())
+    qmin, qmax = integer_range(b, signed)
+    zero = draw(st.one_of(st.just(0 if signed else qmin), st.integers(qmin, qmax)))
+    return QuantParams(b, signed, draw(st.floats(2**-8, 4.0)), zero)
+
+
+@st.composite
+def border_tables(draw, channels: int, quant: QuantParams, frac_bits=FRAC_BITS) -> BorderTable:
+    """A border table of a random granularity; values anywhere in [1, 2^F]."""
+    f = draw(frac_bits)
+    shape = draw(GRANULARITY).table_shape(channels, quant.bits)
+    seed = draw(st.integers(0, 2**32 - 1))
+    values = np.random.default_rng(seed).integers(1, (1 << f) + 1, size=shape)
+    return BorderTable(f, values)
+
+
+@st.composite
+def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int) -> Requantizer:
+    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` in
+    ``[A - 32, MAX_RIGHT_SHIFT]`` (negative: a left shift), with a border table for ``quant``."""
+    borders = draw(border_tables(channels, quant))
+    count = draw(st.sampled_from([1, channels]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    multiplier = rng.integers(1 << 30, 1 << 31, size=count)
+    # Centre the shifts where typical sums land on the grid; the extremes are still drawn.
+    centre = draw(st.integers(accumulator_bits - 32, MAX_RIGHT_SHIFT))
+    low, high = max(accumulator_bits - 32, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
+    shift = rng.integers(low, high + 1, size=count) + borders.frac_bits
+    return Requantizer(multiplier, shift, borders)
+
+
+def random_levels(seed: int, shape: tuple[int, ...], quant: QuantParams) -> np.ndarray:
+    """Uniform int32 levels in ``[qmin, qmax]``."""
+    return np.random.default_rng(seed).integers(quant.qmin, quant.qmax + 1, size=shape).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One op with its input formats, output format and integer input batches."""
+
+    op: object
+    inputs: tuple[np.ndarray, ...]
+    in_quants: tuple[QuantParams, ...]
+    out_quant: QuantParams
+    accumulator_bits: int
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@st.composite
+def conv_geometry(draw, channels: int, height: int, width: int) -> dict:
+    """Kernel, stride, padding, dilation and groups (depthwise included) that fit the input."""
+    geometry = {}
+    for name in ("stride", "padding", "dilation"):
+        geometry[name] = (draw(st.integers(1, 2)) if name != "padding" else draw(st.integers(0, 2)),) * 2
+    kernel = []
+    for size, pad, dil in zip((height, width), geometry["padding"], geometry["dilation"]):
+        largest = (size + 2 * pad - 1) // dil + 1
+        kernel.append(draw(st.integers(1, min(3, largest))))
+    groups = draw(st.sampled_from(_divisors(channels)))
+    out_channels = groups * draw(st.integers(1, 3))
+    return dict(geometry, kernel=tuple(kernel), groups=groups, out_channels=out_channels)
+
+
+@st.composite
+def _weights(draw, shape: tuple[int, ...], bits: int, seed: int) -> np.ndarray:
+    lo, hi = integer_range(bits, signed=True)
+    extreme = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    if extreme:
+        return rng.choice(np.array([lo, hi]), size=shape)
+    return rng.integers(lo, hi + 1, size=shape)
+
+
+@st.composite
+def _bias(draw, channels: int, accumulator_bits: int, seed: int) -> np.ndarray:
+    lo, hi = integer_range(accumulator_bits, signed=True)
+    span = draw(st.sampled_from([0, 16, 1 << 12, hi]))
+    return np.random.default_rng(seed).integers(max(lo, -span), min(hi, span) + 1, size=channels)
+
+
+@st.composite
+def conv_cases(draw, batch=st.integers(1, 2), requant=True) -> OpCase:
+    """A Conv2d over a small random batch (N <= 2, C <= 6, H, W <= 7)."""
+    in_q = draw(quant_params())
+    out_q = draw(quant_params())
+    a = draw(ACCUMULATOR_BITS)
+    c, h, w = draw(st.integers(1, 6)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    g = draw(conv_geometry(c, h, w))
+    wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
+    weight = draw(_weights((g["out_channels"], c // g["groups"], *g["kernel"]), wb, seed))
+    op = Conv2d(
+        "conv", "x", "y", weight, wb, np.ones(g["out_channels"]), draw(_bias(g["out_channels"], a, seed)),
+        draw(requantizers(g["out_channels"], out_q, a)) if requant else None,
+        g["stride"], g["padding"], g["dilation"], g["groups"],
+    )
+    x = random_levels(seed, (draw(batch), c, h, w), in_q)
+    return OpCase(op, (x,), (in_q,), out_q, a)
+
+
+@st.composite
+def linear_cases(draw, requant=True) -> OpCase:
+    """A Linear over a small random batch (N <= 3, features <= 40)."""
+    in_q, out_q, a = draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    i, o = draw(st.integers(1, 40)), draw(st.integers(1, 8))
+    wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
+    op = Linear("fc", "x", "y", draw(_weights((o, i), wb, seed)), wb, np.ones(o), draw(_bias(o, a, seed)),
+                draw(requantizers(o, out_q, a)) if requant else None)
+    return OpCase(op, (random_levels(seed, (draw(st.integers(1, 3)), i), in_q),), (in_q,), out_q, a)
+
+
+@st.composite
+def feature_maps(draw, quant: QuantParams, max_size: int = 6) -> np.ndarray:
+    """An (N, C, H, W) int32 batch of levels of ``quant``."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
+    return random_levels(draw(st.integers(0, 2**32 - 1)), shape, quant)
+
+
+@st.composite
+def add_cases(draw) -> OpCase:
+    """A residual Add of two same-shaped maps with different formats and weights in [1, 2^16)."""
+    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(qa))
+    y = random_levels(draw(st.integers(0, 2**32 - 1)), x.shape, qb)
+    weights = st.one_of(st.integers(1, 4), st.integers(1, (1 << 16) - 1))
+    op = Add("add", "a", "b", "y", draw(weights), draw(weights), draw(requantizers(x.shape[1], out_q, a)))
+    return OpCase(op, (x, y), (qa, qb), out_q, a)
+
+
+@st.composite
+def pool_windows(draw, height: int, width: int, dilated: bool) -> dict:
+    """Kernel, stride, padding (at most half the kernel) and dilation that fit the input."""
+    kernel, padding, dilation = [], [], []
+    for size in (height, width):
+        d = draw(st.integers(1, 2)) if dilated else 1
+        k = draw(st.integers(1, min(3, (size - 1) // d + 1)))
+        kernel.append(k)
+        padding.append(draw(st.integers(0, k // 2)))
+        dilation.append(d)
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return dict(kernel_size=tuple(kernel), stride=stride, padding=tuple(padding), dilation=tuple(dilation))
+
+
+@st.composite
+def maxpool_cases(draw) -> OpCase:
+    """A MaxPool2d (padding holds qmin, dilation allowed)."""
+    q = draw(quant_params())
+    x = draw(feature_maps(q))
+    window = draw(pool_windows(x.shape[2], x.shape[3], dilated=True))
+    return OpCase(MaxPool2d("pool", "x", "y", **window), (x,), (q,), q, 32)
+
+
+@st.composite
+def avgpool_cases(draw) -> OpCase:
+    """An AvgPool2d with padding counted, ending in a requantizer."""
+    q, out_q, a = draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(q))
+    window = draw(pool_windows(x.shape[2], x.shape[3], dilated=False))
+    del window["dilation"]
+    op = AvgPool2d("pool", "x", "y", requant=draw(requantizers(x.shape[1], out_q, a)), **window)
+    return OpCase(op, (x,), (q,), out_q, a)
+
+
+@st.composite
+def global_avgpool_cases(draw) -> OpCase:
+    """A GlobalAvgPool ending in a requantizer."""
+    q, out_q, a = draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(q))
+    return OpCase(GlobalAvgPool("gap", "x", "y", draw(requantizers(x.shape[1], out_q, a))), (x,), (q,), out_q, a)
+
+
+@st.composite
+def clamp_bounds(draw, channels: int, quant: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel or shared ``lo <= hi`` within the grid."""
+    count = draw(st.sampled_from([1, channels]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ends = np.sort(rng.integers(quant.qmin, quant.qmax + 1, size=(count, 2)), axis=1)
+    return ends[:, 0], ends[:, 1]
+
+
+@st.composite
+def clamp_cases(draw) -> OpCase:
+    """A Clamp with per-channel or shared bounds."""
+    q = draw(quant_params())
+    x = draw(feature_maps(q))
+    lo, hi = draw(clamp_bounds(x.shape[1], q))
+    return OpCase(Clamp("clamp", "x", "y", lo, hi), (x,), (q,), q, 32)
+
+
+class _ChainBuilder:
+    """Appends ops to a chain of tensors, declaring each output with its shape and format."""
+
+    def __init__(self, draw, shape, quant, accumulator_bits):
+        self.draw, self.a = draw, accumulator_bits
+        self.tensors = [Tensor("input", shape, quant)]
+        self.ops = []
+
+    @property
+    def current(self) -> Tensor:
+        return self.tensors[-1]
+
+    def emit(self, op, shape, quant) -> Tensor:
+        self.ops.append(op)
+        self.tensors.append(Tensor(op.output, tuple(shape), quant))
+        return self.tensors[-1]
+
+    def name(self) -> str:
+        return f"t{len(self.tensors)}"
+
+    def conv(self, source: Tensor, shape_like: Tensor | None = None) -> Tensor:
+        """A conv of ``source``; with ``shape_like`` a stride-1, same-padding conv to its shape."""
+        draw, (c, h, w) = self.draw, source.shape
+        if shape_like is None:
+            g = draw(conv_geometry(c, h, w))
+        else:
+            g = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), kernel=(3, 3), groups=1, out_channels=shape_like.shape[0])
+        out_q = shape_like.quant if shape_like is not None else draw(quant_params())
+        wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
+        o = g["out_channels"]
+        op = Conv2d(self.name(), source.name, self.name(), draw(_weights((o, c // g["groups"], *g["kernel"]), wb, seed)),
+                    wb, np.ones(o), draw(_bias(o, self.a, seed)), draw(requantizers(o, out_q, self.a)),
+                    g["stride"], g["padding"], g["dilation"], g["groups"])
+        return self.emit(op, op.output_shape([source.shape]), out_q)
+
+    def step(self, kind: str) -> None:
+        draw, x = self.draw, self.current
+        if kind == "conv":
+            self.conv(x)
+        elif kind == "clamp":
+            lo, hi = draw(clamp_bounds(x.channels, x.quant))
+            self.emit(Clamp(self.name(), x.name, self.name(), lo, hi), x.shape, x.quant)
+        elif kind == "maxpool":
+            op = MaxPool2d(self.name(), x.name, self.name(), **draw(pool_windows(*x.shape[1:], dilated=True)))
+            self.emit(op, op.output_shape([x.shape]), x.quant)
+        elif kind == "avgpool":
+            window = draw(pool_windows(*x.shape[1:], dilated=False))
+            del window["dilation"]
+            out_q = draw(quant_params())
+            op = AvgPool2d(self.name(), x.name, self.name(), requant=draw(requantizers(x.channels, out_q, self.a)), **window)
+            self.emit(op, op.output_shape([x.shape]), out_q)
+        else:  # residual: add x to a same-shaped conv of x
+            branch = self.conv(x, shape_like=x)
+            out_q = draw(quant_params())
+            weights = st.integers(1, (1 << 16) - 1)
+            op = Add(self.name(), branch.name, x.name, self.name(), draw(weights), draw(weights),
+                     draw(requantizers(x.channels, out_q, self.a)))
+            self.emit(op, x.shape, out_q)
+
+
+@st.composite
+def programs(draw, max_ops: int = 4) -> Program:
+    """A random valid program: a chain of conv, clamp, max/avg pooling and residual blocks on a
+    small (C <= 4, H, W <= 8) input, ending either there or in global average pooling, flatten
+    and a linear layer (requantized or leaving accumulators)."""
+    in_q = draw(quant_params())
+    a = draw(ACCUMULATOR_BITS)
+    shape = (draw(st.integers(1, 4)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
+    chain = _ChainBuilder(draw, shape, in_q, a)
+    input_borders = draw(border_tables(shape[0], in_q))
+    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "maxpool", "avgpool", "residual"]), min_size=1, max_size=max_ops)):
+        chain.step(kind)
+    if draw(st.booleans()):
+        x = chain.current
+        pooled_q = draw(quant_params())
+        pooled = chain.emit(GlobalAvgPool(chain.name(), x.name, chain.name(), draw(requantizers(x.channels, pooled_q, a))),
+                            (x.channels, 1, 1), pooled_q)
+        flat = chain.emit(Flatten(chain.name(), pooled.name, chain.name()), (pooled.channels,), pooled_q)
+        o, wb, seed = draw(st.integers(1, 6)), draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
+        requant = draw(st.booleans())
+        out_q = draw(quant_params()) if requant else AccumulatorParams(np.ones(o))
+        op = Linear(chain.name(), flat.name, chain.name(), draw(_weights((o, flat.channels), wb, seed)), wb, np.ones(o),
+                    draw(_bias(o, a, seed)), draw(requantizers(o, out_q, a)) if requant else None)
+        chain.emit(op, (o,), out_q)
+    return Program(tuple(chain.tensors), tuple(chain.ops), "input", chain.current.name, input_borders, a, draw(OVERFLOW))
+
+
+@st.composite
+def program_inputs(draw, program: Program, batch=st.integers(1, 2)) -> np.ndarray:
+    """An int32 batch of input levels for ``program``."""
+    tensor = program.input_tensor
+    return random_levels(draw(st.integers(0, 2**32 - 1)), (draw(batch), *tensor.shape), tensor.quant)

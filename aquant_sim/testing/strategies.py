@@ -1,0 +1,222 @@
+"""Hypothesis strategies for the rounding and requantization contract (DESIGN.md section 2).
+
+Every strategy favours the values where integer code breaks: the limits of each type, zero,
+powers of two and their neighbours, ties exactly on a border. The suite's tests and the public
+conformance kit (:mod:`aquant_sim.testing.conformance`) draw from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from aquant_sim import rounding
+from aquant_sim.rounding import accumulator_range
+from aquant_sim.program import (
+    MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity, QuantParams,
+)
+
+
+def edge_integers(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """Integers in ``[lo, hi]``, often one of: the limits, 0, +-1, +-2^k and +-2^k +- 1."""
+    edges = {lo, hi, lo + 1, hi - 1, 0, 1, -1}
+    k = 0
+    while (1 << k) <= max(abs(lo), abs(hi)) + 1:
+        for base in (1 << k, -(1 << k)):
+            edges.update((base - 1, base, base + 1))
+        k += 1
+    edges = sorted(e for e in edges if lo <= e <= hi)
+    return st.one_of(st.sampled_from(edges), st.integers(lo, hi))
+
+
+def bit_widths(min_bits: int = MIN_BITS, max_bits: int = MAX_BITS) -> st.SearchStrategy[int]:
+    """Operand widths b, every one from ``min_bits`` to ``max_bits``."""
+    return st.integers(min_bits, max_bits)
+
+
+@dataclass(frozen=True)
+class IntegerGrid:
+    """The levels of a b-bit tensor and its zero-point."""
+
+    bits: int
+    signed: bool
+    qmin: int
+    qmax: int
+    zero_point: int
+
+
+@st.composite
+def integer_grids(draw, bits: int | None = None, signed: bool | None = None) -> IntegerGrid:
+    """A b-bit signed or unsigned grid with a zero-point anywhere on it (often at an end or 0)."""
+    bits = draw(bit_widths()) if bits is None else bits
+    signed = draw(st.booleans()) if signed is None else signed
+    qmin, qmax = rounding.integer_range(bits, signed)
+    zero_point = draw(st.one_of(st.sampled_from(sorted({qmin, qmax, max(qmin, 0), qmin + (qmax - qmin + 1) // 2})),
+                                st.integers(qmin, qmax)))
+    return IntegerGrid(bits, signed, qmin, qmax, zero_point)
+
+
+@st.composite
+def quant_params(draw, bits: int | None = None, signed: bool | None = None) -> QuantParams:
+    """Quantization parameters of a b-bit tensor: a drawn grid and a positive scale, often a
+    power of two (where float error vanishes), otherwise any value from 2^-20 to 2^10."""
+    grid = draw(integer_grids(bits, signed))
+    scale = draw(st.one_of(st.integers(-20, 10).map(lambda e: 2.0**e), st.floats(2.0**-20, 2.0**10)))
+    return QuantParams(grid.bits, grid.signed, scale, grid.zero_point)
+
+
+def accumulator_widths() -> st.SearchStrategy[int]:
+    """Accumulator widths A that programs allow (8..32)."""
+    return st.integers(MIN_ACCUMULATOR_BITS, MAX_ACCUMULATOR_BITS)
+
+
+def accumulators(bits: int) -> st.SearchStrategy[int]:
+    """Values of an A-bit signed accumulator, with edge values at its limits and powers of two."""
+    lo, hi = rounding.accumulator_range(bits)
+    return edge_integers(lo, hi)
+
+
+def multipliers() -> st.SearchStrategy[int]:
+    """Fixed-point multipliers m in ``[2^30, 2^31)``, often at the ends or at 3 * 2^29."""
+    lo, hi = 1 << 30, (1 << 31) - 1
+    return st.one_of(st.sampled_from([lo, lo + 1, 3 << 29, hi - 1, hi]), st.integers(lo, hi))
+
+
+def frac_bits() -> st.SearchStrategy[int]:
+    """Border fraction bits F, 1..16."""
+    return st.integers(1, rounding.MAX_FRAC_BITS)
+
+
+def shifts(frac_bits: int, accumulator_bits: int) -> st.SearchStrategy[int]:
+    """Shifts n with ``n - F`` in ``[A - 32, 62]`` (D.6: nothing overflows int64), favouring the
+    ends and the band ``n - F`` near 31, where one accumulator step is about one fraction step."""
+    lo, hi = accumulator_bits - 32 + frac_bits, 62 + frac_bits
+    return st.one_of(st.sampled_from([lo, hi, frac_bits, 31 + frac_bits]), st.integers(lo, hi),
+                     st.integers(max(lo, 24 + frac_bits), min(hi, 40 + frac_bits)))
+
+
+def border_values(frac: int) -> st.SearchStrategy[int]:
+    """One border B in ``[1, 2^F]``: often 1, 2^(F-1) (one half) or 2^F (floor)."""
+    one = 1 << frac
+    return st.one_of(st.sampled_from(sorted({1, max(1, one >> 1), one})), st.integers(1, one))
+
+
+MAX_DRAWN_BORDERS = 64
+"""Larger tables (per level of a wide grid: up to 2^16 - 1 borders) are filled from a drawn seed,
+with a few drawn edge values placed at drawn positions."""
+
+
+@st.composite
+def border_arrays(draw, frac: int, size: int) -> np.ndarray:
+    """``size`` borders B in ``[1, 2^F]`` as an int64 vector."""
+    if size <= MAX_DRAWN_BORDERS:
+        return np.array(draw(st.lists(border_values(frac), min_size=size, max_size=size)), dtype=np.int64)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.integers(1, (1 << frac) + 1, size=size, dtype=np.int64)
+    for _ in range(draw(st.integers(0, 4))):
+        values[draw(st.integers(0, size - 1))] = draw(border_values(frac))
+    return values
+
+
+def granularities() -> st.SearchStrategy[BorderGranularity]:
+    """Each of DESIGN.md's four border granularities."""
+    return st.sampled_from(list(BorderGranularity))
+
+
+@st.composite
+def border_tables(draw, frac: int, channels: int, bits: int, granularity: BorderGranularity | None = None) -> np.ndarray:
+    """An int64 border table ``(G, L)`` of the given (or a drawn) granularity."""
+    granularity = draw(granularities()) if granularity is None else granularity
+    groups, levels = granularity.table_shape(channels, bits)
+    return draw(border_arrays(frac, groups * levels)).reshape(groups, levels)
+
+
+@dataclass(frozen=True)
+class RequantizerCase:
+    """One per-tensor requantizer and a vector of accumulators to run through it: the inputs of
+    the conformance kit's callable (see :mod:`aquant_sim.testing.conformance`)."""
+
+    acc: np.ndarray
+    multiplier: int
+    shift: int
+    frac_bits: int
+    borders: np.ndarray
+    zero_point: int
+    qmin: int
+    qmax: int
+    accumulator_bits: int
+
+    def args(self) -> tuple:
+        """The positional arguments of a conformance-kit requantizer."""
+        return (self.acc.copy(), self.multiplier, self.shift, self.frac_bits, self.borders.copy(),
+                self.zero_point, self.qmin, self.qmax)
+
+    def describe(self, index: int | None = None) -> str:
+        """The inputs as text; with ``index``, only that accumulator (and, for a long table,
+        only the border that decides it)."""
+        acc = self.acc.tolist() if index is None else int(self.acc[index])
+        borders = self.borders.tolist()
+        if len(borders) > 16:
+            borders = f"<{len(borders)} values>"
+            if index is not None:
+                k = fixed_point(int(self.acc[index]), self.multiplier, self.shift, self.frac_bits, self.zero_point) >> self.frac_bits
+                j = min(max(k, self.qmin), self.qmax - 1) - self.qmin
+                borders += f" with borders[{j}]={int(self.borders[j])}"
+        return (f"acc={acc}, multiplier={self.multiplier}, shift={self.shift}, frac_bits={self.frac_bits}, "
+                f"borders={borders}, zero_point={self.zero_point}, qmin={self.qmin}, qmax={self.qmax}")
+
+
+def fixed_point(acc: int, multiplier: int, shift: int, frac: int, zero_point: int) -> int:
+    """Equation (6) on one Python integer (exact, no width limit)."""
+    s = shift - frac
+    product = acc * multiplier
+    return (product >> s if s >= 0 else product << -s) + (zero_point << frac)
+
+
+@st.composite
+def on_grid_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: int, frac: int, accumulator_bits: int) -> int:
+    """Accumulators whose output lands on the grid (not clamped): the inverse of (6) applied to
+    a drawn level and fraction, clamped to the A-bit range. Edge values alone mostly saturate."""
+    level = draw(st.integers(grid.qmin - 1, grid.qmax))
+    fraction = draw(st.one_of(st.sampled_from([0, 1, (1 << frac) >> 1, (1 << frac) - 1]), st.integers(0, (1 << frac) - 1)))
+    target = ((level - grid.zero_point) << frac) + fraction
+    s = shift - frac
+    acc = -((-(target << s)) // multiplier) if s >= 0 else -((-target) // (multiplier << -s))  # ceil
+    lo, hi = accumulator_range(accumulator_bits)
+    return min(max(acc + draw(st.integers(-1, 1)), lo), hi)
+
+
+@st.composite
+def requantizer_cases(draw, max_size: int = 32, border: int | None = None) -> RequantizerCase:
+    """A per-tensor requantizer case. ``border`` fixes every B (e.g. ``2^(F-1)``, given as the
+    exponent offset: -1 for one half, 0 for floor); otherwise the table is drawn per tensor or
+    per level. Often the borders are moved onto the fraction of a drawn accumulator, so that
+    ``f == B`` ties (where ``>`` and ``>=`` differ) occur in most cases, not one in 2^F."""
+    grid = draw(integer_grids())
+    accumulator_bits = draw(accumulator_widths())
+    frac = draw(frac_bits())
+    multiplier = draw(multipliers())
+    shift = draw(shifts(frac, accumulator_bits))
+    acc = draw(st.lists(st.one_of(accumulators(accumulator_bits),
+                                  on_grid_accumulators(grid, multiplier, shift, frac, accumulator_bits)),
+                        min_size=1, max_size=max_size))
+    levels = draw(st.sampled_from([1, grid.qmax - grid.qmin]))
+    if border is not None:
+        borders = np.full(levels, (1 << frac) >> -border, dtype=np.int64)
+    else:
+        borders = draw(border_arrays(frac, levels))
+        if draw(st.booleans()):
+            # Align borders with drawn accumulators: B[j] = f of that accumulator when f >= 1.
+            for value in acc[: draw(st.integers(1, len(acc)))]:
+                v = fixed_point(value, multiplier, shift, frac, grid.zero_point)
+                f, k = v & ((1 << frac) - 1), v >> frac
+                j = 0 if levels == 1 else min(max(k, grid.qmin), grid.qmax - 1) - grid.qmin
+                if f >= 1:
+                    borders[j] = f
+    return RequantizerCase(
+        acc=np.array(acc, dtype=np.int64), multiplier=multiplier, shift=shift, frac_bits=frac,
+        borders=borders, zero_point=grid.zero_point, qmin=grid.qmin,
+        qmax=grid.qmax, accumulator_bits=accumulator_bits,
+    )

@@ -1,0 +1,67 @@
+"""The fused per-op pass equals the REFERENCE backend's numpy steps: values and counters."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aquant_sim.kernels import datapath
+from aquant_sim.program import Conv2d, Requantizer, BorderTable
+from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.simulator import _ReferenceDatapath
+from aquant_sim.testing.programs import (
+    OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, conv_cases, global_avgpool_cases, linear_cases,
+    maxpool_cases,
+)
+
+ACCUMULATING = st.one_of(
+    conv_cases(), conv_cases(requant=False), linear_cases(), linear_cases(requant=False), add_cases(),
+    avgpool_cases(), global_avgpool_cases(),
+)
+
+
+def _output_shape(case: OpCase):
+    values, *_ = _ReferenceDatapath.run_accumulating(
+        case.op, list(case.inputs), list(case.in_quants), case.out_quant, None, case.accumulator_bits, OverflowPolicy.WRAP)
+    return values.shape[1:]
+
+
+def _both(case: OpCase, policy: OverflowPolicy):
+    args = (case.op, list(case.inputs), list(case.in_quants), case.out_quant, _output_shape(case), case.accumulator_bits, policy)
+    return datapath.run_accumulating(*args), _ReferenceDatapath.run_accumulating(*args)
+
+
+def _assert_same(got, want):
+    (got_values, *got_counts), (want_values, *want_counts) = got, want
+    assert got_values.dtype == want_values.dtype and np.array_equal(got_values, want_values)
+    assert got_counts == want_counts
+
+
+@given(ACCUMULATING, OVERFLOW)
+def test_accumulating_ops_match_reference(case, policy):
+    """Levels (or accumulators), max |acc|, overflow count and zero count equal the reference."""
+    _assert_same(*_both(case, policy))
+
+
+@given(st.one_of(maxpool_cases(), clamp_cases()))
+def test_pass_through_ops_match_reference(case):
+    """Max pooling and clamps give the same int32 levels and zero count as the reference."""
+    (x,), (q,) = case.inputs, case.in_quants
+    got, want = datapath.run_pass_through(case.op, x, q), _ReferenceDatapath.run_pass_through(case.op, x, q)
+    _assert_same(got, want)
+
+
+@pytest.mark.parametrize("policy", list(OverflowPolicy))
+def test_overflow_counted_and_applied(policy):
+    """A 12-bit accumulator that overflows wraps or saturates exactly as apply_overflow does."""
+    from aquant_sim.program import QuantParams
+    from aquant_sim.testing.programs import random_levels
+    quant = QuantParams(8, False, 1.0, 0)
+    weight = np.full((2, 3, 3, 3), 127)
+    weight[1] = -128
+    requant = Requantizer(np.array([1 << 30]), np.array([30]), BorderTable.nearest(8))
+    op = Conv2d("conv", "x", "y", weight, 8, np.ones(2), np.array([5, -5]), requant, padding=(1, 1))
+    case = OpCase(op, (random_levels(3, (2, 3, 5, 5), quant),), (quant,), QuantParams(8, True, 1.0, 0), 12)
+    got, want = _both(case, policy)
+    _assert_same(got, want)
+    assert got[2] > 0 and got[1] > 1 << 11  # it did overflow, and max |acc| is the exact sum

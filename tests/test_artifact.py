@@ -1,0 +1,360 @@
+"""Saving and loading programs: exact round trips, and one clear ArtifactError for every malformed file."""
+
+import functools
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aquant_sim import artifact
+from aquant_sim.artifact import load_program, save_program
+from aquant_sim.errors import ArtifactError
+from aquant_sim.program import BorderGranularity
+from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
+from aquant_sim.testing.dyadic import DyadicConfig, dyadic_configs, dyadic_program
+
+SMALL = SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3)
+
+
+def _same_outputs(a, b, seed=0):
+    x = np.random.default_rng(seed).standard_normal((2, *a.input_tensor.shape))
+    ra = Simulator(a, Backend.REFERENCE).run(x, keep_tensors=True)
+    rb = Simulator(b, Backend.REFERENCE).run(x, keep_tensors=True)
+    return ra.tensors.keys() == rb.tensors.keys() and all(np.array_equal(ra.tensors[k], rb.tensors[k]) for k in ra.tensors)
+
+
+@pytest.mark.parametrize("config", [
+    SMALL,
+    SyntheticConfig(**{**SMALL.__dict__, "stem": Stem.IMAGENET, "input_shape": (3, 16, 16), "weight_bits": 12,
+                       "granularity": BorderGranularity.LEVEL, "overflow": OverflowPolicy.SATURATE,
+                       "accumulator_bits": 24, "frac_bits": 16}),
+    SyntheticConfig(**{**SMALL.__dict__, "granularity": BorderGranularity.TENSOR, "act_bits": 2, "weight_bits": 2}),
+])
+def test_round_trip_synthetic(tmp_path, config):
+    """save then load gives a program that simulates to the same tensors and saves to the same bytes."""
+    program = synthetic_resnet(config)
+    first = save_program(program, tmp_path / "a.aqp")
+    loaded = load_program(first)
+    assert _same_outputs(program, loaded)
+    assert save_program(loaded, tmp_path / "b.aqp").read_bytes() == first.read_bytes()
+    assert (loaded.accumulator_bits, loaded.overflow) == (config.accumulator_bits, config.overflow)
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dyadic_configs())
+def test_round_trip_every_op(tmp_path, config):
+    """Programs with every op kind, width, signedness and granularity survive save and load exactly."""
+    program = dyadic_program(config)
+    path = save_program(program, tmp_path / "p.aqp")
+    loaded = load_program(path)
+    assert _same_outputs(program, loaded)
+    assert save_program(loaded, tmp_path / "q.aqp").read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("weight_bits, dtype", [(4, "|i1"), (8, "|i1"), (9, "<i2"), (16, "<i2")])
+def test_weights_stored_narrow(tmp_path, weight_bits, dtype):
+    """Weights are stored at the narrowest of int8/int16 that holds weight_bits, little-endian."""
+    path = save_program(synthetic_resnet(SyntheticConfig(**{**SMALL.__dict__, "weight_bits": weight_bits})), tmp_path / "p.aqp")
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        member = manifest["ops"][0]["weight"]
+        stored = np.lib.format.read_array(io.BytesIO(archive.read(member)), allow_pickle=False)
+    assert stored.dtype.str == dtype
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A save that fails midway leaves the previous file intact and no temporary file behind."""
+    path = save_program(synthetic_resnet(SMALL), tmp_path / "p.aqp")
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np.lib.format, "write_array", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_program(dyadic_program(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["p.aqp"]
+
+
+# --- malformed files -------------------------------------------------------------------------
+
+
+@functools.cache
+def _valid_members() -> dict:
+    program = dyadic_program(DyadicConfig(act_bits=4, weight_bits=4))
+    manifest, arrays = artifact.program_manifest(program)
+    return {"manifest.json": json.dumps(manifest).encode(), **{m: _npy(a) for m, a in arrays.items()}}
+
+
+@pytest.fixture
+def saved():
+    """The members of a valid artifact of a program with every op kind (not shown by hypothesis:
+    the fuzz tests read it through this fixture, not as a drawn argument)."""
+    return dict(_valid_members())
+
+
+def _write(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _npy(array, allow_pickle=False) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def _op(manifest, name):
+    return next(op for op in manifest["ops"] if op["name"] == name)
+
+
+def _edit(saved, tmp_path, change_manifest=None, arrays=None, drop=()):
+    """Write a copy of the artifact with the manifest edited in place and some members replaced."""
+    manifest = json.loads(saved["manifest.json"])
+    members = dict(saved)
+    if change_manifest is not None:
+        change_manifest(manifest)
+        # "1e400" is valid JSON that parses to infinity; json.dumps cannot write it.
+        members["manifest.json"] = json.dumps(manifest).replace('"__1e400__"', "1e400").encode()
+    for key, value in (arrays or {}).items():
+        members[key(manifest) if callable(key) else key] = value
+    for name in drop:
+        members.pop(name(manifest) if callable(name) else name)
+    return _write(tmp_path / "bad.aqp", members)
+
+
+def _expect(path, *fragments):
+    with pytest.raises(ArtifactError) as caught:
+        load_program(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message
+    return message
+
+
+def _set(path_keys, value):
+    """A manifest edit that sets a nested field; path_keys holds keys, indices or ('op', name)."""
+    def change(manifest):
+        node = manifest
+        for key in path_keys[:-1]:
+            node = _op(manifest, key[1]) if isinstance(key, tuple) else node[key]
+        node[path_keys[-1]] = value
+    return change
+
+
+def _weight(manifest):
+    return _op(manifest, "conv1")["weight"]
+
+
+def _multiplier(manifest):
+    return _op(manifest, "conv1")["requant"]["multiplier"]
+
+
+def _border_values(manifest):
+    return _op(manifest, "conv1")["requant"]["borders"]["values"]
+
+
+def _bias(manifest):
+    return _op(manifest, "conv1")["bias"]
+
+
+MANIFEST_CASES = [
+    ("unknown version", _set(["version"], 2), ["version", "unknown format version 2"]),
+    ("version as text", _set(["version"], "1"), ["version"]),
+    ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
+    ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
+    ("dangling tensor", _set([("op", "conv2"), "input"], "nowhere"), ["op 'conv2' (conv2d)", "'nowhere'"]),
+    ("bits too large", _set(["tensors", 1, "quant", "bits"], 17), ["tensor 'conv1'", "quant.bits", "2..16"]),
+    ("bits too small", _set(["tensors", 1, "quant", "bits"], 1), ["quant.bits"]),
+    ("bits as bool", _set(["tensors", 1, "quant", "bits"], True), ["quant.bits", "expected an integer"]),
+    ("negative scale", _set(["tensors", 1, "quant", "scale"], -0.5), ["tensor 'conv1'", "quant.scale", "positive"]),
+    ("zero scale", _set(["tensors", 1, "quant", "scale"], 0.0), ["quant.scale"]),
+    ("infinite scale", _set(["tensors", 1, "quant", "scale"], "__1e400__"), ["quant.scale"]),
+    ("scale as text", _set(["tensors", 1, "quant", "scale"], "0.5"), ["quant.scale", "expected a number"]),
+    ("zero point off grid", _set(["tensors", 1, "quant", "zero_point"], 99), ["quant.zero_point"]),
+    ("frac bits", _set([("op", "conv1"), "requant", "borders", "frac_bits"], 17), ["op 'conv1' (conv2d)", "borders.frac_bits"]),
+    ("weight bits", _set([("op", "conv1"), "weight_bits"], 17), ["op 'conv1' (conv2d)", "weight"]),
+    ("stride not a pair", _set([("op", "conv1"), "stride"], [1]), ["op 'conv1' (conv2d): stride"]),
+    ("stride zero", _set([("op", "conv1"), "stride"], [0, 1]), ["op 'conv1' (conv2d).stride"]),
+    ("add weight", _set([("op", "add"), "weight_a"], 1 << 16), ["op 'add' (add).weight_a"]),
+    ("missing field", lambda m: _op(m, "conv1").pop("groups"), ["op 'conv1' (conv2d)", "missing field 'groups'"]),
+    ("unknown field", _set([("op", "conv1"), "bogus"], 1), ["op 'conv1' (conv2d)", "unknown field 'bogus'"]),
+    ("missing requant", _set([("op", "add"), "requant"], None), ["op 'add' (add)", "requant"]),
+    ("overflow policy", _set(["program", "overflow"], "clip"), ["program.overflow"]),
+    ("accumulator bits", _set(["program", "accumulator_bits"], 64), ["program.accumulator_bits"]),
+    ("output undeclared", _set(["program", "output"], "ghost"), ["program.output"]),
+    ("absurd shape", _set(["tensors", 1, "shape"], [1 << 20, 1 << 20, 1 << 20]), ["tensor 'conv1'.shape", "elements"]),
+    ("shape mismatch", _set(["tensors", 1, "shape"], [4, 8, 9]), ["op 'conv1' (conv2d).output", "declared"]),
+    ("tensors not a list", _set(["tensors"], {}), ["tensors", "expected a list"]),
+    ("array name", _set([("op", "conv1"), "bias"], "../../etc/passwd"), ["op 'conv1' (conv2d): bias", "member name"]),
+    ("array missing", _set([("op", "conv1"), "bias"], "arrays/none.npy"), ["op 'conv1' (conv2d): bias", "missing"]),
+]
+
+
+@pytest.mark.parametrize("label, change, fragments", MANIFEST_CASES, ids=[c[0] for c in MANIFEST_CASES])
+def test_malformed_manifest(saved, tmp_path, label, change, fragments):
+    """Each malformed manifest field raises one ArtifactError that names the field."""
+    _expect(_edit(saved, tmp_path, change), *fragments)
+
+
+ARRAY_CASES = [
+    ("multiplier below 2^30", _multiplier, np.array([1 << 29] * 4, dtype="<i4"), ["op 'conv1' (conv2d): requant.multiplier", "[2^30, 2^31)"]),
+    ("border zero", _border_values, None, ["op 'conv1' (conv2d): requant.borders.values", "[1, 2^F"]),
+    ("weight dtype", _weight, np.zeros((4, 3, 3, 3), dtype="<i4"), ["op 'conv1' (conv2d): weight", "dtype <i4", "expected |i1"]),
+    ("weight rank", _weight, np.zeros((4, 27), dtype="i1"), ["op 'conv1' (conv2d): weight", "shape (4, 27), expected 4 dimensions"]),
+    ("weight out of range", _weight, np.full((4, 3, 3, 3), 9, dtype="i1"), ["op 'conv1' (conv2d).weight", "4-bit"]),
+    ("big-endian bias", _bias, np.zeros(4, dtype=">i4"), ["bias", "dtype >i4"]),
+    ("bias length", _bias, np.zeros(5, dtype="<i4"), ["op 'conv1' (conv2d).bias"]),
+    ("object dtype", _bias, None, ["bias", "object"]),
+    ("fortran order", _weight, np.asfortranarray(np.zeros((4, 3, 3, 3), dtype="i1")), ["weight", "Fortran"]),
+]
+
+
+@pytest.mark.parametrize("label, member, array, fragments", ARRAY_CASES, ids=[c[0] for c in ARRAY_CASES])
+def test_malformed_array(saved, tmp_path, label, member, array, fragments):
+    """Each array of the wrong value, dtype, shape or layout raises one ArtifactError naming the field."""
+    if label == "border zero":
+        values = np.lib.format.read_array(io.BytesIO(saved[_border_values(json.loads(saved["manifest.json"]))]))
+        data = _npy(np.zeros_like(values))
+    elif label == "object dtype":
+        data = _npy(np.array([1, 2, 3, 4], dtype=object), allow_pickle=True)
+    else:
+        data = _npy(array)
+    _expect(_edit(saved, tmp_path, arrays={member: data}), *fragments)
+
+
+def test_header_larger_than_data(saved, tmp_path):
+    """An array whose header declares more data than the member holds is refused before reading."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i4", "fortran_order": False, "shape": (1 << 40,)})
+    _expect(_edit(saved, tmp_path, arrays={_bias: header.getvalue() + b"\0" * 16}), "bias", "declares shape")
+
+
+def test_missing_member(saved, tmp_path):
+    """An array the manifest references but the zip lacks is named."""
+    _expect(_edit(saved, tmp_path, drop=[_multiplier]), "requant.multiplier", "missing from the file")
+
+
+def test_missing_manifest(saved, tmp_path):
+    """A zip without manifest.json is not a program."""
+    _expect(_edit(saved, tmp_path, drop=["manifest.json"]), "manifest.json", "missing")
+
+
+def test_unreferenced_member(saved, tmp_path):
+    """A member that the manifest does not reference is refused (the format has no optional members)."""
+    _expect(_edit(saved, tmp_path, arrays={"arrays/extra.npy": _npy(np.zeros(1))}), "arrays/extra.npy", "not referenced")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (b"{not json", "not valid JSON"),
+    (b'{"format": NaN}', "not valid JSON"),
+    (b'{"format": "aquant-sim-program", "format": "x"}', "appears twice"),
+    (b"[1, 2]", "JSON object"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+])
+def test_bad_json(saved, tmp_path, text, fragment):
+    """Invalid JSON, NaN constants, duplicate keys, non-objects and deep nesting raise ArtifactError."""
+    _expect(_edit(saved, tmp_path, arrays={"manifest.json": text}), "manifest.json", fragment)
+
+
+def test_not_a_zip(tmp_path):
+    """A file that is not a zip raises ArtifactError."""
+    path = tmp_path / "x.aqp"
+    path.write_bytes(b"this is not a zip file" * 10)
+    _expect(path, "not a readable zip")
+
+
+def test_missing_file(tmp_path):
+    """A path that does not exist raises ArtifactError, not OSError."""
+    _expect(tmp_path / "none.aqp", "cannot read")
+
+
+def test_truncated(saved, tmp_path):
+    """A file cut anywhere raises ArtifactError."""
+    data = _write(tmp_path / "ok.aqp", saved).read_bytes()
+    for cut in (10, len(data) // 3, len(data) // 2, len(data) - 10):
+        path = tmp_path / "cut.aqp"
+        path.write_bytes(data[:cut])
+        _expect(path)
+
+
+def test_bad_crc(saved, tmp_path):
+    """A flipped byte inside a stored member fails its CRC check and names the field."""
+    path = tmp_path / "crc.aqp"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in saved.items():
+            archive.writestr(name, data)
+    manifest = json.loads(saved["manifest.json"])
+    raw = bytearray(path.read_bytes())
+    target = saved[_bias(manifest)]
+    offset = raw.find(target) + len(target) - 1
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    _expect(path, "op 'conv1' (conv2d): bias", "corrupt")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_corrupted_bytes_never_crash(tmp_path, data):
+    """Random byte flips and cuts of a valid file either load or raise ArtifactError, nothing else."""
+    raw = bytearray(_write(tmp_path / "ok.aqp", _valid_members()).read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = raw[: data.draw(st.integers(1, len(raw)))]
+    path = tmp_path / "fuzz.aqp"
+    path.write_bytes(bytes(raw))
+    try:
+        load_program(path)
+    except ArtifactError:
+        pass
+
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=False),
+                        st.text(max_size=5), st.lists(st.integers(-3, 3), max_size=4), st.just({}))
+
+
+def _leaves(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, prefix + (key,))
+    elif isinstance(node, list) and node and isinstance(node[0], (dict, list)):
+        for i, value in enumerate(node):
+            yield from _leaves(value, prefix + (i,))
+    yield prefix
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_manifest_never_crashes(tmp_path, data):
+    """Any manifest field replaced by any JSON value either loads or raises ArtifactError."""
+    saved = _valid_members()
+    manifest = json.loads(saved["manifest.json"])
+    paths = [p for p in _leaves(manifest) if p]
+    target = data.draw(st.sampled_from(paths))
+    node = manifest
+    for key in target[:-1]:
+        node = node[key]
+    node[target[-1]] = data.draw(JSON_VALUES)
+    path = _write(tmp_path / "m.aqp", {**saved, "manifest.json": json.dumps(manifest).encode()})
+    try:
+        load_program(path)
+    except ArtifactError:
+        pass
+
+
+def test_limits_are_enforced(saved, tmp_path, monkeypatch):
+    """Members larger than the size limit are refused from the zip directory, before any read."""
+    monkeypatch.setattr(artifact, "MAX_ARRAY_BYTES", 64)
+    _expect(_write(tmp_path / "p.aqp", saved), "more than the limit")

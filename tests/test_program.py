@@ -1,0 +1,162 @@
+"""Validation of the integer program: every malformed field raises ProgramError naming it."""
+
+import numpy as np
+import pytest
+
+from aquant_sim.errors import ProgramError
+from aquant_sim.program import (
+    AccumulatorParams, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
+    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+)
+from aquant_sim.rounding import OverflowPolicy
+
+Q4 = QuantParams(bits=4, signed=False, scale=0.1, zero_point=0)
+Q8 = QuantParams(bits=8, signed=False, scale=1 / 32, zero_point=128)
+NEAREST = BorderTable.nearest(8)
+
+
+def requant(channels=1, multiplier=1 << 30, shift=36, borders=NEAREST):
+    return Requantizer(np.full(channels, multiplier), np.full(channels, shift), borders)
+
+
+def conv(**overrides):
+    fields = dict(
+        name="conv", input="x", output="y", weight=np.ones((4, 2, 3, 3), dtype=np.int8), weight_bits=4,
+        weight_scale=np.full(4, 0.01), bias=np.zeros(4, dtype=np.int64), requant=requant(4), padding=1,
+    )
+    fields.update(overrides)
+    return Conv2d(**fields)
+
+
+def program(ops=None, tensors=None, **overrides):
+    tensors = tensors or (Tensor("x", (2, 5, 5), Q8), Tensor("y", (4, 5, 5), Q4))
+    fields = dict(tensors=tensors, ops=ops or (conv(),), input="x", output="y", input_borders=NEAREST)
+    fields.update(overrides)
+    return Program(**fields)
+
+
+def test_valid_program_builds():
+    """A well-formed one-conv program passes validation and resolves its tensors."""
+    p = program()
+    assert p.output_tensor.shape == (4, 5, 5)
+    assert p.ops[0].padding == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: QuantParams(bits=1, signed=False, scale=1.0, zero_point=0), "quant.bits"),
+        (lambda: QuantParams(bits=17, signed=False, scale=1.0, zero_point=0), "quant.bits"),
+        (lambda: QuantParams(bits=4, signed=False, scale=0.0, zero_point=0), "quant.scale"),
+        (lambda: QuantParams(bits=4, signed=False, scale=float("nan"), zero_point=0), "quant.scale"),
+        (lambda: QuantParams(bits=4, signed=True, scale=1.0, zero_point=8), "quant.zero_point"),
+        (lambda: BorderTable(8, np.array([[0]])), "borders.values"),
+        (lambda: BorderTable(8, np.array([[257]])), "borders.values"),
+        (lambda: BorderTable(0, np.array([[1]])), "borders.frac_bits"),
+        (lambda: BorderTable(8, np.array([0.5])), "borders.values"),
+        (lambda: requant(multiplier=(1 << 30) - 1), "requant.multiplier"),
+        (lambda: requant(multiplier=1 << 31), "requant.multiplier"),
+        (lambda: conv(weight=np.full((4, 2, 3, 3), 8)), "weight"),
+        (lambda: conv(weight=np.ones((4, 2, 3, 3), dtype=np.float32)), "weight"),
+        (lambda: conv(weight_bits=1), "weight_bits"),
+        (lambda: conv(weight_scale=np.full(3, 0.01)), "weight_scale"),
+        (lambda: conv(bias=np.zeros(5, dtype=np.int64)), "bias"),
+        (lambda: conv(groups=3), "groups"),
+        (lambda: conv(stride=0), "stride"),
+        (lambda: Clamp("c", "x", "y", np.array([3]), np.array([2])), "lo"),
+        (lambda: MaxPool2d("m", "x", "y", 2, 2, padding=2), "padding"),
+    ],
+)
+def test_malformed_fields_are_named(make, field):
+    """Each malformed field raises ProgramError whose message names that field."""
+    with pytest.raises(ProgramError, match=field.replace(".", r"\.")):
+        make()
+
+
+def test_dangling_tensor_reference_is_named():
+    """An op reading an undeclared tensor names the op and the missing tensor."""
+    with pytest.raises(ProgramError, match=r"op 'conv' \(conv2d\)\.input.*'ghost'"):
+        program(ops=(conv(input="ghost"),))
+
+
+def test_declared_shape_must_match_the_op():
+    """A tensor declared with another shape than its op produces is rejected."""
+    tensors = (Tensor("x", (2, 5, 5), Q8), Tensor("y", (4, 4, 4), Q4))
+    with pytest.raises(ProgramError, match=r"declared \(4, 4, 4\)"):
+        program(tensors=tensors)
+
+
+def test_channel_mismatch_is_named():
+    """A conv whose weight expects other input channels names its weight field."""
+    tensors = (Tensor("x", (3, 5, 5), Q8), Tensor("y", (4, 5, 5), Q4))
+    with pytest.raises(ProgramError, match=r"conv2d\)\.weight.*3"):
+        program(tensors=tensors)
+
+
+def test_border_table_shape_must_fit_channels_and_levels():
+    """A border table must have 1 or C rows and 1 or 2^b - 1 columns."""
+    bad_rows = BorderTable(8, np.full((3, 1), 128))
+    with pytest.raises(ProgramError, match="requant.borders.values.*3 rows"):
+        program(ops=(conv(requant=requant(4, borders=bad_rows)),))
+    bad_levels = BorderTable(8, np.full((1, 7), 128))
+    with pytest.raises(ProgramError, match="7 columns"):
+        program(ops=(conv(requant=requant(4, borders=bad_levels)),))
+    for granularity in BorderGranularity:
+        table = BorderTable(8, np.full(granularity.table_shape(4, 4), 100))
+        assert program(ops=(conv(requant=requant(4, borders=table)),)).ops[0].requant.borders.granularity is granularity
+
+
+def test_shift_bounds_follow_the_accumulator_width():
+    """n - F below A - 32 could overflow int64 in (6) and is rejected (D.6)."""
+    with pytest.raises(ProgramError, match=r"requant\.shift.*\[0, 62\]"):
+        program(ops=(conv(requant=requant(4, shift=7)),))
+    assert program(ops=(conv(requant=requant(4, shift=0)),), accumulator_bits=24)
+
+
+def test_bias_must_fit_the_accumulator():
+    """A bias outside the A-bit range is rejected."""
+    with pytest.raises(ProgramError, match="bias.*16-bit"):
+        program(ops=(conv(bias=np.full(4, 1 << 15)),), accumulator_bits=16)
+
+
+def test_program_settings_are_checked():
+    """Accumulator widths outside 8..32 and non-enum overflow policies are rejected."""
+    with pytest.raises(ProgramError, match="accumulator_bits"):
+        program(accumulator_bits=40)
+    with pytest.raises(ProgramError, match="overflow"):
+        program(overflow="wrap")
+    assert program(overflow=OverflowPolicy.SATURATE).overflow is OverflowPolicy.SATURATE
+
+
+def test_graph_rules():
+    """Tensors are produced once, read after being produced, and accumulators end the program."""
+    with pytest.raises(ProgramError, match="never used"):
+        program(tensors=(Tensor("x", (2, 5, 5), Q8), Tensor("y", (4, 5, 5), Q4), Tensor("z", (1,), Q4)))
+    with pytest.raises(ProgramError, match="produced twice"):
+        program(ops=(conv(), conv(name="conv2")))
+    acc = Tensor("y", (4, 5, 5), AccumulatorParams(np.full(4, 0.1)))
+    assert not program(tensors=(Tensor("x", (2, 5, 5), Q8), acc), ops=(conv(requant=None),)).output_tensor.is_quantized
+    with pytest.raises(ProgramError, match="requant.*missing"):
+        program(ops=(conv(requant=None),))
+
+
+def test_pass_through_ops_keep_quantization():
+    """Max pooling, flatten and clamp must declare the same quantization as their input."""
+    tensors = (Tensor("x", (2, 4, 4), Q4), Tensor("y", (2, 2, 2), Q8))
+    with pytest.raises(ProgramError, match="keeps its input's quantization"):
+        program(tensors=tensors, ops=(MaxPool2d("pool", "x", "y", 2, 2),), input="x")
+
+
+def test_a_small_classifier_validates():
+    """Global pooling, flatten and an accumulator-output linear chain together."""
+    tensors = (
+        Tensor("x", (2, 3, 3), Q8), Tensor("p", (2, 1, 1), Q4), Tensor("f", (2,), Q4),
+        Tensor("logits", (3,), AccumulatorParams(np.full(3, 0.5))),
+    )
+    ops = (
+        GlobalAvgPool("gap", "x", "p", requant()),
+        Flatten("flat", "p", "f"),
+        Linear("fc", "f", "logits", np.ones((3, 2), dtype=np.int8), 4, np.full(3, 0.1), np.zeros(3, dtype=np.int64), None),
+    )
+    p = Program(tensors, ops, "x", "logits", NEAREST)
+    assert [op.kind.value for op in p.ops] == ["global_avgpool", "flatten", "linear"]

@@ -1,0 +1,166 @@
+"""Benchmark: the NUMBA simulator on a ResNet-18-shaped integer program against a torch float32
+eager forward of the same network shape, timed in the same run.
+
+Prints ``name: value`` lines:
+
+* ``compile_seconds``: the first NUMBA run on a small input: numba compilation plus one small
+  forward, or only loading the on-disk cache when an earlier run filled it (point
+  ``NUMBA_CACHE_DIR`` at an empty folder to measure a cold start);
+* ``sim_seconds_w4a4`` / ``sim_seconds_w8a8``: median wall time of the simulator (NUMBA) on the
+  full batch (float input, so input quantization included);
+* ``torch_fp32_seconds``: median wall time of the torch float32 forward (``torch.no_grad``);
+  the three are timed in interleaved rounds;
+* ``sim_over_torch_fp32`` (W4A4) and ``sim_over_torch_fp32_w8a8``: the ratios;
+* ``sim_gmacs_per_s_w4a4``: multiply-accumulates of conv and linear per second;
+* ``bit_exact_vs_reference``: NUMBA equals REFERENCE on every intermediate tensor and counter
+  of both programs, checked on a smaller input (``--check-size``, batch 2).
+
+The torch network has the program's convs (with bias), adds, ReLUs (for the clamps), pools and
+the final linear layer, with random float weights: the same MACs and memory traffic in float32.
+
+    python -m tools.bench_sim            # ResNet-18 shape, 224x224, batch 8 (from the repo root)
+    python -m tools.bench_sim --quick    # 64x64, batch 2, one timed run: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from aquant_sim.program import OpKind, Program
+from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.synthetic import resnet18_config, synthetic_resnet
+
+
+class TorchPeer(torch.nn.Module):
+    """A float32 torch network with the program's ops, in the program's order."""
+
+    def __init__(self, program: Program, seed: int = 0):
+        super().__init__()
+        self.program = program
+        generator = torch.Generator().manual_seed(seed)
+        self.layers = torch.nn.ModuleDict()
+        for op in program.ops:
+            if op.kind is OpKind.CONV2D:
+                out_c, in_c, kh, kw = op.weight.shape
+                layer = torch.nn.Conv2d(in_c * op.groups, out_c, (kh, kw), op.stride, op.padding, op.dilation, op.groups)
+            elif op.kind is OpKind.LINEAR:
+                layer = torch.nn.Linear(op.weight.shape[1], op.weight.shape[0])
+            else:
+                continue
+            for parameter in layer.parameters():
+                parameter.data = torch.randn(parameter.shape, generator=generator) * 0.05
+            self.layers[op.name.replace(".", "_")] = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {self.program.input: x}
+        for op in self.program.ops:
+            inputs = [values[name] for name in op.inputs]
+            if op.kind in (OpKind.CONV2D, OpKind.LINEAR):
+                y = self.layers[op.name.replace(".", "_")](inputs[0])
+            elif op.kind is OpKind.ADD:
+                y = inputs[0] + inputs[1]
+            elif op.kind is OpKind.CLAMP:
+                y = F.relu(inputs[0])
+            elif op.kind is OpKind.MAXPOOL2D:
+                y = F.max_pool2d(inputs[0], op.kernel_size, op.stride, op.padding, op.dilation)
+            elif op.kind is OpKind.AVGPOOL2D:
+                y = F.avg_pool2d(inputs[0], op.kernel_size, op.stride, op.padding)
+            elif op.kind is OpKind.GLOBAL_AVGPOOL:
+                y = F.adaptive_avg_pool2d(inputs[0], 1)
+            else:
+                y = torch.flatten(inputs[0], 1)
+            values[op.output] = y
+        return values[self.program.output]
+
+
+def interleaved_medians(functions: dict, repeats: int) -> dict:
+    """Median wall time of each function over ``repeats`` rounds, after one warm-up call each.
+    Each round calls every function once, so that a change in machine load (the benchmark may
+    share its cores) affects all of them alike."""
+    for function in functions.values():
+        function()
+    times = {name: [] for name in functions}
+    for _ in tqdm(range(repeats), desc="timing rounds", leave=False):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bit_exact(program: Program, x: np.ndarray) -> bool:
+    """NUMBA equals REFERENCE on every tensor (kept) and every counter."""
+    fast = Simulator(program, Backend.NUMBA).run(x, keep_tensors=True)
+    slow = Simulator(program, Backend.REFERENCE).run(x, keep_tensors=True)
+    same_tensors = fast.tensors.keys() == slow.tensors.keys() and all(
+        fast.tensors[name].dtype == slow.tensors[name].dtype and np.array_equal(fast.tensors[name], slow.tensors[name])
+        for name in slow.tensors
+    )
+    return same_tensors and [c.as_dict() for c in fast.counters] == [c.as_dict() for c in slow.counters]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    parser.add_argument("--check-size", type=int, default=64, help="input size of the bit-exactness check")
+    parser.add_argument("--quick", action="store_true", help="64x64, batch 2, one timed run, 32x32 check")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.size, args.repeats, args.check_size = 2, 64, 1, 32
+
+    # The machine may be shared: the load average says how many other runnable processes
+    # competed for the cores while the peers were timed.
+    print(f"load_average_1min_before: {os.getloadavg()[0]:.2f}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch, 3, args.size, args.size))
+    programs = {bits: synthetic_resnet(resnet18_config(bits, bits, args.size)) for bits in (4, 8)}
+
+    first = Simulator(synthetic_resnet(resnet18_config(4, 4, 32)), Backend.NUMBA)
+    start = time.perf_counter()
+    first.run(x[:1, :, :32, :32])
+    print(f"compile_seconds: {time.perf_counter() - start:.3f}")
+
+    print(f"numba_threads: {numba.get_num_threads()}")
+    print(f"torch_threads: {torch.get_num_threads()}")
+    simulators = {bits: Simulator(program, Backend.NUMBA) for bits, program in programs.items()}
+    peer = TorchPeer(programs[4]).eval()
+    x_torch = torch.from_numpy(x.astype(np.float32))
+
+    def torch_forward():
+        with torch.no_grad():
+            peer(x_torch)
+
+    seconds = interleaved_medians(
+        {"w4a4": lambda: simulators[4].run(x), "w8a8": lambda: simulators[8].run(x), "torch": torch_forward},
+        args.repeats,
+    )
+    print(f"sim_seconds_w4a4: {seconds['w4a4']:.4f}")
+    print(f"sim_seconds_w8a8: {seconds['w8a8']:.4f}")
+    print(f"torch_fp32_seconds: {seconds['torch']:.4f}")
+    print(f"sim_over_torch_fp32: {seconds['w4a4'] / seconds['torch']:.3f}")
+    print(f"sim_over_torch_fp32_w8a8: {seconds['w8a8'] / seconds['torch']:.3f}")
+    print(f"load_average_1min_after: {os.getloadavg()[0]:.2f}")
+    macs = sum(c.macs for c in Simulator(programs[4], Backend.NUMBA).run(x[:1]).counters) * args.batch
+    print(f"gmacs: {macs / 1e9:.3f}")
+    print(f"sim_gmacs_per_s_w4a4: {macs / seconds['w4a4'] / 1e9:.2f}")
+    print(f"torch_gmacs_per_s: {macs / seconds['torch'] / 1e9:.2f}")
+
+    small = rng.standard_normal((2, 3, args.check_size, args.check_size))
+    exact = all(bit_exact(synthetic_resnet(resnet18_config(b, b, args.check_size)), small) for b in (4, 8))
+    print(f"bit_exact_vs_reference: {exact}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
