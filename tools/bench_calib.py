@@ -10,6 +10,12 @@ batch-norm statistics: timing does not depend on training.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run from a checkout: import this tree's package, not an installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 
 import torch

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--calib-size", type=int, default=1024, help="calibration images from the train split (default 1024)")
     p.add_argument("--eval-size", type=int, default=None, help="test images to evaluate on (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=[b.name.lower() for b in Backend], default=None, help="simulator backend (default: numba if installed)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a loaded machine)")
+    p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
     p.add_argument("--out", required=True, type=Path, help="program artifact to write")
     p.add_argument("--summary", type=Path, default=None, help="JSON summary to write")
     p.set_defaults(func=run)
@@ -53,6 +54,7 @@ def run(args) -> int:
     from aquant_sim.models import build_model, load_weights
 
     started = time.perf_counter()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     calib_set = load_dataset(args.data, "train", limit=args.calib_size, seed=args.seed)
     test_set = load_dataset(args.data, "test", limit=args.eval_size, seed=args.seed)
@@ -66,7 +68,7 @@ def run(args) -> int:
     )
     calibrated = calibrate(model, torch.from_numpy(calib_set.images), config)
     save_program(calibrated.program, args.out)
-    backend = Backend[args.backend.upper()] if args.backend else None
+    backend = Backend(args.backend)
     report = evaluate(calibrated, torch.from_numpy(test_set.images), torch.from_numpy(test_set.labels), backend, progress=True)
     summary = {
         "model": args.model, "weights": str(args.weights), "data": args.data, "method": args.method,

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--limit", type=int, default=None, help="evaluate on at most this many images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset when --limit is given")
-    p.add_argument("--backend", choices=[b.name.lower() for b in Backend], default=None, help="default: numba if installed")
+    p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +29,7 @@ def run(args) -> int:
 
     program = load_program(args.artifact)
     dataset = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed)
-    backend = Backend[args.backend.upper()] if args.backend else None
+    backend = Backend(args.backend)
     logits = program_logits(program, torch.from_numpy(dataset.images), backend, progress=True)
     accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
     print(f"images: {len(dataset)}")

@@ -10,7 +10,6 @@ the two (by one level, and by more).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import time
 from dataclasses import dataclass, field
 
@@ -71,15 +70,10 @@ def calibrate(model: nn.Module, calib: torch.Tensor, config: CalibrationConfig, 
     return Calibrated(graph, qm, lowered, units, time.perf_counter() - started)
 
 
-def default_backend() -> Backend:
-    """NUMBA when the kernels are installed, else the numpy reference."""
-    return Backend.NUMBA if importlib.util.find_spec("aquant_sim.kernels") else Backend.REFERENCE
-
-
-def program_logits(program: Program, images: torch.Tensor, backend: Backend | None = None, batch: int = 250,
+def program_logits(program: Program, images: torch.Tensor, backend: Backend = Backend.NUMBA, batch: int = 250,
                    progress: bool = False) -> np.ndarray:
     """The program's real-valued outputs for a set of images, run by the simulator."""
-    sim = Simulator(program, backend or default_backend())
+    sim = Simulator(program, backend)
     out = []
     for start in tqdm(range(0, len(images), batch), desc="simulator", disable=not progress, leave=False):
         out.append(sim.run(images[start : start + batch].numpy()).dequantized.reshape(min(batch, len(images) - start), -1))
@@ -106,7 +100,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor, backend: Backend | None = None,
+def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor, backend: Backend = Backend.NUMBA,
              level_samples: int = 256, batch: int = 250, progress: bool = False) -> Evaluation:
     """Float, fake-quant (float64) and integer-program accuracy on a labelled set, and the
     per-tensor level differences on its first ``level_samples`` images."""
@@ -124,7 +118,7 @@ def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor,
     y = labels.numpy()
     level_diff = {}
     sample = images[:level_samples]
-    sim = Simulator(program, backend or default_backend()).run(sample.numpy(), keep_tensors=True)
+    sim = Simulator(program, backend).run(sample.numpy(), keep_tensors=True)
     fake_levels = fake.levels(sample.double())
     for name, tensor in names.items():
         if name == graph.output and program.output_tensor.quant is not None and not program.output_tensor.is_quantized:

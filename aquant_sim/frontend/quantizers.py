@@ -26,6 +26,9 @@ from aquant_sim.rounding import integer_range
 SEARCH_STEPS = 64
 """Candidates of the clipping-range error search (fractions of the observed range)."""
 
+SEARCH_ELEMENTS = 1 << 18
+"""Elements of a tensor on which the activation error search scores its candidates."""
+
 ZETA, GAMMA = 1.1, -0.1
 """AdaRound's rectified sigmoid stretch (C.1), the published values."""
 
@@ -236,6 +239,11 @@ class ActQuantizer(nn.Module):
         channels = x.shape[1]
         v = x.detach().double().flatten()
         lo, hi = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+        if v.numel() > SEARCH_ELEMENTS:
+            # The error of each candidate is estimated on a fixed random subset (the range above
+            # still comes from every element).
+            pick = torch.randperm(v.numel(), generator=torch.Generator().manual_seed(0))[:SEARCH_ELEMENTS]
+            v = v[pick]
         if hi - lo <= 0:
             hi = 1.0
         top = (1 << bits) - 1
