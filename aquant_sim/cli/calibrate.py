@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     from aquant_sim.frontend.methods import Method
 
     p = subparsers.add_parser("calibrate", help="quantize a model (post-training) and write its integer program")
-    p.add_argument("--model", required=True, help="zoo model name, e.g. resnet20")
+    p.add_argument("--model", required=True, help="zoo model name, e.g. resnet20 (must be the one the weights record)")
     p.add_argument("--weights", required=True, type=Path, help="float weights (.npz written by aquant train)")
     p.add_argument("--data", required=True, help="dataset name (fashion-mnist, ...) or image folder")
     p.add_argument("--w-bits", type=int, default=4)
@@ -51,15 +51,19 @@ def run(args) -> int:
     from aquant_sim.frontend.qmodel import QuantConfig
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.reconstruction import ReconstructionConfig
-    from aquant_sim.models import build_model, load_weights
+    from aquant_sim.errors import InputError
+    from aquant_sim.models import load_model
+    from aquant_sim.models.registry import BUILD_ATTRIBUTE, model_name
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     calib_set = load_dataset(args.data, "train", limit=args.calib_size, seed=args.seed)
     test_set = load_dataset(args.data, "test", limit=args.eval_size, seed=args.seed)
-    model = build_model(args.model, calib_set.input_shape[0], len(calib_set.classes))
-    load_weights(model, args.weights)
+    model, _ = load_model(args.weights)
+    recorded = getattr(model, BUILD_ATTRIBUTE, {}).get("name")
+    if recorded is not None and recorded != model_name(args.model).value:
+        raise InputError(f"--model {args.model}: the weights in {args.weights} are of model {recorded}")
     config = CalibrationConfig(
         method=Method(args.method),
         quant=QuantConfig(weight_bits=args.w_bits, act_bits=args.a_bits, first_last_bits=args.first_last_bits,

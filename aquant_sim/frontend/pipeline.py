@@ -25,7 +25,7 @@ from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor, UnitReport
 from aquant_sim.program import Program
-from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.simulator import Backend, Simulator, dequantize
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ class Evaluation:
     agreement: float
     """Share of samples where the fake-quant and integer top-1 classes agree."""
     level_diff: dict[str, dict[str, float]]
-    """Per program tensor: share of levels off by exactly one, and by more than one."""
+    """Per program tensor: shares of levels off by one and by more, per op and end to end
+    (:func:`level_differences`)."""
 
     def as_dict(self) -> dict:
         return {
@@ -106,7 +107,7 @@ def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor,
     per-tensor level differences on its first ``level_samples`` images."""
     images = check_images(images, "evaluation data")
     labels = torch.as_tensor(labels).long()
-    graph, program, names = calibrated.graph, calibrated.program, calibrated.lowered.tensors
+    graph, program = calibrated.graph, calibrated.program
     fake = copy.deepcopy(calibrated.qmodel).double().eval()
     float_pred, fake_pred = [], []
     for start in range(0, len(images), batch):
@@ -116,22 +117,36 @@ def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor,
     float_pred, fake_pred = torch.cat(float_pred).numpy(), torch.cat(fake_pred).numpy()
     int_pred = program_logits(program, images, backend, batch, progress).argmax(1)
     y = labels.numpy()
-    level_diff = {}
     sample = images[:level_samples]
     sim = Simulator(program, backend).run(sample.numpy(), keep_tensors=True)
-    fake_levels = fake.levels(sample.double())
-    for name, tensor in names.items():
-        if name == graph.output and program.output_tensor.quant is not None and not program.output_tensor.is_quantized:
-            continue
-        if name not in fake_levels or tensor not in sim.tensors:
-            continue
-        diff = np.abs(fake_levels[name].numpy().astype(np.int64) - sim.tensors[tensor].astype(np.int64))
-        level_diff[tensor] = {"off_by_one": float(np.mean(diff == 1)), "off_by_more": float(np.mean(diff > 1))}
     return Evaluation(
         samples=len(images),
         float_accuracy=float(np.mean(float_pred == y)),
         fake_quant_accuracy=float(np.mean(fake_pred == y)),
         integer_accuracy=float(np.mean(int_pred == y)),
         agreement=float(np.mean(fake_pred == int_pred)),
-        level_diff=level_diff,
+        level_diff=level_differences(fake, calibrated.lowered, sample, sim.tensors),
     )
+
+
+def level_differences(fake: QuantModel, lowered: Lowered, sample: torch.Tensor, tensors: dict) -> dict:
+    """Per program tensor, the share of levels where the fake-quant model and the program differ
+    by exactly one and by more: ``op_*`` with each fake-quant op fed the program's own input levels
+    (the op's own difference), ``end_to_end_*`` with the fake-quant network run on its own
+    (differences propagate from earlier ops)."""
+    program, graph = lowered.program, fake.graph
+    own = fake.levels(sample.to(next(iter(fake.acts.values())).scale.dtype))
+    result = {}
+    for node in graph.nodes[1:]:
+        name = lowered.tensors[node.name]
+        if not program.tensor(name).is_quantized:
+            continue
+        inputs = [torch.from_numpy(dequantize(tensors[lowered.tensors[i]], program.tensor(lowered.tensors[i]))) for i in node.inputs]
+        expected = tensors[name].astype(np.int64)
+        op_diff = np.abs(fake.op_levels(node, inputs).numpy().astype(np.int64) - expected)
+        e2e_diff = np.abs(own[node.name].numpy().astype(np.int64) - expected)
+        result[name] = {
+            "op_off_by_one": float(np.mean(op_diff == 1)), "op_off_by_more": float(np.mean(op_diff > 1)),
+            "end_to_end_off_by_one": float(np.mean(e2e_diff == 1)), "end_to_end_off_by_more": float(np.mean(e2e_diff > 1)),
+        }
+    return result
