@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from aquant_sim.frontend.reconstruction import ReconstructionConfig
+
 CONFIGS = ("W2A2", "W3A3", "W4A4", "W2A4")
 METHODS = ("qdrop", "aquant", "rtn", "brecq", "adaround")
 TABLE_CONFIGS = ("W4A4", "W3A3", "W2A4", "W2A2")
@@ -69,7 +71,8 @@ def run_one(job: dict) -> dict:
     model, _ = load_model(job["weights"])
     w_bits, a_bits = parse_config(job["config"])
     config = CalibrationConfig(Method(job["method"]), QuantConfig(weight_bits=w_bits, act_bits=a_bits),
-                               ReconstructionConfig(iters=job["iters"], seed=job["seed"]))
+                               ReconstructionConfig(iters=job["iters"], seed=job["seed"], border_lr=job["border_lr"],
+                                                    tau=(job["tau0"], ReconstructionConfig().tau[1])))
     calibrated = calibrate(model, torch.from_numpy(calib_set.images), config, progress=False)
     report = evaluate(calibrated, torch.from_numpy(test_set.images), torch.from_numpy(test_set.labels))
     return {
@@ -208,6 +211,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--border-lr", type=float, default=ReconstructionConfig().border_lr)
+    parser.add_argument("--tau0", type=float, default=ReconstructionConfig().tau[0], help="starting border temperature")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs", type=Path, default=Path("runs/results.jsonl"))
@@ -220,7 +225,8 @@ def main() -> int:
     done = {(r["config"], r["method"], r["seed"]) for r in runs}
     jobs = [
         {"config": c, "method": m, "seed": int(s), "iters": args.iters, "calib_size": args.calib_size,
-         "eval_size": args.eval_size, "weights": str(args.weights), "threads": args.threads}
+         "eval_size": args.eval_size, "weights": str(args.weights), "threads": args.threads,
+         "border_lr": args.border_lr, "tau0": args.tau0}
         for s in args.seeds.split(",") for c in args.configs.split(",") for m in args.methods.split(",")
         if (c, m, int(s)) not in done
     ]

@@ -43,8 +43,9 @@ class ReconstructionConfig:
     batch_size: int = 32
     weight_lr: float = 3e-3
     """Adam on AdaRound's V (BRECQ's value)."""
-    scale_lr: float = 4e-5
-    """Adam on activation scales (BRECQ/QDrop's value)."""
+    scale_lr: float = 1e-3
+    """Adam's step on each activation scale, relative to the scale's starting value (QDrop's
+    absolute 4e-5 is this for scales near 0.04; tensors here have scales from 1e-3 to 1)."""
     border_lr: float = 5e-3
     """Adam on borders: they live in (0, 1], so a larger step than the scales'."""
     reg_weight: float = 0.01
@@ -216,7 +217,7 @@ class Reconstructor:
         if spec.learn_weights:
             groups.append({"params": [w.alpha for w in weights], "lr": cfg.weight_lr})
         if spec.learn_scales:
-            groups.append({"params": [a.scale for a in acts], "lr": cfg.scale_lr})
+            groups += [{"params": [a.scale], "lr": cfg.scale_lr * float(a.scale)} for a in acts]
         if spec.learn_borders:
             groups.append({"params": [a.borders for a in acts], "lr": cfg.border_lr})
         params = [p for g in groups for p in g["params"]]
@@ -248,6 +249,12 @@ class Reconstructor:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if spec.learn_borders:
+                # Keep borders where they act: outside (0, 1] the clipped border has no gradient
+                # and Adam's momentum would strand it there.
+                with torch.no_grad():
+                    for a in acts:
+                        a.borders.clamp_(1.0 / (1 << a.frac_bits), 1.0)
             if t % 50 == 0:
                 bar.set_postfix(rec=f"{rec:.4g}")
         qm.eval()
