@@ -73,8 +73,8 @@ def run_one(job: dict) -> dict:
     config = CalibrationConfig(Method(job["method"]), QuantConfig(weight_bits=w_bits, act_bits=a_bits),
                                ReconstructionConfig(iters=job["iters"], seed=job["seed"], border_lr=job["border_lr"],
                                                     tau=(job["tau0"], ReconstructionConfig().tau[1])))
-    calibrated = calibrate(model, torch.from_numpy(calib_set.images), config, progress=False)
-    report = evaluate(calibrated, torch.from_numpy(test_set.images), torch.from_numpy(test_set.labels))
+    calibrated = calibrate(model, torch.tensor(calib_set.images), config, progress=False)
+    report = evaluate(calibrated, torch.tensor(test_set.images), torch.tensor(test_set.labels))
     return {
         **job, **{k: v for k, v in report.as_dict().items() if k != "level_diff"},
         "units": [u.as_dict() for u in calibrated.units],
@@ -115,6 +115,7 @@ def write_table(runs: list[dict], args, command: str, float_test_accuracy: float
     for r in sorted(runs, key=lambda r: (TABLE_CONFIGS.index(r["config"]) if r["config"] in TABLE_CONFIGS else 9, TABLE_METHODS.index(r["method"]) if r["method"] in TABLE_METHODS else 9, r["seed"])):
         detail.append(f"| {r['config']} | {r['method']} | {r['seed']} | {100 * r['integer_accuracy']:.2f} | {100 * r['fake_quant_accuracy']:.2f} | "
                       f"{100 * r['top1_agreement']:.2f} | {r['calibration_seconds']:.0f} | {r['wall_seconds']:.0f} |")
+    notes = Path(args.notes).read_text() if args.notes else ""
     text = f"""# Results: Fashion-MNIST, ResNet-20
 
 Top-1 accuracy (%) of the **integer program run by the simulator** (numba backend) on
@@ -142,6 +143,7 @@ where it and the integer program predict the same class.
 
 {chr(10).join(detail)}
 
+{notes}
 ## Command
 
     {command}
@@ -215,6 +217,7 @@ def main() -> int:
     parser.add_argument("--tau0", type=float, default=ReconstructionConfig().tau[0], help="starting border temperature")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown inserted before the command (how the runs came about)")
     parser.add_argument("--runs", type=Path, default=Path("runs/results.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
     args = parser.parse_args()

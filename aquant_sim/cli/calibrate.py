@@ -70,10 +70,10 @@ def run(args) -> int:
                           frac_bits=args.frac_bits, granularity=BorderGranularity(args.granularity)),
         reconstruction=ReconstructionConfig(iters=args.iters, seed=args.seed),
     )
-    calibrated = calibrate(model, torch.from_numpy(calib_set.images), config)
+    calibrated = calibrate(model, torch.tensor(calib_set.images), config)
     save_program(calibrated.program, args.out)
     backend = Backend(args.backend)
-    report = evaluate(calibrated, torch.from_numpy(test_set.images), torch.from_numpy(test_set.labels), backend, progress=True)
+    report = evaluate(calibrated, torch.tensor(test_set.images), torch.tensor(test_set.labels), backend, progress=True)
     summary = {
         "model": args.model, "weights": str(args.weights), "data": args.data, "method": args.method,
         "w_bits": args.w_bits, "a_bits": args.a_bits, "first_last_bits": args.first_last_bits,
