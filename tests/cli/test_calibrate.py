@@ -23,13 +23,13 @@ def test_calibrate_then_evaluate(weights, tmp_path, capsys):
     out, summary = tmp_path / "p.aqp", tmp_path / "s.json"
     code = main(["calibrate", "--model", "resnet20", "--weights", str(weights), "--data", "fashion-mnist",
                  "--w-bits", "3", "--a-bits", "3", "--method", "aquant", "--iters", "2", "--calib-size", "16",
-                 "--eval-size", "32", "--seed", "0", "--out", str(out), "--summary", str(summary)])
+                 "--eval-size", "32", "--seed", "0", "--backend", "reference", "--out", str(out), "--summary", str(summary)])
     assert code == 0 and out.exists()
     report = json.loads(summary.read_text())
     assert report["samples"] == 32 and len(report["units"]) == 11
     assert {"loss_before", "loss_after"} <= set(report["units"][0])
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--data", "fashion-mnist", "--limit", "32", "--seed", "0"]) == 0
+    assert main(["evaluate", str(out), "--data", "fashion-mnist", "--limit", "32", "--seed", "0", "--backend", "reference"]) == 0
     printed = capsys.readouterr().out
     assert f"integer_accuracy: {report['integer_accuracy']:.4f}" in printed
 
