@@ -36,7 +36,7 @@ def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfi
     rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters), images, progress=False)
     for index in range(BLOCK):
         # Earlier units only need their quantizers claimed; their iterations are not timed.
-        rec._owned_acts(rec.units[index])
+        rec.claim_quantizers(index)
     report = rec.calibrate_unit(BLOCK)
     return report.train_seconds / iters * 1000
 

@@ -144,7 +144,10 @@ class Reconstructor:
         self.owned: set[str] = set()
         self.units = layer_units(qm.graph) if self.spec.layerwise else block_units(qm.graph)
 
-    def _owned_acts(self, unit: Unit) -> list[str]:
+    def claim_quantizers(self, index: int) -> list[str]:
+        """The activation quantizers unit ``index`` owns (its inputs' and its internal tensors',
+        not yet owned by an earlier unit); marks them owned."""
+        unit = self.units[index]
         names = [n for n in (*unit.inputs, *unit.nodes) if n in self.qm.acts and n != unit.output and n not in self.owned]
         self.owned.update(names)
         return list(dict.fromkeys(names))
@@ -191,7 +194,7 @@ class Reconstructor:
         unit = self.units[index]
         started = time.perf_counter()
         qm, spec, cfg = self.qm, self.spec, self.config
-        owned = self._owned_acts(unit)
+        owned = self.claim_quantizers(index)
         acts = [qm.acts[n] for n in owned]
         weights = [qm.weights[n] for n in unit.nodes if n in qm.weights]
         if spec.learn_borders:
