@@ -14,6 +14,8 @@ from aquant_sim.errors import AquantError
 SUBCOMMANDS = (
     "aquant_sim.cli.demo",
     "aquant_sim.cli.train",
+    "aquant_sim.cli.calibrate",
+    "aquant_sim.cli.evaluate",
     "aquant_sim.cli.simulate",
     "aquant_sim.cli.verify",
     "aquant_sim.cli.hw_report",

@@ -1,0 +1,37 @@
+"""``aquant evaluate ARTIFACT --data NAME``: the accuracy of an integer program, run by the
+simulator on a dataset's test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aquant_sim.simulator import Backend
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="accuracy of an integer program on a dataset (simulator)")
+    p.add_argument("artifact", type=Path, help="program artifact written by aquant calibrate")
+    p.add_argument("--data", required=True, help="dataset name (fashion-mnist, ...) or image folder")
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on at most this many images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset when --limit is given")
+    p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from aquant_sim.artifact import load_program
+    from aquant_sim.data import load_dataset
+    from aquant_sim.frontend.pipeline import program_logits
+
+    program = load_program(args.artifact)
+    dataset = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed)
+    backend = Backend(args.backend)
+    logits = program_logits(program, torch.tensor(dataset.images), backend, progress=True)
+    accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
+    print(f"images: {len(dataset)}")
+    print(f"integer_accuracy: {accuracy:.4f}")
+    return 0

@@ -1,0 +1,79 @@
+"""Benchmark: reconstruction time per 1,000 iterations of one ResNet-20 block, qdrop against
+aquant in the same run (same block, data, batch size and thread count).
+
+    python tools/bench_calib.py [--iters 300] [--image-size 28] [--threads 2] [--granularity channel_level]
+
+Prints ``name: value`` lines; ``aquant_over_qdrop`` is the ratio of the two times (target: 1.2 or
+less). The block is the first residual block of a ResNet-20 (16 channels) with random weights and
+batch-norm statistics: timing does not depend on training.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run from a checkout: import this tree's package, not an installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+
+import torch
+
+from aquant_sim.frontend.graph import capture
+from aquant_sim.frontend.methods import Method
+from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
+from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor
+from aquant_sim.models import build_model
+from aquant_sim.program import BorderGranularity
+
+BLOCK = 1
+"""Unit index of the first residual block (unit 0 is the stem)."""
+
+
+def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int) -> float:
+    qm = QuantModel(graph, quant, images)
+    rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters), images, progress=False)
+    for index in range(BLOCK):
+        # Earlier units only need their quantizers claimed; their iterations are not timed.
+        rec.claim_quantizers(index)
+    report = rec.calibrate_unit(BLOCK)
+    return report.train_seconds / iters * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default="channel_level")
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the methods this many times; report the best")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model("resnet20", 1, 10).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, 0.1)
+    images = torch.randn(args.samples, 1, args.image_size, args.image_size, generator=torch.Generator().manual_seed(1))
+    graph = capture(model, tuple(images.shape[1:]))
+    quant = QuantConfig(weight_bits=2, act_bits=2, granularity=BorderGranularity(args.granularity))
+    times = {Method.QDROP: [], Method.AQUANT: []}
+    for _ in range(args.repeats):
+        for method in times:
+            times[method].append(time_per_1000(method, graph, images, quant, args.iters))
+    qdrop, aquant = min(times[Method.QDROP]), min(times[Method.AQUANT])
+    print(f"block: {Reconstructor(QuantModel(graph, quant, images[:8]), Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK].name}")
+    print(f"threads: {args.threads}")
+    print(f"iters: {args.iters}")
+    print(f"batch_size: {ReconstructionConfig().batch_size}")
+    print(f"granularity: {args.granularity}")
+    print(f"qdrop_seconds_per_1000: {qdrop:.2f}")
+    print(f"aquant_seconds_per_1000: {aquant:.2f}")
+    print(f"aquant_over_qdrop: {aquant / qdrop:.3f}")
+
+
+if __name__ == "__main__":
+    main()
