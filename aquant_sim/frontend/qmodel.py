@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aquant_sim.errors import InputError
+from aquant_sim.errors import ConfigError, InputError
 from aquant_sim.frontend.graph import WEIGHTED, REQUANTIZED, Graph, Node, NodeKind, apply_node
 from aquant_sim.frontend.quantizers import ActQuantizer, WeightQuantizer
 from aquant_sim.program import MAX_BITS, MIN_BITS, BorderGranularity
@@ -50,11 +50,11 @@ class QuantConfig:
     def __post_init__(self):
         for name in ("weight_bits", "act_bits", "first_last_bits", "internal_bits"):
             if not MIN_BITS <= getattr(self, name) <= MAX_BITS:
-                raise InputError(f"quant config: {name} must be in {MIN_BITS}..{MAX_BITS}, got {getattr(self, name)}")
+                raise ConfigError(f"quant config: {name} must be in {MIN_BITS}..{MAX_BITS}, got {getattr(self, name)}")
         if not 1 <= self.frac_bits <= MAX_FRAC_BITS:
-            raise InputError(f"quant config: frac_bits must be in 1..{MAX_FRAC_BITS}, got {self.frac_bits}")
+            raise ConfigError(f"quant config: frac_bits must be in 1..{MAX_FRAC_BITS}, got {self.frac_bits}")
         if not isinstance(self.granularity, BorderGranularity):
-            raise InputError(f"quant config: granularity must be a BorderGranularity, got {self.granularity!r}")
+            raise ConfigError(f"quant config: granularity must be a BorderGranularity, got {self.granularity!r}")
 
 
 class QuantModel(nn.Module):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from aquant_sim.errors import InputError
+from aquant_sim.errors import ConfigError
 from aquant_sim.frontend.borders import equation9_borders
 from aquant_sim.frontend.graph import REQUANTIZED, WEIGHTED, Graph
 from aquant_sim.frontend.methods import SPECS, Method
@@ -63,7 +63,14 @@ class ReconstructionConfig:
 
     def __post_init__(self):
         if self.iters < 0 or self.batch_size < 1:
-            raise InputError(f"reconstruction: iters must be >= 0 and batch_size >= 1, got {self.iters}, {self.batch_size}")
+            raise ConfigError(f"reconstruction: iters must be >= 0 and batch_size >= 1, got {self.iters}, {self.batch_size}")
+        # Ranges the training loop relies on: tau is a geometric schedule (a power of tau1 / tau0)
+        # and the divisor of the soft border; the others are shares or probabilities.
+        if not all(t > 0 for t in self.tau):
+            raise ConfigError(f"reconstruction: tau must be two positive temperatures, got {self.tau}")
+        for name in ("warmup", "drop_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"reconstruction: {name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from aquant_sim.frontend.borders import equation9_borders
+from aquant_sim.errors import ConfigError
 from aquant_sim.frontend.emulation import emulate
 from aquant_sim.frontend.graph import capture
 from aquant_sim.frontend.methods import Method
@@ -27,6 +28,16 @@ def test_block_units_are_residual_blocks(tiny_resnet):
     assert units[1].nodes == ("pool", "block1_conv1", "block1_conv2", "add")
     layers = layer_units(graph)
     assert len(layers) == 7 and layers[1].nodes == ("pool", "block1_conv1") and layers[1].inputs == ("stem_0",)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"iters": -1}, "iters"), ({"batch_size": 0}, "batch_size"), ({"tau": (0.1, 0.0)}, "tau"),
+    ({"warmup": 1.5}, "warmup"), ({"drop_prob": -0.1}, "drop_prob"),
+])
+def test_bad_reconstruction_config_is_a_config_error(kwargs, field):
+    """An out-of-range setting raises ConfigError naming the field."""
+    with pytest.raises(ConfigError, match=field):
+        ReconstructionConfig(**kwargs)
 
 
 @pytest.mark.parametrize("method", list(Method))
