@@ -43,4 +43,5 @@ def test_bad_input_is_one_clear_line(weights, tmp_path, capsys, extra, message):
     args = ["calibrate", "--model", "resnet20", "--weights", str(weights), "--iters", "1", "--calib-size", "8",
             "--eval-size", "8", "--out", str(tmp_path / "p.aqp")]
     assert main(args + extra) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
