@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aquant_sim.frontend.emulation import emulate
-from aquant_sim.frontend.graph import capture
+from aquant_sim.frontend.graph import Activation, capture
 from aquant_sim.frontend.lowering import lower
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
 from aquant_sim.frontend.quantizers import BorderMode
@@ -71,3 +71,6 @@ def test_lowered_structure(images):
     expected = np.floor(qm.weights["fc"].bias.double().numpy() / (s_x * fc.weight_scale) + 0.5)
     assert np.array_equal(fc.bias, expected.astype(np.int64))
     assert program.tensor("dw_0").quant.bits == 2 and program.tensor("x").quant.bits == 8
+    resnet = _quantized(TinyResNet, BorderGranularity.TENSOR, images, bits=(2, 2))
+    assert sum(node.activation is Activation.RELU for node in resnet.graph.nodes) == 5
+    assert len(lower(resnet).program.ops) == len(resnet.graph.nodes) - 1
