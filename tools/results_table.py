@@ -62,7 +62,6 @@ def run_one(job: dict) -> dict:
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate, evaluate
     from aquant_sim.frontend.qmodel import QuantConfig
-    from aquant_sim.frontend.reconstruction import ReconstructionConfig
     from aquant_sim.models import load_model
 
     torch.set_num_threads(job["threads"])
