@@ -107,6 +107,8 @@ def evaluate(calibrated: Calibrated, images: torch.Tensor, labels: torch.Tensor,
     per-tensor level differences on its first ``level_samples`` images."""
     images = check_images(images, "evaluation data")
     labels = torch.as_tensor(labels).long()
+    if labels.shape != (len(images),):
+        raise InputError(f"evaluation data: expected {len(images)} labels (one per image), got shape {tuple(labels.shape)}")
     graph, program = calibrated.graph, calibrated.program
     fake = copy.deepcopy(calibrated.qmodel).double().eval()
     float_pred, fake_pred = [], []
