@@ -24,7 +24,7 @@ from torch import nn
 from aquant_sim.errors import ConfigError, InputError
 from aquant_sim.frontend.graph import WEIGHTED, REQUANTIZED, Graph, Node, NodeKind, apply_node
 from aquant_sim.frontend.quantizers import ActQuantizer, WeightQuantizer
-from aquant_sim.program import MAX_BITS, MIN_BITS, BorderGranularity
+from aquant_sim.program import MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity
 from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy
 
 INIT_SAMPLES = 256
@@ -55,6 +55,11 @@ class QuantConfig:
             raise ConfigError(f"quant config: frac_bits must be in 1..{MAX_FRAC_BITS}, got {self.frac_bits}")
         if not isinstance(self.granularity, BorderGranularity):
             raise ConfigError(f"quant config: granularity must be a BorderGranularity, got {self.granularity!r}")
+        # Checked here, not only when the program is built: lowering comes after the whole reconstruction.
+        if not MIN_ACCUMULATOR_BITS <= self.accumulator_bits <= MAX_ACCUMULATOR_BITS:
+            raise ConfigError(f"quant config: accumulator_bits must be in {MIN_ACCUMULATOR_BITS}..{MAX_ACCUMULATOR_BITS}, got {self.accumulator_bits}")
+        if not isinstance(self.overflow, OverflowPolicy):
+            raise ConfigError(f"quant config: overflow must be an OverflowPolicy, got {self.overflow!r}")
 
 
 class QuantModel(nn.Module):
