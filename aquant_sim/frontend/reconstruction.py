@@ -3,7 +3,8 @@
 Units: residual blocks are units, the first and last layers are on their own (BRECQ). They are
 found from the graph: a unit ends at every requantized tensor that is, at that point of the
 execution order, the only tensor still to be read (a residual block's input stays live until
-its add, so the whole block is one unit); a unit without a conv/linear joins the next one.
+its add, so the whole block is one unit); a unit without a conv/linear joins the next one (at
+the end of the graph, the one before).
 The layer-wise methods (``adaround``) make one unit of each conv/linear.
 
 A unit owns the quantizers of its input tensor(s) and of the tensors it produces inside, not of
