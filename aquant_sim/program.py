@@ -506,11 +506,17 @@ def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ..
     return shape
 
 
+def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a sliding window (conv, pooling) along one axis: the number of window
+    positions of span ``dilation * (kernel - 1) + 1`` over ``size + 2 * padding`` at ``stride``."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def _window_out(size: int, kernel: int, stride: int, padding: int, dilation: int, where: str) -> int:
     span = dilation * (kernel - 1) + 1
     if size + 2 * padding < span:
         _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding}")
-    return (size + 2 * padding - span) // stride + 1
+    return window_output_size(size, kernel, stride, padding, dilation)
 
 
 def _check_weights(op, where: str) -> None:

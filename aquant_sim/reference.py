@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aquant_sim import rounding
-from aquant_sim.program import AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer
+from aquant_sim.program import AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer, window_output_size
 
 
 def _pad(x: np.ndarray, padding: tuple[int, int], value: int) -> np.ndarray:
@@ -28,18 +28,14 @@ def _window_taps(x: np.ndarray, kernel, stride, dilation, out_hw):
             yield kh, kw, x[..., h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw]
 
 
-def _out_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
     """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] * (xp - z)`` over the
     input channels of o's group, ``xp`` the input padded with ``z`` (padding adds nothing)."""
     n, c, h, w = x.shape
     groups = op.groups
     out_c, cg, kh_, kw_ = op.weight.shape
-    oh = _out_size(h, kh_, op.stride[0], op.padding[0], op.dilation[0])
-    ow = _out_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1])
+    oh = window_output_size(h, kh_, op.stride[0], op.padding[0], op.dilation[0])
+    ow = window_output_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1])
     centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
     centred = centred.reshape(n, groups, cg, h + 2 * op.padding[0], w + 2 * op.padding[1])
     weight = op.weight.astype(np.int64).reshape(groups, out_c // groups, cg, kh_, kw_)
@@ -64,8 +60,8 @@ def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
     """D.11: ``acc = sum over the window of (xp - z)``, ``xp`` padded with ``z``; the divisor
     ``KH * KW`` lives in the requantizer's multiplier."""
     n, c, h, w = x.shape
-    oh = _out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], 1)
-    ow = _out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], 1)
+    oh = window_output_size(h, op.kernel_size[0], op.stride[0], op.padding[0], 1)
+    ow = window_output_size(w, op.kernel_size[1], op.stride[1], op.padding[1], 1)
     centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
     acc = np.zeros((n, c, oh, ow), dtype=np.int64)
     for _, _, view in _window_taps(centred, op.kernel_size, op.stride, (1, 1), (oh, ow)):
@@ -82,8 +78,8 @@ def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
     """D.10: the window maximum; padding holds ``qmin``, which never beats a real value because
     every window contains at least one (the program checks ``2 * padding <= kernel``)."""
     n, c, h, w = x.shape
-    oh = _out_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
-    ow = _out_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
+    oh = window_output_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
+    ow = window_output_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
     padded = _pad(x.astype(np.int64), op.padding, qmin)
     out = np.full((n, c, oh, ow), qmin, dtype=np.int64)
     for _, _, view in _window_taps(padded, op.kernel_size, op.stride, op.dilation, (oh, ow)):

@@ -33,7 +33,7 @@ import weakref
 import numpy as np
 
 from aquant_sim.kernels.config import parallel_jit, prange
-from aquant_sim.program import Conv2d, Linear
+from aquant_sim.program import Conv2d, Linear, window_output_size
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
@@ -157,7 +157,7 @@ def exact_gemm(weight: np.ndarray, cols: np.ndarray, path: GemmPath) -> np.ndarr
 def conv2d_output_hw(x_shape: tuple[int, ...], op: Conv2d) -> tuple[int, int]:
     """Output height and width of a conv over an (N, C, H, W) input."""
     return tuple(
-        (x_shape[2 + a] + 2 * op.padding[a] - op.dilation[a] * (op.weight.shape[2 + a] - 1) - 1) // op.stride[a] + 1
+        window_output_size(x_shape[2 + a], op.weight.shape[2 + a], op.stride[a], op.padding[a], op.dilation[a])
         for a in (0, 1)
     )
 

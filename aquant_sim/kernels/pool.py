@@ -6,11 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from aquant_sim.kernels.config import parallel_jit, prange
-from aquant_sim.program import AvgPool2d, MaxPool2d
-
-
-def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+from aquant_sim.program import AvgPool2d, MaxPool2d, window_output_size
 
 
 @parallel_jit
@@ -37,7 +33,7 @@ def maxpool_into(x: np.ndarray, op: MaxPool2d, qmin: int, dtype) -> np.ndarray:
     """D.10 into a new array of ``dtype``."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, op.stride, op.padding, op.dilation
-    out = np.empty((n, c, _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)), dtype=dtype)
+    out = np.empty((n, c, window_output_size(h, kh, sh, ph, dh), window_output_size(w, kw, sw, pw, dw)), dtype=dtype)
     _maxpool(x, qmin, kh, kw, sh, sw, ph, pw, dh, dw, out)
     return out
 
@@ -72,7 +68,7 @@ def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
     divisor lives in the requantizer. Exact int64."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = op.kernel_size, op.stride, op.padding
-    out = np.empty((n, c, _out_size(h, kh, sh, ph, 1), _out_size(w, kw, sw, pw, 1)), dtype=np.int64)
+    out = np.empty((n, c, window_output_size(h, kh, sh, ph, 1), window_output_size(w, kw, sw, pw, 1)), dtype=np.int64)
     _avgpool_sums(x, zero_point, kh, kw, sh, sw, ph, pw, out)
     return out
 
