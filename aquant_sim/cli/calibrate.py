@@ -47,7 +47,8 @@ def run(args) -> int:
 
     from aquant_sim.artifact import save_program
     from aquant_sim.data import load_dataset
-    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate, evaluate
+    from aquant_sim.evaluation import evaluate
+    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
     from aquant_sim.frontend.qmodel import QuantConfig
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.reconstruction import ReconstructionConfig

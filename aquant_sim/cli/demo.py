@@ -72,7 +72,8 @@ def _calibrated_source(args, out: Path):
 
     from aquant_sim.data import load_dataset
     from aquant_sim.frontend.methods import Method
-    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate, evaluate
+    from aquant_sim.evaluation import evaluate
+    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
     from aquant_sim.frontend.qmodel import QuantConfig
     from aquant_sim.frontend.reconstruction import ReconstructionConfig
     from aquant_sim.models import build_model, load_model, save_weights

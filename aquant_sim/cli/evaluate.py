@@ -25,7 +25,7 @@ def run(args) -> int:
 
     from aquant_sim.artifact import load_program
     from aquant_sim.data import load_dataset
-    from aquant_sim.frontend.pipeline import program_logits
+    from aquant_sim.evaluation import program_logits
 
     program = load_program(args.artifact)
     dataset = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed)
