@@ -60,7 +60,8 @@ def run_one(job: dict) -> dict:
     import torch
 
     from aquant_sim.frontend.methods import Method
-    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate, evaluate
+    from aquant_sim.evaluation import evaluate
+    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
     from aquant_sim.frontend.qmodel import QuantConfig
     from aquant_sim.models import load_model
 
