@@ -94,13 +94,13 @@ def evaluate(calibrated: Calibrated, images, labels, backend: Backend = Backend.
     float_pred, fake_pred = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start : start + batch]).float()
+            x = torch.tensor(images[start : start + batch], dtype=torch.float32)
             float_pred.append(float_forward(calibrated.graph, x).argmax(1))
             fake_pred.append(fake(x.double()).argmax(1))
         float_pred, fake_pred = torch.cat(float_pred).numpy(), torch.cat(fake_pred).numpy()
         sample = images[:level_samples]
         tensors = Simulator(program, backend).run(sample, keep_tensors=True).tensors
-        level_diff = level_differences(fake, calibrated.lowered, torch.from_numpy(sample).float(), tensors)
+        level_diff = level_differences(fake, calibrated.lowered, torch.tensor(sample, dtype=torch.float32), tensors)
     return Evaluation(
         samples=len(images),
         float_accuracy=float(np.mean(float_pred == y)),

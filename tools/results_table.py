@@ -1,15 +1,41 @@
-"""The paper-style results table on Fashion-MNIST with ResNet-20: accuracy of the integer
-program (run by the simulator) for rtn / adaround / brecq / qdrop / aquant at W4A4, W3A3, W2A4
-and W2A2, the float baseline on top, mean and spread over seeds, wall time per run.
+"""The results table: every (configuration, method, seed) calibrated and evaluated as a Ray task,
+each finished run appended to a JSONL file, ``docs/results.md`` and its plot written from that file.
 
-    python tools/results_table.py --weights runs/resnet20_fmnist.npz --iters 200 --calib-size 256 \
-        --eval-size 2000 --seeds 0 --jobs 2 [--runs runs/results.jsonl] [--out docs/results.md]
+The sweep of issue 8 (start it, or resume it: runs already in the file are skipped):
 
-Every method uses the same iterations, calibration samples and evaluation images (stated in the
-table). Finished runs are appended to a JSONL file and skipped when the tool is started again, so
-it resumes; the table and the plot are rewritten after every run. Without ``--weights`` (or when
-the file is missing) it first trains the float ResNet-20 (``--train-epochs``) and saves it there.
-Runs go in priority order: configurations as listed, methods as listed.
+    python tools/results_table.py --weights /work/runs_shared/resnet20_fmnist_e15.npz \\
+        --runs docs/results/runs.jsonl --out docs/results.md
+
+Rewrite the document from the file alone, running nothing:
+
+    python tools/results_table.py --runs docs/results/runs.jsonl --out docs/results.md --report-only
+
+Ablations are tagged runs whose calibration config differs by ``--set`` overrides: any field of
+``CalibrationConfig``, dotted (``quant.granularity=tensor``, ``quant.frac_bits=4``,
+``reconstruction.border_lr=0.005``, ``reconstruction.tau=[0.1,0.002]``; values are JSON, else
+text; Enums by value), so a new config field needs no change here. One value per invocation:
+
+    for g in tensor channel level; do python tools/results_table.py --weights W.npz \\
+        --runs docs/results/runs.jsonl --ablation granularity --set quant.granularity=$g \\
+        --order W2A2,W3A3:aquant:0,1,2; done
+
+The MobileNetV2-style section: ``--model mobilenetv2 --weights M.npz --order W4A4,W3A3:METHODS:0,1,2``.
+
+What a run is (``SPEC`` below): model, weights (sha256), dataset, calibration and evaluation
+sizes, bits, method, seed, ablation tag and overrides. A run is done when the file holds a record
+of it whose calibration config is still what this code resolves for it; a record made before a
+default changed no longer counts (it stays in the file, the run is made again). Per model, one
+weights file, dataset and pair of sizes; the untagged runs (the main table) share one set of
+overrides: a sweep that breaks this stops before running anything.
+
+Ray: ``ray.init()`` on this machine (``--cpus``, default the cores this process may use) or
+``--address`` to join a cluster, whose nodes need the dataset and the weights at the same paths
+(checked by sha256 in each task). Each run is a task of ``--threads`` CPUs (torch, BLAS and numba
+threads set to match; 1 by default: on the 2-core machines two 1-thread runs beat one 2-thread
+run); runs are submitted in ``--order`` as CPUs free up. A worker killed mid-run is retried by Ray
+(``--retries``); a run that fails is reported and left for the next invocation. Finished runs are
+appended (and fsynced) as they arrive, so an interruption loses no finished run. Commit the JSONL
+as runs land: a later session resumes from it.
 """
 
 from __future__ import annotations
@@ -18,236 +44,396 @@ import sys
 from pathlib import Path
 
 # Run from a checkout: import this tree's package, not an installed one.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import argparse
-import concurrent.futures
+import collections
+import dataclasses
+import datetime
+import enum
+import hashlib
 import json
-import multiprocessing
+import os
+import re
 import shlex
+import socket
+import subprocess
 import time
+import types
+import typing
 
 import numpy as np
 
-from aquant_sim.frontend.reconstruction import ReconstructionConfig
+import results_report
+from aquant_sim.errors import AquantError, ConfigError
+from run_store import RunStore
 
-CONFIGS = ("W2A2", "W3A3", "W4A4", "W2A4")
-METHODS = ("qdrop", "aquant", "rtn", "brecq", "adaround")
-TABLE_CONFIGS = ("W4A4", "W3A3", "W2A4", "W2A2")
-TABLE_METHODS = ("rtn", "adaround", "brecq", "qdrop", "aquant")
-
-
-def parse_config(text: str) -> tuple[int, int]:
-    w, a = text.upper().lstrip("W").split("A")
-    return int(w), int(a)
-
-
-_DATA = {}
-
-
-def _data(calib_size: int, eval_size: int | None, seed: int):
-    from aquant_sim.data import load_dataset
-
-    key = (calib_size, eval_size, seed)
-    if key not in _DATA:
-        _DATA[key] = (load_dataset("fashion-mnist", "train", limit=calib_size, seed=seed),
-                      load_dataset("fashion-mnist", "test", limit=eval_size, seed=0))
-    return _DATA[key]
+DEFAULT_ORDER = (
+    "W2A2:qdrop,aquant:0,1,2",
+    "W3A3:qdrop,aquant:0,1,2",
+    "W2A2,W3A3:rtn,adaround,brecq:0,1,2",
+    "W4A4,W2A4:rtn,adaround,brecq,qdrop,aquant:0,1,2",
+)
+"""Run priority: where the AQuant-against-QDrop question lies first (both methods, seed by seed,
+so the paired difference fills in early), then the other methods there, then the rest."""
+SPEC = ("model", "weights_sha256", "dataset", "calib_size", "eval_size", "config", "method", "seed", "ablation", "overrides")
+"""The fields that define a run (its key); every other field of a record is its result."""
+AXES = ("method", "quant.weight_bits", "quant.act_bits", "reconstruction.seed")
+"""Config fields set by the sweep's axes (method, ``WxAy``, seed), not by ``--set``."""
+SECTION = ("weights_sha256", "dataset", "calib_size", "eval_size")
+"""Per model, fields every run in one file shares."""
 
 
-def run_one(job: dict) -> dict:
-    """Calibrate and evaluate one (configuration, method, seed); returns the JSONL record."""
+# --- the sweep's plan -------------------------------------------------------------------------
+
+def parse_bits(config: str) -> tuple[int, int]:
+    match = re.fullmatch(r"W(\d+)A(\d+)", config)
+    if not match:
+        raise ConfigError(f"configuration {config!r}: expected WxAy, e.g. W2A2")
+    return int(match[1]), int(match[2])
+
+
+def parse_order(stages) -> list[tuple[str, str, int]]:
+    """``CONFIGS:METHODS:SEEDS`` stages (comma-separated lists) to (config, method, seed) in run
+    order: stage by stage, within a stage seed by seed, configuration by configuration."""
+    from aquant_sim.frontend.methods import Method
+
+    plan = []
+    for stage in stages:
+        parts = stage.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(f"--order stage {stage!r}: expected CONFIGS:METHODS:SEEDS, e.g. W2A2,W3A3:qdrop,aquant:0,1,2")
+        configs, methods, seeds = (p.split(",") for p in parts)
+        for config in configs:
+            parse_bits(config)
+        for method in methods:
+            if method not in {m.value for m in Method}:
+                raise ConfigError(f"--order stage {stage!r}: unknown method {method!r}; choose from {', '.join(m.value for m in Method)}")
+        if not all(s.isdigit() for s in seeds):
+            raise ConfigError(f"--order stage {stage!r}: seeds must be non-negative integers, got {parts[2]!r}")
+        plan += [(c, m, int(s)) for s in seeds for c in configs for m in methods]
+    return list(dict.fromkeys(plan))
+
+
+# --- calibration configs from a run's spec -----------------------------------------------------
+
+def parse_overrides(items) -> dict:
+    """``key=value`` texts to ``{key: value}``; a value is JSON if it parses, else the text."""
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. quant.granularity=tensor")
+        if key in AXES:
+            raise ConfigError(f"--set {key}: set by the sweep itself (method, WxAy and seed come from --order)")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
+def _coerce(value, hint, key: str):
+    """``value`` (parsed JSON) as the declared type ``hint`` of a config field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            pass
+    elif origin is tuple and isinstance(value, list):
+        kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(kinds) == len(value):
+            return tuple(_coerce(v, k, key) for v, k in zip(value, kinds))
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif hint in (int, str, bool) and type(value) is hint:
+        return value
+    kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        kind += f" (one of {', '.join(str(m.value) for m in hint)})"
+    raise ConfigError(f"--set {key}: {json.dumps(value)} is not a value of type {kind}")
+
+
+def apply_overrides(config, overrides: dict):
+    """``config`` (a frozen dataclass) with each dotted field replaced; the dataclasses' own checks
+    run on the result, so a bad value fails here, before any run starts."""
+    for key, value in overrides.items():
+        config = _replace(config, key.split("."), value, key)
+    return config
+
+
+def _replace(obj, path: list[str], value, key: str):
+    names = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
+    if path[0] not in names:
+        where = type(obj).__name__
+        raise ConfigError(f"--set {key}: {where} has no field {path[0]!r}" + (f" (fields: {', '.join(names)})" if names else ""))
+    if len(path) > 1:
+        new = _replace(getattr(obj, path[0]), path[1:], value, key)
+    else:
+        new = _coerce(value, typing.get_type_hints(type(obj))[path[0]], key)
+    return dataclasses.replace(obj, **{path[0]: new})
+
+
+def calibration_config(spec: dict):
+    """The ``CalibrationConfig`` of a run: the front-end's defaults, the run's method, bits and
+    seed, then its overrides."""
+    from aquant_sim.frontend.methods import Method
+    from aquant_sim.frontend.pipeline import CalibrationConfig
+
+    w_bits, a_bits = parse_bits(spec["config"])
+    base = CalibrationConfig()
+    config = dataclasses.replace(base, method=Method(spec["method"]),
+                                 quant=dataclasses.replace(base.quant, weight_bits=w_bits, act_bits=a_bits),
+                                 reconstruction=dataclasses.replace(base.reconstruction, seed=spec["seed"]))
+    return apply_overrides(config, spec["overrides"])
+
+
+def to_json(value):
+    """A config as plain JSON: dataclasses as objects, Enums by value, tuples as lists."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def run_key(record: dict) -> str:
+    return json.dumps({k: record[k] for k in SPEC}, sort_keys=True)
+
+
+def is_current(record: dict) -> bool:
+    """Whether the record's calibration config is what this code resolves for its spec."""
+    try:
+        return record["calibration"] == to_json(calibration_config(record))
+    except (AquantError, KeyError, ValueError, TypeError):
+        return False
+
+
+def current_runs(records: list[dict]) -> list[dict]:
+    """The records that still count, one per run (the last one written)."""
+    return list({run_key(r): r for r in records if is_current(r)}.values())
+
+
+def check_compatible(jobs: list[dict], done: list[dict]) -> None:
+    """Per model one weights file, dataset and pair of sizes; one set of overrides for the untagged
+    runs (the main table). Raises before any run starts."""
+    if not jobs:
+        return
+    job = jobs[0]  # the fields checked are the same in every job of a sweep
+    for record in (r for r in done if r["model"] == job["model"]):
+        for name in SECTION:
+            if record[name] != job[name]:
+                raise ConfigError(f"{job['model']}: the file holds runs with {name} {record[name]!r}, this sweep has {job[name]!r}; "
+                                  f"use another --runs file")
+        if not record["ablation"] and not job["ablation"] and record["overrides"] != job["overrides"]:
+            raise ConfigError(f"untagged runs of {job['model']} in the file use overrides {record['overrides']}, this sweep "
+                              f"{job['overrides']}: tag it with --ablation NAME or use another --runs file")
+
+
+# --- one run (a Ray task) ----------------------------------------------------------------------
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_job(job: dict) -> dict:
+    """Calibrate and evaluate one run; returns its record (the job plus its results)."""
     import torch
 
-    from aquant_sim.frontend.methods import Method
+    from aquant_sim.data import load_dataset
     from aquant_sim.evaluation import evaluate
-    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
-    from aquant_sim.frontend.qmodel import QuantConfig
+    from aquant_sim.frontend.pipeline import calibrate
     from aquant_sim.models import load_model
+    from aquant_sim.simulator import Backend
 
-    torch.set_num_threads(job["threads"])
     started = time.perf_counter()
-    calib_set, test_set = _data(job["calib_size"], job["eval_size"], job["seed"])
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(job["seed"])
+    host = socket.gethostname()
+    if file_sha256(job["weights"]) != job["weights_sha256"]:
+        raise ConfigError(f"{host}:{job['weights']}: not the weights file the sweep was started with (sha256 differs)")
+    config = calibration_config(job)
+    calib_set = load_dataset(job["dataset"], "train", limit=job["calib_size"], seed=job["seed"])
+    test_set = load_dataset(job["dataset"], "test", limit=job["eval_size"], seed=0)
     model, _ = load_model(job["weights"])
-    w_bits, a_bits = parse_config(job["config"])
-    config = CalibrationConfig(Method(job["method"]), QuantConfig(weight_bits=w_bits, act_bits=a_bits),
-                               ReconstructionConfig(iters=job["iters"], seed=job["seed"], border_lr=job["border_lr"],
-                                                    tau=(job["tau0"], ReconstructionConfig().tau[1])))
-    calibrated = calibrate(model, torch.tensor(calib_set.images), config, progress=False)
-    report = evaluate(calibrated, torch.tensor(test_set.images), torch.tensor(test_set.labels))
+    calibrated = calibrate(model, torch.from_numpy(np.array(calib_set.images)), config, progress=False)
+    report = evaluate(calibrated, test_set.images, test_set.labels, Backend(job["backend"])).as_dict()
+    level_diff = report.pop("level_diff")
     return {
-        **job, **{k: v for k, v in report.as_dict().items() if k != "level_diff"},
-        "units": [u.as_dict() for u in calibrated.units],
-        "calibration_seconds": calibrated.seconds, "wall_seconds": time.perf_counter() - started,
+        **job, **report, "calibration": to_json(config),
+        "level_diff_max": {k: max(d[k] for d in level_diff.values()) for k in next(iter(level_diff.values()), {})},
+        "units": [u.as_dict() for u in calibrated.units], "calibration_seconds": calibrated.seconds,
+        "wall_seconds": time.perf_counter() - started, "host": host,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def read_runs(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def describe(record: dict) -> str:
+    """One line: which run, and what it scored."""
+    tag = f" [{record['ablation']}]" if record["ablation"] else ""
+    return (f"{record['config']} {record['method']} seed {record['seed']}{tag}: integer {100 * record['integer_accuracy']:.2f} "
+            f"fake-quant {100 * record['fake_quant_accuracy']:.2f} agreement {100 * record['top1_agreement']:.2f}% "
+            f"({record['wall_seconds']:.0f} s)")
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
+# --- the sweep ---------------------------------------------------------------------------------
+
+def sweep(jobs: list[dict], store, task=run_job, retries: int = 1, on_record=None) -> list[tuple[dict, str]]:
+    """Run ``jobs`` as Ray tasks (Ray initialised by the caller), in order as CPUs free up;
+    append each record to ``store`` as it arrives and call ``on_record(record)``. Returns the
+    failed runs with their one-line reasons."""
+    import ray
+    from tqdm import tqdm
+
+    threads = max(job["threads"] for job in jobs) if jobs else 1
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    remote = ray.remote(num_cpus=threads, max_retries=retries)(task)
+    queue, pending, failed = collections.deque(jobs), {}, []
+    with tqdm(total=len(jobs), desc="runs", unit="run", dynamic_ncols=True) as bar:
+        while queue or pending:
+            while queue and len(pending) < slots:
+                job = queue.popleft()
+                pending[remote.remote(job)] = job
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                record = ray.get(ready[0])
+            except ray.exceptions.RayError as error:
+                reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+                failed.append((job, f"{type(error).__name__}: {reason}"))
+                bar.write(f"failed: {job['config']} {job['method']} seed {job['seed']}: {failed[-1][1]}")
+            else:
+                store.append(record)
+                bar.set_postfix_str(describe(record))
+                if on_record is not None:
+                    on_record(record)
+            bar.update()
+    return failed
 
 
-def write_table(runs: list[dict], args, command: str, float_test_accuracy: float | None) -> None:
-    rows = ["| method | " + " | ".join(TABLE_CONFIGS) + " | wall time per run (s) |",
-            "|---|" + "---|" * len(TABLE_CONFIGS) + "---|"]
-    float_acc = [r["float_accuracy"] for r in runs]
-    float_cell = f"{100 * float_acc[0]:.2f}" if float_acc else "-"
-    rows.append(f"| float (fp32) | " + " | ".join([float_cell] * len(TABLE_CONFIGS)) + " | - |")
-    for method in TABLE_METHODS:
-        cells, times = [], []
-        for config in TABLE_CONFIGS:
-            chosen = [r for r in runs if r["method"] == method and r["config"] == config]
-            cells.append(_cell([r["integer_accuracy"] for r in chosen]))
-            times += [r["wall_seconds"] for r in chosen]
-        rows.append(f"| {method} | " + " | ".join(cells) + f" | {np.mean(times):.0f} |" if times else f"| {method} | " + " | ".join(cells) + " | - |")
-    seeds = sorted({r["seed"] for r in runs})
-    detail = ["| config | method | seed | integer | fake-quant | top-1 agreement | calibration (s) | wall (s) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (TABLE_CONFIGS.index(r["config"]) if r["config"] in TABLE_CONFIGS else 9, TABLE_METHODS.index(r["method"]) if r["method"] in TABLE_METHODS else 9, r["seed"])):
-        detail.append(f"| {r['config']} | {r['method']} | {r['seed']} | {100 * r['integer_accuracy']:.2f} | {100 * r['fake_quant_accuracy']:.2f} | "
-                      f"{100 * r['top1_agreement']:.2f} | {r['calibration_seconds']:.0f} | {r['wall_seconds']:.0f} |")
-    notes = Path(args.notes).read_text() if args.notes else ""
-    text = f"""# Results: Fashion-MNIST, ResNet-20
-
-Top-1 accuracy (%) of the **integer program run by the simulator** (numba backend) on
-{runs[0]['eval_size'] if runs else args.eval_size} Fashion-MNIST test images (a fixed seeded subset),
-after post-training quantization with each method. W = weight bits, A = activation bits; the first
-and last layers and the network input are 8-bit, tensors that no conv/linear reads are 8-bit
-(`docs/calibration.md` section 3); borders per channel and level, F = 8.
-
-Reduced protocol, the same for every method: **{args.iters} iterations per unit, {args.calib_size}
-calibration images, batch 32** (the published protocol is 20,000 iterations and 1024 images);
-seeds: {', '.join(map(str, seeds)) or '-'} (mean ± standard deviation where more than one).
-Float model: ResNet-20 trained 3 epochs{f', test accuracy {100 * float_test_accuracy:.2f}% on all 10,000 images' if float_test_accuracy else ''};
-the float row is its accuracy on the same evaluation subset.
-
-{chr(10).join(rows)}
-
-Runs finished: {len(runs)}. A "-" is a run not finished when this file was written.
-
-![accuracy against bits](results.png)
-
-## Every run
-
-"fake-quant" is the float64 fake-quant model's accuracy; "top-1 agreement" the share of images
-where it and the integer program predict the same class.
-
-{chr(10).join(detail)}
-
-{notes}
-## Command
-
-    {command}
-
-Runs are appended to `{args.runs}` (one JSON object per run, with per-unit losses) and skipped
-when the command is run again.
-"""
-    Path(args.out).write_text(text)
-    _plot(runs, Path(args.out).with_name("results.png"), float_acc[0] if float_acc else None)
+def resume(jobs: list[dict], store, start, task=run_job, retries: int = 1, on_record=None, on_start=None) -> list[tuple[dict, str]]:
+    """Run the jobs that ``store`` does not hold yet, holding its lock: check them against the
+    file, call ``on_start()``, then (if any is left) ``start()`` (which initialises Ray) and
+    :func:`sweep`. Returns the failed runs."""
+    with store.lock():
+        done = current_runs(store.read()[0])
+        check_compatible(jobs, done)
+        keys = {run_key(r) for r in done}
+        todo = [job for job in jobs if run_key(job) not in keys]
+        print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already in {store.path}; {len(todo)} to run")
+        if on_start is not None:
+            on_start()
+        if not todo:
+            return []
+        start()
+        return sweep(todo, store, task, retries, on_record)
 
 
-def _plot(runs: list[dict], path: Path, float_acc: float | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = range(len(TABLE_CONFIGS))
-    for method in TABLE_METHODS:
-        means = []
-        for config in TABLE_CONFIGS:
-            values = [r["integer_accuracy"] for r in runs if r["method"] == method and r["config"] == config]
-            means.append(100 * np.mean(values) if values else np.nan)
-        ax.plot(xs, means, marker="o", label=method)
-    if float_acc is not None:
-        ax.axhline(100 * float_acc, color="black", linestyle="--", linewidth=1, label="float")
-    ax.set_xticks(list(xs), TABLE_CONFIGS)
-    ax.set_xlabel("bits (weights, activations)")
-    ax.set_ylabel("top-1 accuracy of the integer program (%)")
-    ax.set_title("ResNet-20, Fashion-MNIST")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def runtime_env(threads: int, cluster: bool) -> dict:
+    """What Ray workers need: this checkout's code (on this machine, by path, so that they also
+    share its numba cache; on a cluster, shipped as modules) and thread counts that match the
+    CPUs a task holds (torch's is set in the task)."""
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    if cluster:
+        return {"py_modules": [str(REPO / "aquant_sim"), str(REPO / "hw_models")], "env_vars": env}
+    return {"env_vars": {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tools")])}}
 
 
-def ensure_weights(path: Path, epochs: int, threads: int) -> float | None:
-    """Load the float ResNet-20's recorded test accuracy, training and saving it first if needed."""
-    import torch
+def start_ray(address: str | None, cpus: int, threads: int) -> None:
+    import ray
 
-    from aquant_sim.data import load_dataset
-    from aquant_sim.models import build_model, read_header, save_weights
-    from aquant_sim.models.training import evaluate, train
-
-    if not path.exists():
-        torch.set_num_threads(threads)
-        train_set, test_set = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
-        model = build_model("resnet20", 1, 10)
-        train(model, train_set, epochs=epochs, batch_size=128, lr=0.1, seed=0)
-        accuracy = evaluate(model, test_set)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(model, path, {"test_accuracy": accuracy, "epochs": epochs})
-        return accuracy
-    meta = read_header(path).get("meta", {})
-    return meta.get("test_accuracy")
+    if address:
+        ray.init(address=address, runtime_env=runtime_env(threads, cluster=True))
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env(threads, cluster=False))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=Path("runs/resnet20_fmnist.npz"))
-    parser.add_argument("--train-epochs", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--calib-size", type=int, default=256)
-    parser.add_argument("--eval-size", type=int, default=2000)
-    parser.add_argument("--seeds", default="0", help="comma-separated")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--border-lr", type=float, default=ReconstructionConfig().border_lr)
-    parser.add_argument("--tau0", type=float, default=ReconstructionConfig().tau[0], help="starting border temperature")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--notes", type=Path, default=None, help="markdown inserted before the command (how the runs came about)")
-    parser.add_argument("--runs", type=Path, default=Path("runs/results.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    args = parser.parse_args()
-    command = "python tools/results_table.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    float_test = ensure_weights(args.weights, args.train_epochs, args.threads)
-    args.runs.parent.mkdir(parents=True, exist_ok=True)
-    runs = read_runs(args.runs)
-    done = {(r["config"], r["method"], r["seed"]) for r in runs}
-    jobs = [
-        {"config": c, "method": m, "seed": int(s), "iters": args.iters, "calib_size": args.calib_size,
-         "eval_size": args.eval_size, "weights": str(args.weights), "threads": args.threads,
-         "border_lr": args.border_lr, "tau0": args.tau0}
-        for s in args.seeds.split(",") for c in args.configs.split(",") for m in args.methods.split(",")
-        if (c, m, int(s)) not in done
-    ]
-    print(f"runs done: {len(runs)}, to do: {len(jobs)}", flush=True)
-    if runs:
-        write_table(runs, args, command, float_test)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one, job): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            record = future.result()
-            with args.runs.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            runs.append(record)
-            write_table(runs, args, command, float_test)
-            print(f"{record['config']} {record['method']} seed {record['seed']}: integer {record['integer_accuracy']:.4f} "
-                  f"fake {record['fake_quant_accuracy']:.4f} ({record['wall_seconds']:.0f} s)", flush=True)
-    return 0
+def git_commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def make_jobs(args, plan, command: str) -> list[dict]:
+    from aquant_sim.errors import InputError
+    from aquant_sim.models import read_header
+
+    if args.weights is None or not args.weights.is_file():
+        raise InputError(f"--weights {args.weights}: no such file (train one with `aquant train`)")
+    recorded = (read_header(args.weights).get("model") or {}).get("name")
+    if recorded != args.model:
+        raise ConfigError(f"--model {args.model}: the weights in {args.weights} are of model {recorded}")
+    overrides = parse_overrides(args.set)
+    common = {"model": args.model, "weights": str(args.weights.resolve()), "weights_sha256": file_sha256(args.weights),
+              "dataset": args.dataset, "calib_size": args.calib_size, "eval_size": args.eval_size,
+              "ablation": args.ablation, "overrides": overrides, "threads": args.threads, "backend": args.backend,
+              "commit": git_commit(), "command": command}
+    jobs = [{**common, "config": c, "method": m, "seed": s} for c, m, s in plan]
+    for job in jobs:
+        calibration_config(job)  # every config is checked before the first run starts
+    return jobs
+
+
+def main(argv=None) -> int:
+    from aquant_sim.simulator import Backend
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--weights", type=Path, help="float weights (.npz written by aquant train)")
+    parser.add_argument("--model", default="resnet20", help="zoo model the weights are of (default resnet20)")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--calib-size", type=int, default=1024, help="calibration images from the train split (default 1024)")
+    parser.add_argument("--eval-size", type=int, default=None, help="test images (default: all)")
+    parser.add_argument("--order", nargs="+", default=list(DEFAULT_ORDER), metavar="CONFIGS:METHODS:SEEDS",
+                        help="runs in priority order, stage by stage (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CalibrationConfig field (repeatable)")
+    parser.add_argument("--ablation", default="", help="tag these runs as the ablation NAME (shown in its own table)")
+    parser.add_argument("--threads", type=int, default=1, help="CPUs (torch/BLAS/numba threads) per run (default 1)")
+    parser.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)), help="CPUs of the local Ray instance (default: this process's cores)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting one here")
+    parser.add_argument("--retries", type=int, default=2, help="Ray retries of a run whose worker died (default 2)")
+    parser.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.NUMBA.value)
+    parser.add_argument("--runs", type=Path, default=REPO / "docs" / "results" / "runs.jsonl", help="the JSONL file of runs")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results.md", help="the document (its plot beside it)")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown added to the document (what was tried, what it shows)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the document from --runs, run nothing")
+    args = parser.parse_args(argv)
+    command = "python tools/results_table.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    try:
+        plan = parse_order(args.order)
+        store = RunStore(args.runs)
+        notes = args.notes.read_text() if args.notes else None
+
+        def report():
+            records = store.read()[0]
+            results_report.write_report(records, current_runs(records), AXES, args.runs, args.out, command, notes)
+
+        if args.report_only:
+            report()
+            return 0
+        jobs = make_jobs(args, plan, command)
+        failed = resume(jobs, store, lambda: start_ray(args.address, args.cpus, args.threads), retries=args.retries,
+                        on_record=lambda record: report(), on_start=report)
+    except (AquantError, OSError) as error:
+        print(f"results_table: error: {error}", file=sys.stderr)
+        return 2
+    for job, reason in failed:
+        print(f"not finished: {job['config']} {job['method']} seed {job['seed']}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""The results document: every figure computed from the records handed to it."""
+
+from pathlib import Path
+
+import results_report
+from results_table import AXES
+
+
+def _run(method, config, seed, accuracy, model="resnet20", ablation="", overrides=None, agreement=1.0):
+    return {"model": model, "weights_sha256": "ab" * 32, "dataset": "fashion-mnist", "calib_size": 1024, "eval_size": None,
+            "config": config, "method": method, "seed": seed, "ablation": ablation, "overrides": overrides or {},
+            "calibration": {"method": method, "quant": {"granularity": "channel_level" if not overrides else "tensor"},
+                            "reconstruction": {"iters": 100, "seed": seed}},
+            "integer_accuracy": accuracy, "fake_quant_accuracy": accuracy, "float_accuracy": 0.93, "top1_agreement": agreement,
+            "samples": 10000, "backend": "numba", "calibration_seconds": 10.0, "wall_seconds": 12.0, "commit": "c" * 40,
+            "command": "python tools/results_table.py X"}
+
+
+def _write(tmp_path, runs, records=None) -> str:
+    out = tmp_path / "docs" / "results.md"
+    results_report.write_report(records or runs, runs, AXES, Path("runs.jsonl"), out, "python tools/results_table.py Y", None)
+    return out.read_text()
+
+
+def test_cells_paired_difference_and_counts(tmp_path):
+    """Mean ± sample std (n) per cell, "-" where no run finished; the paired aquant - qdrop
+    difference uses only the seeds both have; finished and hidden records are counted."""
+    runs = [_run("aquant", "W2A2", 0, 0.70), _run("aquant", "W2A2", 1, 0.72), _run("qdrop", "W2A2", 0, 0.69),
+            _run("qdrop", "W2A2", 1, 0.73), _run("qdrop", "W2A2", 2, 0.50), _run("rtn", "W4A4", 0, 0.9, agreement=0.98)]
+    text = _write(tmp_path, runs, records=runs + [runs[0]])
+    assert "| aquant | - | - | - | 71.00 ± 1.41 (2) | 12 |" in text
+    assert "| qdrop | - | - | - | 64.00 ± 12.29 (3) | 12 |" in text
+    assert "| float (fp32) | 93.00 | - | - | 93.00 | - |" in text
+    assert "| W2A2 | +0.00 ± 1.41 | 2 | seed 0: +1.00, seed 1: -1.00 |" in text
+    assert "| W4A4 | - | 0 | - |" in text
+    assert "| rtn | 90.00 (1) / 98.00 | - | - | - |" in text
+    assert "**Runs finished: 6** in this table" in text and "the file holds 7 records, 1 of them superseded" in text
+    assert "`quant.granularity=channel_level`, `reconstruction.iters=100`" in text and "reconstruction.seed" not in text
+    assert (tmp_path / "docs" / "results.png").stat().st_size > 0
+
+
+def test_ablations_and_other_models_have_their_own_tables(tmp_path):
+    """Tagged runs are left out of the main table and shown beside the main table's cell of the
+    same method; a second model gets its own section and plot."""
+    runs = [_run("aquant", "W2A2", 0, 0.70), _run("aquant", "W2A2", 0, 0.60, ablation="granularity", overrides={"quant.granularity": "tensor"}),
+            _run("qdrop", "W4A4", 0, 0.80, model="mobilenetv2")]
+    text = _write(tmp_path, runs)
+    assert "| aquant | - | - | - | 70.00 (1) | 12 |" in text
+    assert "### Ablation `granularity` (1 runs)" in text
+    assert "| aquant | main table | 70.00 (1) |" in text and "| aquant | `quant.granularity=tensor` | 60.00 (1) |" in text
+    assert "## MobileNetV2-style (`mobilenetv2`)" in text and "| qdrop | 80.00 (1) | 12 |" in text
+    assert (tmp_path / "docs" / "results_mobilenetv2.png").exists()
+
+
+def test_no_runs_yet(tmp_path):
+    assert "No run finished yet." in _write(tmp_path, [])
