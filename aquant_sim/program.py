@@ -21,7 +21,7 @@ from typing import ClassVar, Union
 import numpy as np
 
 from aquant_sim.errors import ProgramError
-from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders
+from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders, scaled_shift_range
 
 MIN_BITS, MAX_BITS = 2, 16
 """Operand widths (activations and weights) that the datapath supports."""
@@ -220,10 +220,10 @@ class Requantizer:
             _fail(where, "a requantizer must produce a quantized tensor")
         if self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
-        # D.6: acc * m shifted left by -(n - F) must stay below 2^62.
         s = self.shift - self.frac_bits
-        if s.min() < accumulator_bits - 32 or s.max() > 62:
-            _fail(f"{where}.shift", f"n - F must be in [{accumulator_bits - 32}, 62] for A = {accumulator_bits}, got [{s.min()}, {s.max()}]")
+        lo, hi = scaled_shift_range(accumulator_bits)
+        if s.min() < lo or s.max() > hi:
+            _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
         self.borders.check_fits(channels, quant, f"{where}.borders")
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, clamp_into, count_equal
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
-from aquant_sim.kernels.requant import FINISH_KERNELS, accumulator_limits
+from aquant_sim.kernels.requant import FINISH_KERNELS
 from aquant_sim.program import OpKind, QuantParams
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.rounding import OverflowPolicy, accumulator_range
 
 _MAX_ABS, _OVERFLOWS, _ZEROS = range(3)
 
@@ -46,7 +46,7 @@ def run_accumulating(op, inputs, in_quants, out_quant, out_shape, accumulator_bi
     batch = inputs[0].shape[0]
     shape = (batch, out_shape[0], sums.shape[2])
     stats = np.empty((batch * out_shape[0], 3), dtype=np.int64)
-    lo, hi = accumulator_limits(accumulator_bits)
+    lo, hi = accumulator_range(accumulator_bits)
     saturate = overflow is OverflowPolicy.SATURATE
     finish_requantize, finish_accumulate = FINISH_KERNELS[channel_major]
     if op.requant is None:

@@ -23,7 +23,7 @@ from aquant_sim.program import (
     AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
     MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
-from aquant_sim.rounding import OverflowPolicy, integer_range
+from aquant_sim.rounding import OverflowPolicy, integer_range, scaled_shift_range
 
 ACT_BITS = st.integers(2, 8)
 WEIGHT_BITS = st.integers(2, 8)
@@ -57,16 +57,18 @@ def border_tables(draw, channels: int, quant: QuantParams, frac_bits=FRAC_BITS) 
 
 @st.composite
 def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int) -> Requantizer:
-    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` in
-    ``[A - 32, MAX_RIGHT_SHIFT]`` (negative: a left shift), with a border table for ``quant``."""
+    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` from the smallest
+    that D.6 allows (``scaled_shift_range(A)``, negative: a left shift) to ``MAX_RIGHT_SHIFT``,
+    with a border table for ``quant``."""
     borders = draw(border_tables(channels, quant))
     count = draw(st.sampled_from([1, channels]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     multiplier = rng.integers(1 << 30, 1 << 31, size=count)
     # Centre the shifts where typical sums land on the grid; the extremes are still drawn.
-    centre = draw(st.integers(accumulator_bits - 32, MAX_RIGHT_SHIFT))
-    low, high = max(accumulator_bits - 32, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
+    smallest = scaled_shift_range(accumulator_bits)[0]
+    centre = draw(st.integers(smallest, MAX_RIGHT_SHIFT))
+    low, high = max(smallest, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
     shift = rng.integers(low, high + 1, size=count) + borders.frac_bits
     return Requantizer(multiplier, shift, borders)
 
