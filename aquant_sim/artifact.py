@@ -30,7 +30,7 @@ import numpy as np
 
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
-    OP_TYPES, AccumulatorParams, BorderTable, OpKind, Program, QuantParams, Requantizer, Tensor,
+    OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
 from aquant_sim.rounding import OverflowPolicy
 
@@ -49,47 +49,18 @@ MAX_TENSOR_ELEMENTS = 1 << 31
 _MEMBER_NAME = re.compile(r"^arrays/[A-Za-z0-9_.\-]+\.npy$")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed so that saving is deterministic
 
-# Array fields: (dtype, rank). Weights use the narrowest of int8/int16 that holds weight_bits.
+# Stored dtypes of array fields; weights use the narrowest of int8/int16 that holds weight_bits.
 _F64 = np.dtype("<f8")
 _I32 = np.dtype("<i4")
+_VECTOR_DTYPES = {FieldKind.INT_VECTOR: _I32, FieldKind.REAL_VECTOR: _F64}
+"""Each op field's manifest form follows from its :class:`FieldKind` (``program.op_fields``):
+TENSOR a string, INT an integer, PAIR a list of two, WEIGHTS and the vectors an array member,
+REQUANT an object, OPTIONAL_REQUANT an object or null."""
 
 
 def weight_dtype(weight_bits: int) -> np.dtype:
     """The stored dtype of a weight array: int8 up to 8 bits, int16 above."""
     return np.dtype("i1") if weight_bits <= 8 else np.dtype("<i2")
-
-
-# Per op type, its fields in manifest order besides "type" and "name". Kinds: "tensor" (a tensor
-# name), "int", "pair" ([int, int]), "requant" (an object), "requant?" (an object or null),
-# "weight" (array of weight_dtype, rank given), ("array", dtype, rank).
-_OP_FIELDS: dict[OpKind, tuple[tuple[str, object], ...]] = {
-    OpKind.CONV2D: (
-        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 4)),
-        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
-        ("stride", "pair"), ("padding", "pair"), ("dilation", "pair"), ("groups", "int"),
-    ),
-    OpKind.LINEAR: (
-        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 2)),
-        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
-    ),
-    OpKind.ADD: (
-        ("input_a", "tensor"), ("input_b", "tensor"), ("output", "tensor"),
-        ("weight_a", "int"), ("weight_b", "int"), ("requant", "requant"),
-    ),
-    OpKind.MAXPOOL2D: (
-        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
-        ("padding", "pair"), ("dilation", "pair"),
-    ),
-    OpKind.AVGPOOL2D: (
-        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
-        ("padding", "pair"), ("requant", "requant"),
-    ),
-    OpKind.GLOBAL_AVGPOOL: (("input", "tensor"), ("output", "tensor"), ("requant", "requant")),
-    OpKind.FLATTEN: (("input", "tensor"), ("output", "tensor")),
-    OpKind.CLAMP: (
-        ("input", "tensor"), ("output", "tensor"), ("lo", ("array", _I32, 1)), ("hi", ("array", _I32, 1)),
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,20 +105,20 @@ def _tensor_manifest(index: int, tensor: Tensor, writer: _Writer) -> dict:
 
 
 def _op_manifest(index: int, op, writer: _Writer) -> dict:
+    """An op's manifest entry: ``type``, ``name``, then its declared fields in order."""
     entry = {"type": op.kind.value, "name": op.name}
-    prefix = f"op{index}"
-    for field, kind in _OP_FIELDS[op.kind]:
-        value = getattr(op, field)
-        if kind in ("tensor", "int"):
-            entry[field] = value if kind == "tensor" else int(value)
-        elif kind == "pair":
-            entry[field] = [int(v) for v in value]
-        elif kind in ("requant", "requant?"):
-            entry[field] = writer.requant(f"{prefix}.requant", value)
-        elif kind[0] == "weight":
-            entry[field] = writer.array(f"{prefix}.weight", value, weight_dtype(op.weight_bits))
+    for spec in op_fields(type(op)):
+        value, member = getattr(op, spec.name), f"op{index}.{spec.name}"
+        if spec.kind in (FieldKind.TENSOR, FieldKind.INT):
+            entry[spec.name] = value
+        elif spec.kind is FieldKind.PAIR:
+            entry[spec.name] = list(value)
+        elif spec.kind in (FieldKind.REQUANT, FieldKind.OPTIONAL_REQUANT):
+            entry[spec.name] = writer.requant(member, value)
+        elif spec.kind is FieldKind.WEIGHTS:
+            entry[spec.name] = writer.array(member, value, weight_dtype(op.weight_bits))
         else:
-            entry[field] = writer.array(f"{prefix}.{field}", value, kind[1])
+            entry[spec.name] = writer.array(member, value, _VECTOR_DTYPES[spec.kind])
     return entry
 
 
@@ -376,25 +347,26 @@ def _read_op(value, index: int, reader: _Reader):
     kind = kinds[type_name]
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
-    specs = _OP_FIELDS[kind]
-    fields = _object(value, where, ("type", "name") + tuple(f for f, _ in specs))
+    specs = op_fields(OP_TYPES[kind])
+    fields = _object(value, where, ("type", "name") + tuple(spec.name for spec in specs))
     args = {}
-    for field, spec in specs:
-        raw, at = fields[field], f"{where}: {field}"
-        if spec == "tensor":
-            args[field] = _str(raw, at)
-        elif spec == "int":
-            args[field] = _int(raw, at)
-        elif spec == "pair":
-            args[field] = tuple(_int_list(raw, at, 2))
-        elif spec == "requant?" and raw is None:
-            args[field] = None
-        elif spec in ("requant", "requant?"):
-            args[field] = reader.requant(raw, f"{where}: ")
-        elif spec[0] == "weight":
-            args[field] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec[1])
+    # Weights last: their stored dtype follows from the op's weight_bits.
+    for spec in sorted(specs, key=lambda spec: spec.kind is FieldKind.WEIGHTS):
+        raw, at = fields[spec.name], f"{where}: {spec.name}"
+        if spec.kind is FieldKind.TENSOR:
+            args[spec.name] = _str(raw, at)
+        elif spec.kind is FieldKind.INT:
+            args[spec.name] = _int(raw, at)
+        elif spec.kind is FieldKind.PAIR:
+            args[spec.name] = tuple(_int_list(raw, at, 2))
+        elif spec.kind is FieldKind.OPTIONAL_REQUANT and raw is None:
+            args[spec.name] = None
+        elif spec.kind in (FieldKind.REQUANT, FieldKind.OPTIONAL_REQUANT):
+            args[spec.name] = reader.requant(raw, f"{where}: ")
+        elif spec.kind is FieldKind.WEIGHTS:
+            args[spec.name] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec.rank)
         else:
-            args[field] = reader.array(raw, at, spec[1], spec[2])
+            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], 1)
     try:
         return OP_TYPES[kind](name=name, **args)
     except ProgramError as error:
