@@ -18,16 +18,15 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
     OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor, op_fields,
@@ -155,21 +154,11 @@ def save_program(program: Program, path) -> Path:
     path = Path(path)
     manifest, arrays = program_manifest(program)
     text = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for member, data in [(MANIFEST, text)] + [(m, _npy_bytes(a)) for m, a in arrays.items()]:
-                    info = zipfile.ZipInfo(member, date_time=_FIXED_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    archive.writestr(info, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, data in [(MANIFEST, text)] + [(m, _npy_bytes(a)) for m, a in arrays.items()]:
+            info = zipfile.ZipInfo(member, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     return path
 
 

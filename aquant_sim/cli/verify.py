@@ -19,7 +19,8 @@ from aquant_sim.compare import check_dumps, compare_tensors, first_difference
 from aquant_sim.errors import InputError
 from aquant_sim.float_model import measure
 from aquant_sim.simulator import Backend
-from aquant_sim.summary import float_model_table, format_table
+from aquant_sim.summary import float_model_table
+from aquant_sim.table import format_table
 
 COMPARED = (Backend.NUMBA, Backend.REFERENCE)
 """The two backends compared: the fast one first, the oracle second."""
