@@ -144,7 +144,7 @@ def _check_fields(op) -> str:
 
 
 class BorderGranularity(enum.Enum):
-    """How border tables are shared: DESIGN.md section 2's four granularities."""
+    """How border tables are shared: docs/contract.md's four granularities."""
 
     TENSOR = "tensor"
     """One border for the whole tensor: table shape (1, 1)."""
@@ -234,7 +234,7 @@ class Tensor:
 @dataclass(frozen=True, eq=False)
 class BorderTable:
     """The border lookup unit's table: integers ``B`` in ``[1, 2^F]`` of shape ``(G, L)``,
-    ``beta = B / 2^F`` (DESIGN.md (8)). ``G`` is 1 or C, ``L`` is 1 or ``2^b - 1``."""
+    ``beta = B / 2^F`` (docs/contract.md (8)). ``G`` is 1 or C, ``L`` is 1 or ``2^b - 1``."""
 
     frac_bits: int
     values: np.ndarray

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the rounding and requantization contract (DESIGN.md section 2).
+"""Hypothesis strategies for the rounding and requantization contract (docs/contract.md).
 
 Every strategy favours the values where integer code breaks: the limits of each type, zero,
 powers of two and their neighbours, ties exactly on a border. The suite's tests and the public
@@ -122,7 +122,7 @@ def border_arrays(draw, frac: int, size: int) -> np.ndarray:
 
 
 def granularities() -> st.SearchStrategy[BorderGranularity]:
-    """Each of DESIGN.md's four border granularities."""
+    """Each of docs/contract.md's four border granularities."""
     return st.sampled_from(list(BorderGranularity))
 
 
