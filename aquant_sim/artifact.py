@@ -34,9 +34,11 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 1
-"""Readers accept exactly the versions they know; any change to the manifest bumps it."""
-KNOWN_VERSIONS = (1,)
+FORMAT_VERSION = 2
+"""Readers accept exactly the versions they know; any change to the manifest bumps it. Version
+2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``)."""
+KNOWN_VERSIONS = (1, 2)
+"""Version 1 files load with the fields they lack at their defaults (weight zero-points 0)."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
@@ -326,7 +328,8 @@ def _read_tensor(value, where: str, reader: _Reader) -> Tensor:
     return _construct("", Tensor, name, tuple(shape), params)
 
 
-def _read_op(value, index: int, reader: _Reader):
+def _read_op(value, index: int, reader: _Reader, version: int):
+    """One op of a file of format ``version``: the fields its type declares since then."""
     if not isinstance(value, dict):
         _fail(f"ops[{index}]", f"expected an object, got {type(value).__name__}")
     type_name, name = value.get("type"), value.get("name")
@@ -336,7 +339,7 @@ def _read_op(value, index: int, reader: _Reader):
     kind = kinds[type_name]
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
-    specs = op_fields(OP_TYPES[kind])
+    specs = tuple(spec for spec in op_fields(OP_TYPES[kind]) if spec.since <= version)
     fields = _object(value, where, ("type", "name") + tuple(spec.name for spec in specs))
     args = {}
     # Weights last: their stored dtype follows from the op's weight_bits.
@@ -392,7 +395,7 @@ def _build_program(manifest: dict, reader: _Reader) -> Program:
         if not isinstance(manifest[key], list):
             _fail(key, f"expected a list, got {type(manifest[key]).__name__}")
     tensors = [_read_tensor(t, f"tensors[{i}]", reader) for i, t in enumerate(manifest["tensors"])]
-    ops = [_read_op(op, i, reader) for i, op in enumerate(manifest["ops"])]
+    ops = [_read_op(op, i, reader, manifest["version"]) for i, op in enumerate(manifest["ops"])]
     return _construct(
         "", Program, tensors, ops,
         _str(settings["input"], "program.input"), _str(settings["output"], "program.output"),

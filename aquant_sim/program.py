@@ -72,27 +72,34 @@ class FieldKind(enum.Enum):
 
 
 def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int | None = None,
-             **options) -> dataclasses.Field:
+             since: int = 1, **options) -> dataclasses.Field:
     """Declare an op's dataclass field with its :class:`FieldKind`: ``rank`` of a weight array,
-    ``[minimum, maximum]`` of an INT or of each integer of a PAIR. ``options`` go to
-    :func:`dataclasses.field` (a default, for instance)."""
-    return field(metadata={"spec": OpField(kind, rank, minimum, maximum)}, **options)
+    ``[minimum, maximum]`` of an INT or of each integer of a PAIR, ``since`` the artifact
+    format version that introduced it (older files lack it and get the default). ``options``
+    go to :func:`dataclasses.field` (a default, for instance; a default of None means "filled
+    in by the op's own validation")."""
+    return field(metadata={"spec": OpField(kind, rank, minimum, maximum, since)}, **options)
 
 
 @dataclass(frozen=True)
 class OpField:
-    """The declaration of one op field: its kind, the rank of a weight array and the bounds of
-    an integer (``maximum`` None: unbounded above); ``name`` is set by :func:`op_fields`."""
+    """The declaration of one op field: its kind, the rank of a weight array, the bounds of an
+    integer (``maximum`` None: unbounded above) and the artifact version that introduced it;
+    ``name`` is set by :func:`op_fields`."""
 
     kind: FieldKind
     rank: int = 1
     minimum: int = 0
     maximum: int | None = None
+    since: int = 1
     name: str = ""
 
     def check(self, value, where: str):
-        """``value`` converted to the field's type, or a :class:`ProgramError` naming ``where``."""
+        """``value`` converted to the field's type, or a :class:`ProgramError` naming ``where``.
+        None passes for the optional requantizer and for a vector that the op fills in."""
         kind = self.kind
+        if value is None and kind in (FieldKind.INT_VECTOR, FieldKind.OPTIONAL_REQUANT):
+            return None
         if kind is FieldKind.TENSOR:
             if not isinstance(value, str) or not value:
                 _fail(where, f"expected a tensor name, got {value!r:.60}")
@@ -329,10 +336,12 @@ class OpKind(enum.Enum):
 
 @dataclass(frozen=True, eq=False)
 class Conv2d:
-    """D.1: ``acc[c] = bias[c] + sum w[c, i] * (x_i - z_x)`` over the window of group(c); padded
-    positions hold ``z_x`` and add nothing. ``weight`` is (O, I/groups, KH, KW), signed
-    ``weight_bits`` integers, symmetric (zero-point 0) with real scale ``weight_scale[c]``.
-    ``requant`` None leaves int32 accumulators (only for the program output)."""
+    """D.1, contract (5): ``acc[c] = bias[c] + sum (w[c, i] - z_w[c]) * (x_i - z_x)`` over the
+    window of group(c); padded positions hold ``z_x`` and add nothing. ``weight`` is
+    (O, I/groups, KH, KW), signed ``weight_bits`` integers with real scale ``weight_scale[c]``
+    and integer zero-point ``weight_zero_point[c]`` (``z_w``, in the weight range; None means
+    zeros, the symmetric grid). ``requant`` None leaves int32 accumulators (only for the program
+    output)."""
 
     kind: ClassVar[OpKind] = OpKind.CONV2D
     name: str
@@ -347,6 +356,7 @@ class Conv2d:
     padding: tuple[int, int] = op_field(FieldKind.PAIR, default=(0, 0))
     dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
     groups: int = op_field(FieldKind.INT, minimum=1, default=1)
+    weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
 
     def __post_init__(self):
         where = _check_fields(self)
@@ -374,7 +384,8 @@ class Conv2d:
 
 @dataclass(frozen=True, eq=False)
 class Linear:
-    """D.2: ``acc[c] = bias[c] + sum_i w[c, i] * (x_i - z_x)``; weight is (O, I)."""
+    """D.2, contract (5): ``acc[c] = bias[c] + sum_i (w[c, i] - z_w[c]) * (x_i - z_x)``; weight
+    is (O, I); fields as :class:`Conv2d`'s."""
 
     kind: ClassVar[OpKind] = OpKind.LINEAR
     name: str
@@ -385,6 +396,7 @@ class Linear:
     weight_scale: np.ndarray = op_field(FieldKind.REAL_VECTOR)
     bias: np.ndarray = op_field(FieldKind.INT_VECTOR)
     requant: Union[Requantizer, None] = op_field(FieldKind.OPTIONAL_REQUANT)
+    weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
 
     def __post_init__(self):
         _check_weights(self, _check_fields(self))
@@ -583,8 +595,9 @@ def _window_out(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def _check_weights(op, where: str) -> None:
-    """Conv2d and linear: weight values within ``weight_bits`` (then stored int32), one scale
-    and one bias per output channel."""
+    """Conv2d and linear: weight values within ``weight_bits`` (then stored int32), one scale,
+    one bias and one weight zero-point (zeros when None) per output channel, the zero-points in
+    the weight range too."""
     if not MIN_BITS <= op.weight_bits <= MAX_BITS:
         _fail(f"{where}.weight_bits", f"must be in {MIN_BITS}..{MAX_BITS}, got {op.weight_bits}")
     lo, hi = integer_range(op.weight_bits, signed=True)
@@ -596,6 +609,13 @@ def _check_weights(op, where: str) -> None:
         _fail(f"{where}.weight_scale", f"must be {out_channels} finite positive scales")
     if op.bias.shape != (out_channels,):
         _fail(f"{where}.bias", f"must have {out_channels} entries, got shape {op.bias.shape}")
+    if op.weight_zero_point is None:
+        object.__setattr__(op, "weight_zero_point", np.zeros(out_channels, dtype=np.int64))
+    z_w = op.weight_zero_point
+    if z_w.shape != (out_channels,):
+        _fail(f"{where}.weight_zero_point", f"must have {out_channels} entries, got shape {z_w.shape}")
+    if z_w.min() < lo or z_w.max() > hi:
+        _fail(f"{where}.weight_zero_point", f"values must lie in the {op.weight_bits}-bit weight range [{lo}, {hi}]")
 
 
 @dataclass(frozen=True, eq=False)

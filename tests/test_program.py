@@ -192,3 +192,19 @@ def test_declared_field_kinds_are_checked(field_name, value, message):
     conv = Conv2d("c", "x", "y", np.ones((1, 1, 1, 1), dtype=np.int8), 4, np.ones(1), np.zeros(1, dtype=np.int64), None)
     with pytest.raises(ProgramError, match=rf"op 'c' \(conv2d\)\.{message}"):
         dataclasses.replace(conv, **{field_name: value})
+
+
+@pytest.mark.parametrize("z_w, message", [
+    (np.array([0, 0, 0, 8]), r"weight_zero_point: values must lie in the 4-bit weight range \[-8, 7\]"),
+    (np.zeros(3, dtype=np.int64), r"weight_zero_point: must have 4 entries"),
+    (np.zeros(4), r"weight_zero_point: expected an integer array"),
+])
+def test_weight_zero_point_checked(z_w, message):
+    """z_w is one integer per output channel within the weight's range."""
+    with pytest.raises(ProgramError, match=message):
+        conv(weight_zero_point=z_w)
+
+
+def test_weight_zero_point_defaults_to_symmetric():
+    """Without z_w a conv has zeros: the symmetric grid."""
+    assert conv().weight_zero_point.tolist() == [0, 0, 0, 0]
