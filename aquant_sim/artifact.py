@@ -18,26 +18,27 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
-    OP_TYPES, AccumulatorParams, BorderTable, OpKind, Program, QuantParams, Requantizer, Tensor,
+    OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
 from aquant_sim.rounding import OverflowPolicy
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 1
-"""Readers accept exactly the versions they know; any change to the manifest bumps it."""
-KNOWN_VERSIONS = (1,)
+FORMAT_VERSION = 2
+"""Readers accept exactly the versions they know; any change to the manifest bumps it. Version
+2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``)."""
+KNOWN_VERSIONS = (1, 2)
+"""Version 1 files load with the fields they lack at their defaults (weight zero-points 0)."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
@@ -49,47 +50,18 @@ MAX_TENSOR_ELEMENTS = 1 << 31
 _MEMBER_NAME = re.compile(r"^arrays/[A-Za-z0-9_.\-]+\.npy$")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed so that saving is deterministic
 
-# Array fields: (dtype, rank). Weights use the narrowest of int8/int16 that holds weight_bits.
+# Stored dtypes of array fields; weights use the narrowest of int8/int16 that holds weight_bits.
 _F64 = np.dtype("<f8")
 _I32 = np.dtype("<i4")
+_VECTOR_DTYPES = {FieldKind.INT_VECTOR: _I32, FieldKind.REAL_VECTOR: _F64}
+"""Each op field's manifest form follows from its :class:`FieldKind` (``program.op_fields``):
+TENSOR a string, INT an integer, PAIR a list of two, WEIGHTS and the vectors an array member,
+REQUANT an object, OPTIONAL_REQUANT an object or null."""
 
 
 def weight_dtype(weight_bits: int) -> np.dtype:
     """The stored dtype of a weight array: int8 up to 8 bits, int16 above."""
     return np.dtype("i1") if weight_bits <= 8 else np.dtype("<i2")
-
-
-# Per op type, its fields in manifest order besides "type" and "name". Kinds: "tensor" (a tensor
-# name), "int", "pair" ([int, int]), "requant" (an object), "requant?" (an object or null),
-# "weight" (array of weight_dtype, rank given), ("array", dtype, rank).
-_OP_FIELDS: dict[OpKind, tuple[tuple[str, object], ...]] = {
-    OpKind.CONV2D: (
-        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 4)),
-        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
-        ("stride", "pair"), ("padding", "pair"), ("dilation", "pair"), ("groups", "int"),
-    ),
-    OpKind.LINEAR: (
-        ("input", "tensor"), ("output", "tensor"), ("weight_bits", "int"), ("weight", ("weight", 2)),
-        ("weight_scale", ("array", _F64, 1)), ("bias", ("array", _I32, 1)), ("requant", "requant?"),
-    ),
-    OpKind.ADD: (
-        ("input_a", "tensor"), ("input_b", "tensor"), ("output", "tensor"),
-        ("weight_a", "int"), ("weight_b", "int"), ("requant", "requant"),
-    ),
-    OpKind.MAXPOOL2D: (
-        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
-        ("padding", "pair"), ("dilation", "pair"),
-    ),
-    OpKind.AVGPOOL2D: (
-        ("input", "tensor"), ("output", "tensor"), ("kernel_size", "pair"), ("stride", "pair"),
-        ("padding", "pair"), ("requant", "requant"),
-    ),
-    OpKind.GLOBAL_AVGPOOL: (("input", "tensor"), ("output", "tensor"), ("requant", "requant")),
-    OpKind.FLATTEN: (("input", "tensor"), ("output", "tensor")),
-    OpKind.CLAMP: (
-        ("input", "tensor"), ("output", "tensor"), ("lo", ("array", _I32, 1)), ("hi", ("array", _I32, 1)),
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,20 +106,20 @@ def _tensor_manifest(index: int, tensor: Tensor, writer: _Writer) -> dict:
 
 
 def _op_manifest(index: int, op, writer: _Writer) -> dict:
+    """An op's manifest entry: ``type``, ``name``, then its declared fields in order."""
     entry = {"type": op.kind.value, "name": op.name}
-    prefix = f"op{index}"
-    for field, kind in _OP_FIELDS[op.kind]:
-        value = getattr(op, field)
-        if kind in ("tensor", "int"):
-            entry[field] = value if kind == "tensor" else int(value)
-        elif kind == "pair":
-            entry[field] = [int(v) for v in value]
-        elif kind in ("requant", "requant?"):
-            entry[field] = writer.requant(f"{prefix}.requant", value)
-        elif kind[0] == "weight":
-            entry[field] = writer.array(f"{prefix}.weight", value, weight_dtype(op.weight_bits))
+    for spec in op_fields(type(op)):
+        value, member = getattr(op, spec.name), f"op{index}.{spec.name}"
+        if spec.kind in (FieldKind.TENSOR, FieldKind.INT):
+            entry[spec.name] = value
+        elif spec.kind is FieldKind.PAIR:
+            entry[spec.name] = list(value)
+        elif spec.kind in (FieldKind.REQUANT, FieldKind.OPTIONAL_REQUANT):
+            entry[spec.name] = writer.requant(member, value)
+        elif spec.kind is FieldKind.WEIGHTS:
+            entry[spec.name] = writer.array(member, value, weight_dtype(op.weight_bits))
         else:
-            entry[field] = writer.array(f"{prefix}.{field}", value, kind[1])
+            entry[spec.name] = writer.array(member, value, _VECTOR_DTYPES[spec.kind])
     return entry
 
 
@@ -184,21 +156,11 @@ def save_program(program: Program, path) -> Path:
     path = Path(path)
     manifest, arrays = program_manifest(program)
     text = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for member, data in [(MANIFEST, text)] + [(m, _npy_bytes(a)) for m, a in arrays.items()]:
-                    info = zipfile.ZipInfo(member, date_time=_FIXED_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    archive.writestr(info, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, data in [(MANIFEST, text)] + [(m, _npy_bytes(a)) for m, a in arrays.items()]:
+            info = zipfile.ZipInfo(member, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     return path
 
 
@@ -366,7 +328,8 @@ def _read_tensor(value, where: str, reader: _Reader) -> Tensor:
     return _construct("", Tensor, name, tuple(shape), params)
 
 
-def _read_op(value, index: int, reader: _Reader):
+def _read_op(value, index: int, reader: _Reader, version: int):
+    """One op of a file of format ``version``: the fields its type declares since then."""
     if not isinstance(value, dict):
         _fail(f"ops[{index}]", f"expected an object, got {type(value).__name__}")
     type_name, name = value.get("type"), value.get("name")
@@ -376,25 +339,26 @@ def _read_op(value, index: int, reader: _Reader):
     kind = kinds[type_name]
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
-    specs = _OP_FIELDS[kind]
-    fields = _object(value, where, ("type", "name") + tuple(f for f, _ in specs))
+    specs = tuple(spec for spec in op_fields(OP_TYPES[kind]) if spec.since <= version)
+    fields = _object(value, where, ("type", "name") + tuple(spec.name for spec in specs))
     args = {}
-    for field, spec in specs:
-        raw, at = fields[field], f"{where}: {field}"
-        if spec == "tensor":
-            args[field] = _str(raw, at)
-        elif spec == "int":
-            args[field] = _int(raw, at)
-        elif spec == "pair":
-            args[field] = tuple(_int_list(raw, at, 2))
-        elif spec == "requant?" and raw is None:
-            args[field] = None
-        elif spec in ("requant", "requant?"):
-            args[field] = reader.requant(raw, f"{where}: ")
-        elif spec[0] == "weight":
-            args[field] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec[1])
+    # Weights last: their stored dtype follows from the op's weight_bits.
+    for spec in sorted(specs, key=lambda spec: spec.kind is FieldKind.WEIGHTS):
+        raw, at = fields[spec.name], f"{where}: {spec.name}"
+        if spec.kind is FieldKind.TENSOR:
+            args[spec.name] = _str(raw, at)
+        elif spec.kind is FieldKind.INT:
+            args[spec.name] = _int(raw, at)
+        elif spec.kind is FieldKind.PAIR:
+            args[spec.name] = tuple(_int_list(raw, at, 2))
+        elif spec.kind is FieldKind.OPTIONAL_REQUANT and raw is None:
+            args[spec.name] = None
+        elif spec.kind in (FieldKind.REQUANT, FieldKind.OPTIONAL_REQUANT):
+            args[spec.name] = reader.requant(raw, f"{where}: ")
+        elif spec.kind is FieldKind.WEIGHTS:
+            args[spec.name] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec.rank)
         else:
-            args[field] = reader.array(raw, at, spec[1], spec[2])
+            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], 1)
     try:
         return OP_TYPES[kind](name=name, **args)
     except ProgramError as error:
@@ -431,7 +395,7 @@ def _build_program(manifest: dict, reader: _Reader) -> Program:
         if not isinstance(manifest[key], list):
             _fail(key, f"expected a list, got {type(manifest[key]).__name__}")
     tensors = [_read_tensor(t, f"tensors[{i}]", reader) for i, t in enumerate(manifest["tensors"])]
-    ops = [_read_op(op, i, reader) for i, op in enumerate(manifest["ops"])]
+    ops = [_read_op(op, i, reader, manifest["version"]) for i, op in enumerate(manifest["ops"])]
     return _construct(
         "", Program, tensors, ops,
         _str(settings["input"], "program.input"), _str(settings["output"], "program.output"),

@@ -1,7 +1,7 @@
 """Builds integer programs op by op from real scales.
 
 The builder derives what the datapath needs from the real quantization parameters: the
-requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (DESIGN.md (6)), the residual add's
+requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (docs/contract.md (6)), the residual add's
 integer input weights (D.9), the average pool's divisor, and ReLU6's upper level. It tracks each
 tensor's shape and border table so that callers (the synthetic networks, the calibration
 front-end's lowering) only say what the network is.

@@ -1,4 +1,4 @@
-"""The float model of every requantizing op, to measure what DESIGN.md section 2 claims: "the only
+"""The float model of every requantizing op, to measure what docs/contract.md claims: "the only
 differences between the float model and the datapath come from representing M in 31 bits and
 from float error in the float model".
 

@@ -13,6 +13,7 @@ field. The integer semantics of every op are written down in ``docs/datapath.md`
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import ClassVar, Union
 import numpy as np
 
 from aquant_sim.errors import ProgramError
-from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders
+from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders, scaled_shift_range
 
 MIN_BITS, MAX_BITS = 2, 16
 """Operand widths (activations and weights) that the datapath supports."""
@@ -47,15 +48,110 @@ def _int_array(value, where: str, ndim: int, dtype=np.int64) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _pair(value, where: str, minimum: int) -> tuple[int, int]:
-    pair = tuple(int(v) for v in (value if isinstance(value, (tuple, list)) else (value, value)))
-    if len(pair) != 2 or min(pair) < minimum:
-        _fail(where, f"expected two integers >= {minimum}, got {value!r}")
-    return pair
+class FieldKind(enum.Enum):
+    """What an op field holds, which is how the artifact stores it (``docs/artifact.md`` 3.5).
+    Every op field but ``name`` declares its kind once, with :func:`op_field`; the artifact's
+    reader and writer derive each op's manifest entries from these declarations."""
+
+    TENSOR = "tensor"
+    """The name of a tensor of the program (a string)."""
+    INT = "int"
+    """One integer."""
+    PAIR = "pair"
+    """Two integers, along H and along W."""
+    WEIGHTS = "weights"
+    """Signed weight integers of the op's ``weight_bits`` (stored int8 up to 8 bits, else int16)."""
+    INT_VECTOR = "int vector"
+    """A vector of integers that fit 32 signed bits."""
+    REAL_VECTOR = "real vector"
+    """A vector of float64 reals."""
+    REQUANT = "requant"
+    """A :class:`Requantizer`."""
+    OPTIONAL_REQUANT = "requant or null"
+    """A :class:`Requantizer`, or None: the op leaves A-bit accumulators (program output only)."""
+
+
+def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int | None = None,
+             since: int = 1, **options) -> dataclasses.Field:
+    """Declare an op's dataclass field with its :class:`FieldKind`: ``rank`` of a weight array,
+    ``[minimum, maximum]`` of an INT or of each integer of a PAIR, ``since`` the artifact
+    format version that introduced it (older files lack it and get the default). ``options``
+    go to :func:`dataclasses.field` (a default, for instance; a default of None means "filled
+    in by the op's own validation")."""
+    return field(metadata={"spec": OpField(kind, rank, minimum, maximum, since)}, **options)
+
+
+@dataclass(frozen=True)
+class OpField:
+    """The declaration of one op field: its kind, the rank of a weight array, the bounds of an
+    integer (``maximum`` None: unbounded above) and the artifact version that introduced it;
+    ``name`` is set by :func:`op_fields`."""
+
+    kind: FieldKind
+    rank: int = 1
+    minimum: int = 0
+    maximum: int | None = None
+    since: int = 1
+    name: str = ""
+
+    def check(self, value, where: str):
+        """``value`` converted to the field's type, or a :class:`ProgramError` naming ``where``.
+        None passes for the optional requantizer and for a vector that the op fills in."""
+        kind = self.kind
+        if value is None and kind in (FieldKind.INT_VECTOR, FieldKind.OPTIONAL_REQUANT):
+            return None
+        if kind is FieldKind.TENSOR:
+            if not isinstance(value, str) or not value:
+                _fail(where, f"expected a tensor name, got {value!r:.60}")
+            return value
+        if kind is FieldKind.INT:
+            return self._bounded(value, where)
+        if kind is FieldKind.PAIR:
+            pair = value if isinstance(value, (tuple, list)) else (value, value)
+            if len(pair) != 2:
+                _fail(where, f"expected two integers, got {value!r:.60}")
+            return tuple(self._bounded(v, where) for v in pair)
+        if kind in (FieldKind.WEIGHTS, FieldKind.INT_VECTOR):
+            return _int_array(value, where, ndim=self.rank)
+        if kind is FieldKind.REAL_VECTOR:
+            array = np.asarray(value)
+            if array.ndim != 1 or array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) or np.any(array <= 0):
+                _fail(where, "must be a vector of finite positive reals")
+            return np.ascontiguousarray(array, dtype=np.float64)
+        if not isinstance(value, Requantizer) and not (value is None and kind is FieldKind.OPTIONAL_REQUANT):
+            _fail(where, "must be a Requantizer" + (" or None" if kind is FieldKind.OPTIONAL_REQUANT else ""))
+        return value
+
+    def _bounded(self, value, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            _fail(where, f"expected an integer, got {value!r:.60}")
+        value = int(value)
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            upper = "" if self.maximum is None else f" and <= {self.maximum}"
+            _fail(where, f"expected integers >= {self.minimum}{upper}, got {value}")
+        return value
+
+
+def op_fields(op_type: type) -> tuple[OpField, ...]:
+    """The declared fields of an op type in declaration order, ``name`` excluded."""
+    return tuple(dataclasses.replace(f.metadata["spec"], name=f.name)
+                 for f in dataclasses.fields(op_type) if f.name != "name")
+
+
+def _check_fields(op) -> str:
+    """Convert and check every declared field of ``op`` by its :class:`OpField` (the one
+    validator of field types and integer bounds for every op type); return the op's label
+    ``op 'name' (kind)`` for the op-specific checks that follow."""
+    if not isinstance(op.name, str) or not op.name:
+        _fail(f"op {op.name!r:.60} ({op.kind.value}).name", "expected a non-empty string")
+    where = f"op '{op.name}' ({op.kind.value})"
+    for spec in op_fields(type(op)):
+        object.__setattr__(op, spec.name, spec.check(getattr(op, spec.name), f"{where}.{spec.name}"))
+    return where
 
 
 class BorderGranularity(enum.Enum):
-    """How border tables are shared: DESIGN.md section 2's four granularities."""
+    """How border tables are shared: docs/contract.md's four granularities."""
 
     TENSOR = "tensor"
     """One border for the whole tensor: table shape (1, 1)."""
@@ -145,7 +241,7 @@ class Tensor:
 @dataclass(frozen=True, eq=False)
 class BorderTable:
     """The border lookup unit's table: integers ``B`` in ``[1, 2^F]`` of shape ``(G, L)``,
-    ``beta = B / 2^F`` (DESIGN.md (8)). ``G`` is 1 or C, ``L`` is 1 or ``2^b - 1``."""
+    ``beta = B / 2^F`` (docs/contract.md (8)). ``G`` is 1 or C, ``L`` is 1 or ``2^b - 1``."""
 
     frac_bits: int
     values: np.ndarray
@@ -220,10 +316,10 @@ class Requantizer:
             _fail(where, "a requantizer must produce a quantized tensor")
         if self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
-        # D.6: acc * m shifted left by -(n - F) must stay below 2^62.
         s = self.shift - self.frac_bits
-        if s.min() < accumulator_bits - 32 or s.max() > 62:
-            _fail(f"{where}.shift", f"n - F must be in [{accumulator_bits - 32}, 62] for A = {accumulator_bits}, got [{s.min()}, {s.max()}]")
+        lo, hi = scaled_shift_range(accumulator_bits)
+        if s.min() < lo or s.max() > hi:
+            _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
         self.borders.check_fits(channels, quant, f"{where}.borders")
 
 
@@ -240,35 +336,33 @@ class OpKind(enum.Enum):
 
 @dataclass(frozen=True, eq=False)
 class Conv2d:
-    """D.1: ``acc[c] = bias[c] + sum w[c, i] * (x_i - z_x)`` over the window of group(c); padded
-    positions hold ``z_x`` and add nothing. ``weight`` is (O, I/groups, KH, KW), signed
-    ``weight_bits`` integers, symmetric (zero-point 0) with real scale ``weight_scale[c]``.
-    ``requant`` None leaves int32 accumulators (only for the program output)."""
+    """D.1, contract (5): ``acc[c] = bias[c] + sum (w[c, i] - z_w[c]) * (x_i - z_x)`` over the
+    window of group(c); padded positions hold ``z_x`` and add nothing. ``weight`` is
+    (O, I/groups, KH, KW), signed ``weight_bits`` integers with real scale ``weight_scale[c]``
+    and integer zero-point ``weight_zero_point[c]`` (``z_w``, in the weight range; None means
+    zeros, the symmetric grid). ``requant`` None leaves int32 accumulators (only for the program
+    output)."""
 
     kind: ClassVar[OpKind] = OpKind.CONV2D
     name: str
-    input: str
-    output: str
-    weight: np.ndarray
-    weight_bits: int
-    weight_scale: np.ndarray
-    bias: np.ndarray
-    requant: Union[Requantizer, None]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    weight: np.ndarray = op_field(FieldKind.WEIGHTS, rank=4)
+    weight_bits: int = op_field(FieldKind.INT)
+    weight_scale: np.ndarray = op_field(FieldKind.REAL_VECTOR)
+    bias: np.ndarray = op_field(FieldKind.INT_VECTOR)
+    requant: Union[Requantizer, None] = op_field(FieldKind.OPTIONAL_REQUANT)
+    stride: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
+    padding: tuple[int, int] = op_field(FieldKind.PAIR, default=(0, 0))
+    dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
+    groups: int = op_field(FieldKind.INT, minimum=1, default=1)
+    weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
 
     def __post_init__(self):
-        where = f"op '{self.name}' (conv2d)"
-        object.__setattr__(self, "weight", _int_array(self.weight, f"{where}.weight", ndim=4, dtype=np.int32))
-        object.__setattr__(self, "bias", _int_array(self.bias, f"{where}.bias", ndim=1))
-        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
-        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
-        object.__setattr__(self, "dilation", _pair(self.dilation, f"{where}.dilation", 1))
+        where = _check_fields(self)
         _check_weights(self, where)
         out_channels = self.weight.shape[0]
-        if self.groups < 1 or out_channels % self.groups:
+        if out_channels % self.groups:
             _fail(f"{where}.groups", f"{self.groups} does not divide {out_channels} output channels")
 
     @property
@@ -290,23 +384,22 @@ class Conv2d:
 
 @dataclass(frozen=True, eq=False)
 class Linear:
-    """D.2: ``acc[c] = bias[c] + sum_i w[c, i] * (x_i - z_x)``; weight is (O, I)."""
+    """D.2, contract (5): ``acc[c] = bias[c] + sum_i (w[c, i] - z_w[c]) * (x_i - z_x)``; weight
+    is (O, I); fields as :class:`Conv2d`'s."""
 
     kind: ClassVar[OpKind] = OpKind.LINEAR
     name: str
-    input: str
-    output: str
-    weight: np.ndarray
-    weight_bits: int
-    weight_scale: np.ndarray
-    bias: np.ndarray
-    requant: Union[Requantizer, None]
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    weight: np.ndarray = op_field(FieldKind.WEIGHTS, rank=2)
+    weight_bits: int = op_field(FieldKind.INT)
+    weight_scale: np.ndarray = op_field(FieldKind.REAL_VECTOR)
+    bias: np.ndarray = op_field(FieldKind.INT_VECTOR)
+    requant: Union[Requantizer, None] = op_field(FieldKind.OPTIONAL_REQUANT)
+    weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
 
     def __post_init__(self):
-        where = f"op '{self.name}' (linear)"
-        object.__setattr__(self, "weight", _int_array(self.weight, f"{where}.weight", ndim=2, dtype=np.int32))
-        object.__setattr__(self, "bias", _int_array(self.bias, f"{where}.bias", ndim=1))
-        _check_weights(self, where)
+        _check_weights(self, _check_fields(self))
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -327,22 +420,15 @@ class Add:
 
     kind: ClassVar[OpKind] = OpKind.ADD
     name: str
-    input_a: str
-    input_b: str
-    output: str
-    weight_a: int
-    weight_b: int
-    requant: Requantizer
+    input_a: str = op_field(FieldKind.TENSOR)
+    input_b: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    weight_a: int = op_field(FieldKind.INT, minimum=1, maximum=MAX_ADD_WEIGHT - 1)
+    weight_b: int = op_field(FieldKind.INT, minimum=1, maximum=MAX_ADD_WEIGHT - 1)
+    requant: Requantizer = op_field(FieldKind.REQUANT)
 
     def __post_init__(self):
-        where = f"op '{self.name}' (add)"
-        for field_name in ("weight_a", "weight_b"):
-            value = getattr(self, field_name)
-            if not isinstance(value, (int, np.integer)) or not 1 <= value < MAX_ADD_WEIGHT:
-                _fail(f"{where}.{field_name}", f"must be an integer in [1, 2^16), got {value!r}")
-            object.__setattr__(self, field_name, int(value))
-        if not isinstance(self.requant, Requantizer):
-            _fail(f"{where}.requant", "add must end in a requantizer")
+        _check_fields(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -360,19 +446,15 @@ class MaxPool2d:
 
     kind: ClassVar[OpKind] = OpKind.MAXPOOL2D
     name: str
-    input: str
-    output: str
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    kernel_size: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1)
+    stride: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1)
+    padding: tuple[int, int] = op_field(FieldKind.PAIR, default=(0, 0))
+    dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
 
     def __post_init__(self):
-        where = f"op '{self.name}' (maxpool2d)"
-        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, f"{where}.kernel_size", 1))
-        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
-        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
-        object.__setattr__(self, "dilation", _pair(self.dilation, f"{where}.dilation", 1))
+        where = _check_fields(self)
         for a in (0, 1):
             if 2 * self.padding[a] > self.kernel_size[a]:
                 _fail(f"{where}.padding", "must be at most half the kernel size, so that every window holds a real value")
@@ -394,20 +476,15 @@ class AvgPool2d:
 
     kind: ClassVar[OpKind] = OpKind.AVGPOOL2D
     name: str
-    input: str
-    output: str
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    requant: Requantizer
-    padding: tuple[int, int] = (0, 0)
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    kernel_size: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1)
+    stride: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1)
+    requant: Requantizer = op_field(FieldKind.REQUANT)
+    padding: tuple[int, int] = op_field(FieldKind.PAIR, default=(0, 0))
 
     def __post_init__(self):
-        where = f"op '{self.name}' (avgpool2d)"
-        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, f"{where}.kernel_size", 1))
-        object.__setattr__(self, "stride", _pair(self.stride, f"{where}.stride", 1))
-        object.__setattr__(self, "padding", _pair(self.padding, f"{where}.padding", 0))
-        if not isinstance(self.requant, Requantizer):
-            _fail(f"{where}.requant", "average pooling must end in a requantizer")
+        _check_fields(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -425,13 +502,12 @@ class GlobalAvgPool:
 
     kind: ClassVar[OpKind] = OpKind.GLOBAL_AVGPOOL
     name: str
-    input: str
-    output: str
-    requant: Requantizer
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    requant: Requantizer = op_field(FieldKind.REQUANT)
 
     def __post_init__(self):
-        if not isinstance(self.requant, Requantizer):
-            _fail(f"op '{self.name}' (global_avgpool).requant", "global average pooling must end in a requantizer")
+        _check_fields(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -448,8 +524,11 @@ class Flatten:
 
     kind: ClassVar[OpKind] = OpKind.FLATTEN
     name: str
-    input: str
-    output: str
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+
+    def __post_init__(self):
+        _check_fields(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -467,21 +546,17 @@ class Clamp:
 
     kind: ClassVar[OpKind] = OpKind.CLAMP
     name: str
-    input: str
-    output: str
-    lo: np.ndarray
-    hi: np.ndarray
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    lo: np.ndarray = op_field(FieldKind.INT_VECTOR)
+    hi: np.ndarray = op_field(FieldKind.INT_VECTOR)
 
     def __post_init__(self):
-        where = f"op '{self.name}' (clamp)"
-        lo = _int_array(self.lo, f"{where}.lo", ndim=1)
-        hi = _int_array(self.hi, f"{where}.hi", ndim=1)
-        if lo.shape != hi.shape or lo.size == 0:
-            _fail(f"{where}.hi", f"shape {hi.shape} does not match lo shape {lo.shape}")
-        if np.any(lo > hi):
+        where = _check_fields(self)
+        if self.lo.shape != self.hi.shape or self.lo.size == 0:
+            _fail(f"{where}.hi", f"shape {self.hi.shape} does not match lo shape {self.lo.shape}")
+        if np.any(self.lo > self.hi):
             _fail(f"{where}.lo", "must not exceed hi")
-        object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", hi)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -520,18 +595,27 @@ def _window_out(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def _check_weights(op, where: str) -> None:
+    """Conv2d and linear: weight values within ``weight_bits`` (then stored int32), one scale,
+    one bias and one weight zero-point (zeros when None) per output channel, the zero-points in
+    the weight range too."""
     if not MIN_BITS <= op.weight_bits <= MAX_BITS:
         _fail(f"{where}.weight_bits", f"must be in {MIN_BITS}..{MAX_BITS}, got {op.weight_bits}")
     lo, hi = integer_range(op.weight_bits, signed=True)
     if op.weight.size == 0 or op.weight.min() < lo or op.weight.max() > hi:
         _fail(f"{where}.weight", f"values must be {op.weight_bits}-bit signed integers in [{lo}, {hi}]")
+    object.__setattr__(op, "weight", op.weight.astype(np.int32))
     out_channels = op.weight.shape[0]
-    scale = np.ascontiguousarray(op.weight_scale, dtype=np.float64)
-    if scale.shape != (out_channels,) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+    if op.weight_scale.shape != (out_channels,):
         _fail(f"{where}.weight_scale", f"must be {out_channels} finite positive scales")
-    object.__setattr__(op, "weight_scale", scale)
     if op.bias.shape != (out_channels,):
         _fail(f"{where}.bias", f"must have {out_channels} entries, got shape {op.bias.shape}")
+    if op.weight_zero_point is None:
+        object.__setattr__(op, "weight_zero_point", np.zeros(out_channels, dtype=np.int64))
+    z_w = op.weight_zero_point
+    if z_w.shape != (out_channels,):
+        _fail(f"{where}.weight_zero_point", f"must have {out_channels} entries, got shape {z_w.shape}")
+    if z_w.min() < lo or z_w.max() > hi:
+        _fail(f"{where}.weight_zero_point", f"values must lie in the {op.weight_bits}-bit weight range [{lo}, {hi}]")
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,9 +28,16 @@ def _window_taps(x: np.ndarray, kernel, stride, dilation, out_hw):
             yield kh, kw, x[..., h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw]
 
 
+def _centred_weight(op) -> np.ndarray:
+    """``w[o, ...] - z_w[o]`` in int64: contract (5) as written, without the row-sum trick."""
+    shape = (-1,) + (1,) * (op.weight.ndim - 1)
+    return op.weight.astype(np.int64) - op.weight_zero_point.reshape(shape)
+
+
 def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
-    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] * (xp - z)`` over the
-    input channels of o's group, ``xp`` the input padded with ``z`` (padding adds nothing)."""
+    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} (w[o, c, kh, kw] - z_w[o]) * (xp - z)``
+    over the input channels of o's group, ``xp`` the input padded with ``z`` (padding adds
+    nothing)."""
     n, c, h, w = x.shape
     groups = op.groups
     out_c, cg, kh_, kw_ = op.weight.shape
@@ -38,7 +45,7 @@ def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
     ow = window_output_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1])
     centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
     centred = centred.reshape(n, groups, cg, h + 2 * op.padding[0], w + 2 * op.padding[1])
-    weight = op.weight.astype(np.int64).reshape(groups, out_c // groups, cg, kh_, kw_)
+    weight = _centred_weight(op).reshape(groups, out_c // groups, cg, kh_, kw_)
     acc = np.zeros((n, groups, out_c // groups, oh, ow), dtype=np.int64)
     for kh, kw, view in _window_taps(centred, (kh_, kw_), op.stride, op.dilation, (oh, ow)):
         acc += np.einsum("ngcyx,goc->ngoyx", view, weight[:, :, :, kh, kw])
@@ -46,9 +53,9 @@ def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
 
 
 def linear_acc(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
-    """D.2: ``acc[n, o] = bias[o] + sum_i w[o, i] * (x[n, i] - z)``."""
+    """D.2: ``acc[n, o] = bias[o] + sum_i (w[o, i] - z_w[o]) * (x[n, i] - z)``."""
     centred = x.astype(np.int64) - zero_point
-    return np.einsum("ni,oi->no", centred, op.weight.astype(np.int64)) + op.bias[None, :]
+    return np.einsum("ni,oi->no", centred, _centred_weight(op)) + op.bias[None, :]
 
 
 def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: int, zero_b: int) -> np.ndarray:

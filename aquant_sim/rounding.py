@@ -1,8 +1,11 @@
-"""The rounding and requantization contract, DESIGN.md section 2, as short numpy functions.
+"""The rounding and requantization contract, ``docs/contract.md``, as short numpy functions.
 
-This module is the single source of truth: the reference, the numba kernels, the calibration
-front-end and the hardware models all agree with these functions bit for bit. Equation numbers
-(1)-(9) are those of DESIGN.md section 2; (D.n) are those of ``docs/datapath.md``.
+This module is the single source of truth: every contract rule (border rounding, the
+requantizer, border encoding, the accumulator range and the D.6 shift bound) is defined here
+once. The numba kernels (``aquant_sim.kernels``) and the front-end's torch forms are thin
+kernels of the same rules, and one conformance suite (``aquant_sim.testing.conformance``) checks
+every implementation against these functions bit for bit. Equation numbers (1)-(9) are those of
+``docs/contract.md``; (D.n) are those of ``docs/datapath.md``.
 
 Conventions shared by every function here:
 
@@ -23,7 +26,11 @@ import numpy as np
 from aquant_sim.errors import ProgramError
 
 MULTIPLIER_BITS = 31
-"""Fixed-point multipliers ``m`` lie in ``[2^30, 2^31)``: 31 significant bits, DESIGN.md (6)."""
+"""Fixed-point multipliers ``m`` lie in ``[2^30, 2^31)``: 31 significant bits, contract (6)."""
+
+PRODUCT_BITS = 62
+"""D.6: ``acc * m``, shifted left when ``n - F < 0``, stays below ``2^62`` in magnitude, so that
+adding ``z * 2^F`` cannot overflow int64; a right shift by more than 62 bits changes nothing."""
 
 MAX_FRAC_BITS = 16
 """Largest F: the border unit compares at most 16 fraction bits (beyond that, float error in
@@ -178,8 +185,8 @@ def scale_to_fixed_point(
 ) -> np.ndarray:
     """Equation (6): ``v = floor(acc * m / 2^(n - F)) + z * 2^F`` in int64.
 
-    A negative ``n - F`` shifts left. ``acc`` must be an A-bit value with ``A + 31 - (n - F)``
-    at most 62 when ``n - F`` is negative (the program validates this), so nothing overflows.
+    A negative ``n - F`` shifts left. ``acc`` must be an A-bit value and ``n - F`` within
+    :func:`scaled_shift_range` (the program validates this), so nothing overflows (D.6).
     The right shift is arithmetic, i.e. floor, also for negative products.
     """
     acc = np.asarray(acc, dtype=np.int64)
@@ -222,7 +229,7 @@ def requantize(
     """The integer requantizer, equations (6)-(8): int64 accumulators in, levels out.
 
     Equals :func:`border_round` of ``acc * M`` exactly when ``M = m * 2^-n`` and
-    ``beta = B / 2^F`` (DESIGN.md section 2, "Why (6)-(8) is exact").
+    ``beta = B / 2^F`` (``docs/contract.md``, "Why (6)-(8) is exact").
 
     With M = 1/8: 3/8 -> 0, 4/8 -> 1 (a tie rounds up), 5/8 -> 1, -3/8 -> 0, -4/8 -> 0.
 
@@ -236,6 +243,19 @@ def requantize(
 def accumulator_range(bits: int) -> tuple[int, int]:
     """The range ``[-2^(A-1), 2^(A-1) - 1]`` of an A-bit signed accumulator."""
     return integer_range(bits, signed=True)
+
+
+def scaled_shift_range(accumulator_bits: int) -> tuple[int, int]:
+    """D.6: the allowed range of ``s = n - F`` for an A-bit accumulator, ``[A - 32, 62]``.
+
+    ``|acc| <= 2^(A-1)`` and ``m < 2^31``, so ``|acc * m * 2^-s| < 2^(A + 30 - s)``, which is at
+    most ``2^PRODUCT_BITS`` when ``s >= A + 30 - 62``; the upper end keeps every shift count
+    below int64's width.
+
+    >>> scaled_shift_range(32), scaled_shift_range(8)
+    ((0, 62), (-24, 62))
+    """
+    return accumulator_bits + MULTIPLIER_BITS - 1 - PRODUCT_BITS, PRODUCT_BITS
 
 
 def apply_overflow(

@@ -1,12 +1,13 @@
 """Runs an integer program on the modelled datapath and counts what each layer did.
 
 ``Simulator(program).run(x)`` quantizes a float input with the program's input quantizer
-(real-valued border rounding, DESIGN.md (1)-(4)) or takes integer levels as they are, runs every
+(real-valued border rounding, ``docs/contract.md`` (1)-(4)) or takes integer levels as they are, runs every
 op with integer arithmetic only, and returns the output levels, their real values, per-layer
 counters for the hardware models and, on request, every intermediate tensor.
 
 Two backends compute the same integers and the same counters: ``REFERENCE`` (plain numpy, the
-oracle) and ``NUMBA`` (the fast kernels, fused per op). Both apply the accumulator width and
+oracle) and ``NUMBA`` (the fast kernels, fused per op), two implementations of the
+:class:`aquant_sim.datapath.Datapath` protocol chosen by :class:`Backend`. Both apply the accumulator width and
 overflow policy to the exact sums (``rounding.apply_overflow``), so overflows are counted
 identically whatever arithmetic computed the sums.
 """
@@ -14,12 +15,12 @@ identically whatever arithmetic computed the sums.
 from __future__ import annotations
 
 import enum
-import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aquant_sim import reference, rounding
+from aquant_sim import rounding
+from aquant_sim.datapath import Datapath
 from aquant_sim.errors import InputError
 from aquant_sim.program import PASS_THROUGH_OPS, OpKind, Program, QuantParams, Tensor
 
@@ -28,16 +29,21 @@ class Backend(enum.Enum):
     """Which implementation computes the ops; both must give identical integers and counters."""
 
     REFERENCE = "reference"
-    """Plain numpy: :mod:`aquant_sim.reference` and :mod:`aquant_sim.rounding`, one step at a time."""
+    """Plain numpy, one step at a time: :mod:`aquant_sim.reference_datapath`."""
     NUMBA = "numba"
-    """:mod:`aquant_sim.kernels`: each op's sums, accumulator width, requantization and counters
-    in fused parallel passes."""
+    """Each op's sums, accumulator width, requantization and counters in fused parallel numba
+    passes: :mod:`aquant_sim.kernels.datapath`."""
 
-    def datapath(self):
-        """The object whose ``run_accumulating`` and ``run_pass_through`` execute one op."""
+    def datapath(self) -> Datapath:
+        """The implementation that executes each op. Imported here, on first use, so that
+        choosing the reference backend does not load numba."""
         if self is Backend.REFERENCE:
-            return _ReferenceDatapath
-        return importlib.import_module("aquant_sim.kernels.datapath")
+            from aquant_sim.reference_datapath import ReferenceDatapath
+
+            return ReferenceDatapath()
+        from aquant_sim.kernels.datapath import NumbaDatapath
+
+        return NumbaDatapath()
 
 
 @dataclass
@@ -169,43 +175,3 @@ class Simulator:
         layer.output_elements = result.size
         layer.zero_fraction = zeros / result.size
         return result, layer
-
-
-class _ReferenceDatapath:
-    """The REFERENCE backend's per-op steps: plain numpy, one pass at a time, from
-    :mod:`aquant_sim.reference` and :mod:`aquant_sim.rounding`. The NUMBA backend's
-    :mod:`aquant_sim.kernels.datapath` has the same two functions and must agree exactly."""
-
-    @staticmethod
-    def run_accumulating(op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow):
-        """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8).
-        Returns ``(values, max_abs_acc, overflows, zeros)``."""
-        x, z = inputs[0], in_quants[0].zero_point
-        if op.kind is OpKind.CONV2D:
-            acc = reference.conv2d_acc(x, op, z)
-        elif op.kind is OpKind.LINEAR:
-            acc = reference.linear_acc(x, op, z)
-        elif op.kind is OpKind.ADD:
-            acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
-        elif op.kind is OpKind.AVGPOOL2D:
-            acc = reference.avgpool_acc(x, op, z)
-        else:
-            acc = reference.global_avgpool_acc(x, z)
-        max_abs = int(np.abs(acc).max())
-        acc, overflows = rounding.apply_overflow(acc, accumulator_bits, overflow)
-        if op.requant is None:
-            return acc, max_abs, overflows, int(np.count_nonzero(acc == 0))
-        result = reference.requantize(acc, op.requant, out_quant).astype(np.int32)
-        return result, max_abs, overflows, int(np.count_nonzero(result == out_quant.zero_point))
-
-    @staticmethod
-    def run_pass_through(op, x, quant):
-        """Max pooling, clamp or flatten. Returns ``(int32 values, zeros)``."""
-        if op.kind is OpKind.MAXPOOL2D:
-            result = reference.maxpool(x, op, quant.qmin)
-        elif op.kind is OpKind.CLAMP:
-            result = reference.clamp(x, op.lo, op.hi)
-        else:
-            result = x.reshape(x.shape[0], -1)
-        result = result.astype(np.int32, copy=False)
-        return result, int(np.count_nonzero(result == quant.zero_point))

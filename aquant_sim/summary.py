@@ -1,7 +1,8 @@
 """Plain-text tables of a run: the per-layer counters and the float-model measurement.
 
 Used by the ``simulate``, ``verify`` and ``demo`` commands; columns are right-aligned numbers and
-left-aligned names, one row per op in program order, and a totals row for the counters.
+left-aligned names, one row per op in program order, and a totals row for the counters, laid
+out by the one formatter, :func:`aquant_sim.table.format_table`.
 """
 
 from __future__ import annotations
@@ -10,18 +11,7 @@ from typing import Sequence
 
 from aquant_sim.float_model import LayerDifference
 from aquant_sim.simulator import LayerCounters
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], left: int = 2) -> str:
-    """Align ``rows`` under ``header``; the first ``left`` columns are left-aligned text."""
-    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+from aquant_sim.table import format_table
 
 
 COUNTER_HEADER = ("layer", "kind", "output shape", "MACs", "requantized", "border lookups", "overflows",

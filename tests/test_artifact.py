@@ -1,9 +1,11 @@
 """Saving and loading programs: exact round trips, and one clear ArtifactError for every malformed file."""
 
+import dataclasses
 import functools
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from aquant_sim import artifact
 from aquant_sim.artifact import load_program, save_program
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import BorderGranularity
+from aquant_sim.program import BorderGranularity, OpKind
 from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
@@ -172,7 +174,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 2), ["version", "unknown format version 2"]),
+    ("unknown version", _set(["version"], 3), ["version", "unknown format version 3"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -369,3 +371,16 @@ def test_limits_are_enforced(saved, tmp_path, monkeypatch):
     """Members larger than the size limit are refused from the zip directory, before any read."""
     monkeypatch.setattr(artifact, "MAX_ARRAY_BYTES", 64)
     _expect(_write(tmp_path / "p.aqp", saved), "more than the limit")
+
+
+def test_round_trip_weight_zero_points(tmp_path):
+    """Version 2 stores weight zero-points: non-zero z_w survive save and load exactly."""
+    base = load_program(Path(__file__).parent / "data" / "artifact_v1" / "program.aqp")
+    rng = np.random.default_rng(0)
+    ops = [dataclasses.replace(op, weight_zero_point=rng.integers(-(1 << (op.weight_bits - 1)), 1 << (op.weight_bits - 1), op.weight.shape[0]))
+           if op.kind in (OpKind.CONV2D, OpKind.LINEAR) else op for op in base.ops]
+    program = dataclasses.replace(base, ops=tuple(ops))
+    loaded = _assert_round_trip(program, tmp_path)
+    for before, after in zip(program.ops, loaded.ops):
+        if before.kind in (OpKind.CONV2D, OpKind.LINEAR):
+            assert np.any(after.weight_zero_point) and np.array_equal(before.weight_zero_point, after.weight_zero_point)

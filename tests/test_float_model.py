@@ -1,4 +1,4 @@
-"""The float model of requantizing ops against the datapath (DESIGN.md section 2, "Why (6)-(8) is exact")."""
+"""The float model of requantizing ops against the datapath (docs/contract.md, "Why (6)-(8) is exact")."""
 
 import numpy as np
 from hypothesis import given

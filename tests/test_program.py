@@ -1,12 +1,14 @@
 """Validation of the integer program: every malformed field raises ProgramError naming it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.program import (
-    AccumulatorParams, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
-    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    OP_TYPES, AccumulatorParams, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten, GlobalAvgPool,
+    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
 from aquant_sim.rounding import OverflowPolicy
 
@@ -168,3 +170,41 @@ def test_nearest_table_is_one_half_border(frac_bits):
     table = BorderTable.nearest(frac_bits)
     assert table.values.shape == (1, 1) and int(table.values[0, 0]) == 1 << (frac_bits - 1)
     assert table.beta[0, 0] == 0.5 and table.is_nearest and table.granularity is BorderGranularity.TENSOR
+
+
+def test_every_op_field_declares_its_kind():
+    """Every op type declares a FieldKind for each field but name (the artifact schema is derived
+    from these declarations), and the kinds cover every op's constructor arguments."""
+    for op_type in OP_TYPES.values():
+        declared = [spec.name for spec in op_fields(op_type)]
+        assert declared == [f.name for f in dataclasses.fields(op_type) if f.name != "name"]
+        assert all(isinstance(spec.kind, FieldKind) for spec in op_fields(op_type))
+
+
+@pytest.mark.parametrize("field_name, value, message", [
+    ("stride", (0, 1), r"stride: expected integers >= 1"),
+    ("groups", 1.0, r"groups: expected an integer"),
+    ("input", "", r"input: expected a tensor name"),
+    ("requant", "none", r"requant: must be a Requantizer or None"),
+])
+def test_declared_field_kinds_are_checked(field_name, value, message):
+    """The one field validator rejects a wrong type or bound, naming the op and the field."""
+    conv = Conv2d("c", "x", "y", np.ones((1, 1, 1, 1), dtype=np.int8), 4, np.ones(1), np.zeros(1, dtype=np.int64), None)
+    with pytest.raises(ProgramError, match=rf"op 'c' \(conv2d\)\.{message}"):
+        dataclasses.replace(conv, **{field_name: value})
+
+
+@pytest.mark.parametrize("z_w, message", [
+    (np.array([0, 0, 0, 8]), r"weight_zero_point: values must lie in the 4-bit weight range \[-8, 7\]"),
+    (np.zeros(3, dtype=np.int64), r"weight_zero_point: must have 4 entries"),
+    (np.zeros(4), r"weight_zero_point: expected an integer array"),
+])
+def test_weight_zero_point_checked(z_w, message):
+    """z_w is one integer per output channel within the weight's range."""
+    with pytest.raises(ProgramError, match=message):
+        conv(weight_zero_point=z_w)
+
+
+def test_weight_zero_point_defaults_to_symmetric():
+    """Without z_w a conv has zeros: the symmetric grid."""
+    assert conv().weight_zero_point.tolist() == [0, 0, 0, 0]

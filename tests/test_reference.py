@@ -82,3 +82,23 @@ def test_requantize_uses_the_op_requantizer():
     quant = QuantParams(bits=4, signed=True, scale=1.0, zero_point=0)
     # 31/64 -> 0, 32/64 -> 1 (tie up), 33/64 -> 1, -32/64 -> 0 (tie up), -33/64 -> -1
     assert reference.requantize(acc, REQUANT, quant).tolist() == [[0, 1, 1, 0, -1]]
+
+
+def test_conv2d_weight_zero_point_matches_torch():
+    """Contract (5): with per-channel z_w the conv equals torch's float64 conv of (x - z) with the
+    weights (w - z_w[c]) and zero padding, grouped and padded."""
+    rng = np.random.default_rng(3)
+    weight, z_w = rng.integers(-4, 4, size=(4, 2, 3, 3)), np.array([-4, 3, 0, 1])
+    x, bias = rng.integers(0, 16, size=(2, 4, 6, 6)), rng.integers(-9, 9, size=4)
+    op = Conv2d("c", "x", "y", weight, 3, np.ones(4), bias, REQUANT, padding=1, groups=2, weight_zero_point=z_w)
+    want = F.conv2d(torch.tensor(x - 5, dtype=torch.float64), torch.tensor(weight - z_w[:, None, None, None], dtype=torch.float64),
+                    torch.tensor(bias, dtype=torch.float64), padding=1, groups=2).numpy()
+    assert np.array_equal(reference.conv2d_acc(x, op, 5), want.astype(np.int64))
+
+
+def test_linear_weight_zero_point_matches_matmul():
+    """Contract (5) for linear: bias plus (w - z_w) times the centred input."""
+    rng = np.random.default_rng(4)
+    weight, z_w, x = rng.integers(-8, 8, (3, 5)), np.array([-8, 7, 2]), rng.integers(0, 16, (2, 5))
+    op = Linear("l", "x", "y", weight, 4, np.ones(3), np.zeros(3, dtype=np.int64), REQUANT, weight_zero_point=z_w)
+    assert np.array_equal(reference.linear_acc(x, op, 1), (x - 1) @ (weight - z_w[:, None]).T)

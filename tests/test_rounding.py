@@ -1,4 +1,4 @@
-"""Properties of the rounding contract, DESIGN.md section 2, equations (1)-(8)."""
+"""Properties of the rounding contract, docs/contract.md, equations (1)-(8)."""
 
 from fractions import Fraction
 

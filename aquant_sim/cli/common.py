@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import InputError, UnsupportedError
 from aquant_sim.program import Program
 from aquant_sim.simulator import Backend, SimResult, Simulator
@@ -54,14 +53,7 @@ def result_json(program: Program, result: SimResult, **extra) -> dict:
 
 def write_json(path, data) -> Path:
     """Write ``data`` as JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, allow_nan=False)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return path
+    text = json.dumps(data, indent=1, allow_nan=False).encode("utf-8")
+    with atomic_write(path) as handle:
+        handle.write(text)
+    return Path(path)

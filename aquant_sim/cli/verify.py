@@ -4,7 +4,7 @@ Runs the numba backend and the reference on the batch, keeping every tensor, and
 exactly, tensor by tensor in program order (with ``--expect``, also the reference against integer
 dumps from elsewhere). Exits 0 only when everything is equal; otherwise names the first layer
 that differs, the index and both values, and the count of differing elements per layer. Also
-prints the float-model measurement (informational, DESIGN.md section 2).
+prints the float-model measurement (informational, docs/contract.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from aquant_sim.compare import check_dumps, compare_tensors, first_difference
 from aquant_sim.errors import InputError
 from aquant_sim.float_model import measure
 from aquant_sim.simulator import Backend
-from aquant_sim.summary import float_model_table, format_table
+from aquant_sim.summary import float_model_table
+from aquant_sim.table import format_table
 
 COMPARED = (Backend.NUMBA, Backend.REFERENCE)
 """The two backends compared: the fast one first, the oracle second."""

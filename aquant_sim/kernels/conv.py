@@ -1,8 +1,17 @@
-"""Conv2d (D.1) and linear (D.2) as im2col plus an exact GEMM.
+"""Conv2d (D.1) and linear (D.2) as im2col plus an exact GEMM, with the weight zero-point by
+the row-sum trick.
+
+Contract (5) is ``acc[c] = bias[c] + sum_i (w[c, i] - z_w[c]) * (x_i - z_x)``; the kernels
+compute it as ``S_c - z_w[c] * R`` with ``S_c = sum_i w[c, i] * (x_i - z_x)`` (the GEMM of the
+stored weights) and ``R = sum_i (x_i - z_x)`` (the row sum of the im2col matrix over the window
+of c's group, shared by every output channel of the group), as hardware does. Padded taps hold
+``z_x`` and add 0 to both. ``R`` and the correction are int64 numpy sums: ``|R| <= K * 2^16``
+and ``|z_w| <= 2^15``, so ``|z_w * R| < 2^63`` for any ``K < 2^32``; when every ``z_w`` is 0
+(symmetric weights) the correction is skipped.
 
 Exactness of the float GEMM paths (docs/datapath.md D.5)
 -----------------------------------------------------------
-For output channel ``c`` the datapath sums ``S_c = sum_i w[c, i] * (x_i - z_x)`` over the
+For output channel ``c`` the GEMM sums ``S_c = sum_i w[c, i] * (x_i - z_x)`` over the
 ``K`` taps of its window (padded taps hold ``z_x`` and contribute 0). Every product and every
 partial sum, in whatever order a BLAS library adds them, is an integer of magnitude at most
 
@@ -22,7 +31,7 @@ on every path.
 
 The sums are returned without the bias, channel-major: the GEMM's (O, N * P) result as an
 (O, N, P) array (``P = OH * OW``), which a fused pass reads contiguously (a transposed view
-reads ~10x slower in numba).
+reads ~10x slower in numba); with a non-zero ``z_w`` they are int64.
 """
 
 from __future__ import annotations
@@ -63,12 +72,14 @@ def gemm_path(weight_row_sum: int, max_abs_input: int) -> GemmPath:
 
 
 class _PreparedWeights:
-    """An op's weights as (G, O/G, K) matrices per GEMM dtype, and ``max_c sum_i |w[c, i]|``."""
+    """An op's weights as (G, O/G, K) matrices per GEMM dtype, ``max_c sum_i |w[c, i]|``, and
+    its weight zero-points as (G, O/G, 1) int64 (None when all are 0)."""
 
-    def __init__(self, weight: np.ndarray, groups: int):
+    def __init__(self, weight: np.ndarray, groups: int, zero_point: np.ndarray):
         out_channels = weight.shape[0]
         self.matrix = weight.reshape(groups, out_channels // groups, -1)
         self.row_sum = int(np.abs(weight.reshape(out_channels, -1).astype(np.int64)).sum(axis=1).max())
+        self.zero_point = zero_point.reshape(groups, -1, 1) if np.any(zero_point) else None
         self._by_dtype = {}
 
     def as_dtype(self, path: GemmPath) -> np.ndarray:
@@ -85,7 +96,7 @@ weights are not modified after validation, which this cache relies on."""
 def _prepared(op) -> _PreparedWeights:
     prepared = _PREPARED.get(op)
     if prepared is None:
-        prepared = _PREPARED[op] = _PreparedWeights(op.weight, getattr(op, "groups", 1))
+        prepared = _PREPARED[op] = _PreparedWeights(op.weight, getattr(op, "groups", 1), op.weight_zero_point)
     return prepared
 
 
@@ -154,6 +165,17 @@ def exact_gemm(weight: np.ndarray, cols: np.ndarray, path: GemmPath) -> np.ndarr
     return np.matmul(weight, cols)
 
 
+def centred_sums(prepared: _PreparedWeights, cols: np.ndarray, path: GemmPath) -> np.ndarray:
+    """Contract (5) without the bias: ``S[g, o, j] - z_w[g, o] * sum_k cols[g, k, j]`` (the
+    row-sum trick, int64) for ``cols`` (G, K, J) of centred inputs; the GEMM alone when every
+    ``z_w`` is 0."""
+    sums = exact_gemm(prepared.as_dtype(path), cols, path)
+    if prepared.zero_point is None:
+        return sums
+    row_sums = cols.sum(axis=1, dtype=np.int64)[:, None, :]
+    return sums.astype(np.int64) - prepared.zero_point * row_sums
+
+
 def conv2d_output_hw(x_shape: tuple[int, ...], op: Conv2d) -> tuple[int, int]:
     """Output height and width of a conv over an (N, C, H, W) input."""
     return tuple(
@@ -163,7 +185,8 @@ def conv2d_output_hw(x_shape: tuple[int, ...], op: Conv2d) -> tuple[int, int]:
 
 
 def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
-    """D.1 without the bias: ``S[o, n, p]``, channel-major (O, N, OH*OW), of the GEMM path's dtype."""
+    """D.1 without the bias: ``S[o, n, p]``, channel-major (O, N, OH*OW), of the GEMM path's
+    dtype (int64 with weight zero-points)."""
     n, c, _, _ = x.shape
     out_c, cg, kh_, kw_ = op.weight.shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
@@ -172,7 +195,7 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
     path = gemm_path(prepared.row_sum, max_abs_centred(x, zero_point))
     cols = np.empty((c * kh_ * kw_, n * oh * ow), dtype=path.value)
     _im2col(x, zero_point, kh_, kw_, sh, sw, ph, pw, dh, dw, oh, ow, cols)
-    sums = exact_gemm(prepared.as_dtype(path), cols.reshape(op.groups, cg * kh_ * kw_, n * oh * ow), path)
+    sums = centred_sums(prepared, cols.reshape(op.groups, cg * kh_ * kw_, n * oh * ow), path)
     return sums.reshape(out_c, n, oh * ow)
 
 
@@ -181,7 +204,7 @@ def linear_sums(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
     prepared = _prepared(op)
     path = gemm_path(prepared.row_sum, max_abs_centred(x, zero_point))
     centred = np.ascontiguousarray((x.astype(np.int64) - zero_point).T, dtype=path.value)
-    return exact_gemm(prepared.as_dtype(path), centred[None], path)[0][:, :, None]
+    return centred_sums(prepared, centred[None], path)[0][:, :, None]
 
 
 @parallel_jit
@@ -202,12 +225,12 @@ def with_bias(sums: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
-    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] * (xp - z)``, exact
-    int64, equal to ``reference.conv2d_acc``."""
+    """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} (w[o, c, kh, kw] - z_w[o]) * (xp - z)``,
+    exact int64, equal to ``reference.conv2d_acc``."""
     acc = with_bias(conv2d_sums(x, op, zero_point), op.bias)
     return acc.reshape(x.shape[0], op.weight.shape[0], *conv2d_output_hw(x.shape, op))
 
 
 def linear_acc(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
-    """D.2: ``acc[n, o] = bias[o] + sum_i w[o, i] * (x[n, i] - z)``, exact int64."""
+    """D.2: ``acc[n, o] = bias[o] + sum_i (w[o, i] - z_w[o]) * (x[n, i] - z)``, exact int64."""
     return with_bias(linear_sums(x, op, zero_point), op.bias)[:, :, 0]

@@ -5,19 +5,21 @@ exact sums, adds the bias in int64, records ``max |acc|``, applies the A-bit acc
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
 at the zero-point, writing int32 levels in NCHW order. Per-(n, c) counts are reduced afterwards
 in a fixed order, so the counters do not depend on the thread count. The REFERENCE backend does
-the same steps one numpy pass at a time; the tests require identical integers and counters.
+the same steps one numpy pass at a time (:mod:`aquant_sim.reference_datapath`); the tests
+require identical integers and counters.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, clamp_into, count_equal
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
-from aquant_sim.kernels.requant import FINISH_KERNELS, accumulator_limits
+from aquant_sim.kernels.requant import FINISH_KERNELS
 from aquant_sim.program import OpKind, QuantParams
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.rounding import OverflowPolicy, accumulator_range
 
 _MAX_ABS, _OVERFLOWS, _ZEROS = range(3)
 
@@ -39,34 +41,37 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
     return acc.reshape(acc.shape[0], acc.shape[1], -1), False, np.zeros(acc.shape[1], dtype=np.int64)
 
 
-def run_accumulating(op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int, overflow: OverflowPolicy):
-    """Run an accumulating op. Returns ``(values, max_abs_acc, overflows, zeros)``: int32
-    levels of shape ``(N, *out_shape)`` (int64 accumulators when ``op.requant`` is None)."""
-    sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
-    batch = inputs[0].shape[0]
-    shape = (batch, out_shape[0], sums.shape[2])
-    stats = np.empty((batch * out_shape[0], 3), dtype=np.int64)
-    lo, hi = accumulator_limits(accumulator_bits)
-    saturate = overflow is OverflowPolicy.SATURATE
-    finish_requantize, finish_accumulate = FINISH_KERNELS[channel_major]
-    if op.requant is None:
-        out = np.empty(shape, dtype=np.int64)
-        finish_accumulate(sums, bias, lo, hi, saturate, out, stats)
-    else:
-        r = op.requant
-        out = np.empty(shape, dtype=np.int32)
-        finish_requantize(sums, bias, lo, hi, saturate, r.multiplier, r.shift, r.frac_bits,
-                           r.borders.values, out_quant.zero_point, out_quant.qmin, out_quant.qmax, out, stats)
-    values = out.reshape((batch, *out_shape))
-    return values, int(stats[:, _MAX_ABS].max()), int(stats[:, _OVERFLOWS].sum()), int(stats[:, _ZEROS].sum())
+class NumbaDatapath:
+    """:class:`aquant_sim.datapath.Datapath` in fused numba passes."""
 
+    def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int,
+                         overflow: OverflowPolicy) -> Accumulated:
+        """Run an accumulating op: int32 levels of shape ``(N, *out_shape)`` (int64 accumulators
+        when ``op.requant`` is None) and the counts."""
+        sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
+        batch = inputs[0].shape[0]
+        shape = (batch, out_shape[0], sums.shape[2])
+        stats = np.empty((batch * out_shape[0], 3), dtype=np.int64)
+        lo, hi = accumulator_range(accumulator_bits)
+        saturate = overflow is OverflowPolicy.SATURATE
+        finish_requantize, finish_accumulate = FINISH_KERNELS[channel_major]
+        if op.requant is None:
+            out = np.empty(shape, dtype=np.int64)
+            finish_accumulate(sums, bias, lo, hi, saturate, out, stats)
+        else:
+            r = op.requant
+            out = np.empty(shape, dtype=np.int32)
+            finish_requantize(sums, bias, lo, hi, saturate, r.multiplier, r.shift, r.frac_bits,
+                               r.borders.values, out_quant.zero_point, out_quant.qmin, out_quant.qmax, out, stats)
+        values = out.reshape((batch, *out_shape))
+        return Accumulated(values, int(stats[:, _MAX_ABS].max()), int(stats[:, _OVERFLOWS].sum()), int(stats[:, _ZEROS].sum()))
 
-def run_pass_through(op, x: np.ndarray, quant: QuantParams):
-    """Run max pooling, a clamp or flatten. Returns ``(int32 values, zeros)``."""
-    if op.kind is OpKind.MAXPOOL2D:
-        values = maxpool_into(x, op, quant.qmin, np.int32)
-    elif op.kind is OpKind.CLAMP:
-        values = clamp_into(x, op.lo, op.hi, np.int32)
-    else:
-        values = x.reshape(x.shape[0], -1)
-    return values, count_equal(values, quant.zero_point)
+    def run_pass_through(self, op, x: np.ndarray, quant: QuantParams) -> PassedThrough:
+        """Run max pooling, a clamp or flatten: int32 values and the zero count."""
+        if op.kind is OpKind.MAXPOOL2D:
+            values = maxpool_into(x, op, quant.qmin, np.int32)
+        elif op.kind is OpKind.CLAMP:
+            values = clamp_into(x, op.lo, op.hi, np.int32)
+        else:
+            values = x.reshape(x.shape[0], -1)
+        return PassedThrough(values, count_equal(values, quant.zero_point))

@@ -42,11 +42,6 @@ def requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax):
     return min(max(q, qmin), qmax)
 
 
-def accumulator_limits(bits: int) -> tuple[int, int]:
-    """``(lo, hi) = (-2^(A-1), 2^(A-1) - 1)``, the range of an A-bit signed accumulator."""
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
 @inline_jit
 def wrap_or_saturate(acc, lo, hi, saturate):
     """An exact int64 sum outside ``[lo, hi]`` as the A-bit accumulator holds it, as

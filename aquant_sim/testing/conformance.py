@@ -8,7 +8,8 @@ accumulator array and per-tensor otherwise::
 
     acc         1-D np.ndarray of int64: A-bit signed accumulators (A in 8..32)
     multiplier  int m in [2^30, 2^31)
-    shift       int n with n - F in [A - 32, 62] (n - F < 0 shifts left)
+    shift       int n with n - F in rounding.scaled_shift_range(A), i.e. [A - 32, 62]
+                (D.6; n - F < 0 shifts left)
     frac_bits   int F in 1..16
     borders     1-D np.ndarray of int64, each B in [1, 2^F]: length 1 (one border for every
                 level) or qmax - qmin (B[j] decides between levels qmin + j and qmin + j + 1)
@@ -73,6 +74,39 @@ def from_op_requantizer(requantize: Callable) -> RequantizerFn:
         return np.asarray(requantize(np.asarray(acc, dtype=np.int64)[None, :], requant, quant))[0]
 
     return adapted
+
+
+def _torch_requantizer() -> RequantizerFn:
+    """The front-end's torch form of (6)-(8), ``aquant_sim.frontend.emulation.requantize``
+    (int64 torch tensors in and out); torch is imported only here."""
+    import torch
+
+    from aquant_sim.frontend.emulation import requantize
+
+    return from_op_requantizer(lambda acc, requant, quant: requantize(torch.from_numpy(acc), requant, quant).numpy())
+
+
+def _numba_requantizer() -> RequantizerFn:
+    from aquant_sim import kernels
+
+    return from_op_requantizer(kernels.requantize)
+
+
+def _reference_requantizer() -> RequantizerFn:
+    from aquant_sim import reference
+
+    return from_op_requantizer(reference.requantize)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], RequantizerFn]] = {
+    "numpy": lambda: contract,
+    "reference": _reference_requantizer,
+    "numba": _numba_requantizer,
+    "torch": _torch_requantizer,
+}
+"""Every implementation of the requantizer (6)-(8) in the project, by name: a function that
+imports it (only when called) and returns it in the kit's signature. The suite's test runs
+:func:`check_requantizer` on each; a new implementation is added here and is tested at once."""
 
 
 def _exact_real_round(case: RequantizerCase, floor: bool) -> np.ndarray:

@@ -3,7 +3,7 @@
 Every scale is a power of two (weight scales an odd number below 8 times a power of two), every
 pooling divisor a power of two, and residual-add scales within 2^14 of each other, so that the
 builder's ``(m, n)`` represent every ``M`` exactly and the add's integer weights are exact. On
-these programs DESIGN.md's claim "(8) equals (4)" holds for the whole network: the float model
+these programs the claim of docs/contract.md "(8) equals (4)" holds for the whole network: the float model
 (:mod:`aquant_sim.float_model`) and the datapath agree on every element. The programs use every
 op kind: conv2d (with padding, stride and groups), ReLU and ReLU6 clamps, residual add, max and
 average pooling, global average pooling, flatten and linear.

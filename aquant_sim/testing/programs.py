@@ -4,8 +4,9 @@ They draw what the datapath must handle: operand widths 2..8, signed and unsigne
 with non-zero zero-points, every border granularity (``BorderGranularity.table_shape``), shared
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
 allows (left shifts) to large right shifts, both overflow policies and accumulators narrow
-enough to overflow, conv with stride, padding, dilation, groups and depthwise, linear, residual
-add, max and average pooling, global average pooling, flatten and clamps.
+enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
+dilation, groups and depthwise, linear, residual add, max and average pooling, global average
+pooling, flatten and clamps.
 
 Ops are constructed directly (not through ``ProgramBuilder``) so that multipliers, shifts and
 add weights are free integers rather than derived from scales; ``Program`` validates them.
@@ -23,7 +24,7 @@ from aquant_sim.program import (
     AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
     MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
-from aquant_sim.rounding import OverflowPolicy, integer_range
+from aquant_sim.rounding import OverflowPolicy, integer_range, scaled_shift_range
 
 ACT_BITS = st.integers(2, 8)
 WEIGHT_BITS = st.integers(2, 8)
@@ -57,16 +58,18 @@ def border_tables(draw, channels: int, quant: QuantParams, frac_bits=FRAC_BITS) 
 
 @st.composite
 def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int) -> Requantizer:
-    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` in
-    ``[A - 32, MAX_RIGHT_SHIFT]`` (negative: a left shift), with a border table for ``quant``."""
+    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` from the smallest
+    that D.6 allows (``scaled_shift_range(A)``, negative: a left shift) to ``MAX_RIGHT_SHIFT``,
+    with a border table for ``quant``."""
     borders = draw(border_tables(channels, quant))
     count = draw(st.sampled_from([1, channels]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     multiplier = rng.integers(1 << 30, 1 << 31, size=count)
     # Centre the shifts where typical sums land on the grid; the extremes are still drawn.
-    centre = draw(st.integers(accumulator_bits - 32, MAX_RIGHT_SHIFT))
-    low, high = max(accumulator_bits - 32, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
+    smallest = scaled_shift_range(accumulator_bits)[0]
+    centre = draw(st.integers(smallest, MAX_RIGHT_SHIFT))
+    low, high = max(smallest, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
     shift = rng.integers(low, high + 1, size=count) + borders.frac_bits
     return Requantizer(multiplier, shift, borders)
 
@@ -117,6 +120,20 @@ def _weights(draw, shape: tuple[int, ...], bits: int, seed: int) -> np.ndarray:
 
 
 @st.composite
+def weight_zero_points(draw, channels: int, bits: int) -> np.ndarray:
+    """Per-output-channel weight zero-points ``z_w`` (contract (5)): all 0 (symmetric) a third
+    of the time, otherwise random in the weight range with its two limits often present."""
+    lo, hi = integer_range(bits, signed=True)
+    choice = draw(st.sampled_from(["symmetric", "random", "extreme"]))
+    if choice == "symmetric":
+        return np.zeros(channels, dtype=np.int64)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if choice == "extreme":
+        return rng.choice(np.array([lo, hi, 0]), size=channels)
+    return rng.integers(lo, hi + 1, size=channels)
+
+
+@st.composite
 def _bias(draw, channels: int, accumulator_bits: int, seed: int) -> np.ndarray:
     lo, hi = integer_range(accumulator_bits, signed=True)
     span = draw(st.sampled_from([0, 16, 1 << 12, hi]))
@@ -136,7 +153,7 @@ def conv_cases(draw, batch=st.integers(1, 2), requant=True) -> OpCase:
     op = Conv2d(
         "conv", "x", "y", weight, wb, np.ones(g["out_channels"]), draw(_bias(g["out_channels"], a, seed)),
         draw(requantizers(g["out_channels"], out_q, a)) if requant else None,
-        g["stride"], g["padding"], g["dilation"], g["groups"],
+        g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(g["out_channels"], wb)),
     )
     x = random_levels(seed, (draw(batch), c, h, w), in_q)
     return OpCase(op, (x,), (in_q,), out_q, a)
@@ -149,7 +166,7 @@ def linear_cases(draw, requant=True) -> OpCase:
     i, o = draw(st.integers(1, 40)), draw(st.integers(1, 8))
     wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
     op = Linear("fc", "x", "y", draw(_weights((o, i), wb, seed)), wb, np.ones(o), draw(_bias(o, a, seed)),
-                draw(requantizers(o, out_q, a)) if requant else None)
+                draw(requantizers(o, out_q, a)) if requant else None, draw(weight_zero_points(o, wb)))
     return OpCase(op, (random_levels(seed, (draw(st.integers(1, 3)), i), in_q),), (in_q,), out_q, a)
 
 
@@ -263,7 +280,7 @@ class _ChainBuilder:
         o = g["out_channels"]
         op = Conv2d(self.name(), source.name, self.name(), draw(_weights((o, c // g["groups"], *g["kernel"]), wb, seed)),
                     wb, np.ones(o), draw(_bias(o, self.a, seed)), draw(requantizers(o, out_q, self.a)),
-                    g["stride"], g["padding"], g["dilation"], g["groups"])
+                    g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(o, wb)))
         return self.emit(op, op.output_shape([source.shape]), out_q)
 
     def step(self, kind: str) -> None:
@@ -313,7 +330,8 @@ def programs(draw, max_ops: int = 4) -> Program:
         requant = draw(st.booleans())
         out_q = draw(quant_params()) if requant else AccumulatorParams(np.ones(o))
         op = Linear(chain.name(), flat.name, chain.name(), draw(_weights((o, flat.channels), wb, seed)), wb, np.ones(o),
-                    draw(_bias(o, a, seed)), draw(requantizers(o, out_q, a)) if requant else None)
+                    draw(_bias(o, a, seed)), draw(requantizers(o, out_q, a)) if requant else None,
+                    draw(weight_zero_points(o, wb)))
         chain.emit(op, (o,), out_q)
     return Program(tuple(chain.tensors), tuple(chain.ops), "input", chain.current.name, input_borders, a, draw(OVERFLOW))
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the rounding and requantization contract (DESIGN.md section 2).
+"""Hypothesis strategies for the rounding and requantization contract (docs/contract.md).
 
 Every strategy favours the values where integer code breaks: the limits of each type, zero,
 powers of two and their neighbours, ties exactly on a border. The suite's tests and the public
@@ -90,9 +90,10 @@ def frac_bits() -> st.SearchStrategy[int]:
 
 
 def shifts(frac_bits: int, accumulator_bits: int) -> st.SearchStrategy[int]:
-    """Shifts n with ``n - F`` in ``[A - 32, 62]`` (D.6: nothing overflows int64), favouring the
-    ends and the band ``n - F`` near 31, where one accumulator step is about one fraction step."""
-    lo, hi = accumulator_bits - 32 + frac_bits, 62 + frac_bits
+    """Shifts n with ``n - F`` in ``rounding.scaled_shift_range(A)`` (D.6: nothing overflows
+    int64), favouring the ends and the band ``n - F`` near 31, where one accumulator step is
+    about one fraction step."""
+    lo, hi = (end + frac_bits for end in rounding.scaled_shift_range(accumulator_bits))
     return st.one_of(st.sampled_from([lo, hi, frac_bits, 31 + frac_bits]), st.integers(lo, hi),
                      st.integers(max(lo, 24 + frac_bits), min(hi, 40 + frac_bits)))
 
@@ -121,7 +122,7 @@ def border_arrays(draw, frac: int, size: int) -> np.ndarray:
 
 
 def granularities() -> st.SearchStrategy[BorderGranularity]:
-    """Each of DESIGN.md's four border granularities."""
+    """Each of docs/contract.md's four border granularities."""
     return st.sampled_from(list(BorderGranularity))
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from aquant_sim import kernels, reference
 from aquant_sim.kernels import conv
 from aquant_sim.kernels.conv import FLOAT32_EXACT, GemmPath, exact_gemm, gemm_path, linear_sums
-from aquant_sim.program import Linear
+from aquant_sim.program import Conv2d, Linear
 from aquant_sim.testing.programs import conv_cases, linear_cases
 
 
@@ -24,13 +24,14 @@ def test_conv2d_matches_reference(case):
 @given(case=conv_cases())
 def test_conv2d_forced_wide_paths_match_reference(path, case):
     """With the GEMM forced to float64 or int64 (which real layers reach only with huge bounds),
-    grouped and depthwise convs still equal the reference."""
+    grouped and depthwise convs, with or without weight zero-points, still equal the reference."""
     (x,), (q,) = case.inputs, case.in_quants
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv, "gemm_path", lambda row_sum, max_abs: path)
         sums = conv.conv2d_sums(x, case.op, q.zero_point)
         got = kernels.conv2d_acc(x, case.op, q.zero_point)
-    assert sums.dtype == path.value
+    # The GEMM's dtype, or int64 after the row-sum correction of non-zero weight zero-points.
+    assert sums.dtype == (np.int64 if np.any(case.op.weight_zero_point) else path.value)
     assert np.array_equal(got, reference.conv2d_acc(x, case.op, q.zero_point))
 
 
@@ -98,3 +99,33 @@ def test_exact_gemm_every_path(path):
     want = np.einsum("gok,gkj->goj", weight, cols)
     got = exact_gemm(weight.astype(path.value), cols.astype(path.value), path)
     assert np.array_equal(got.astype(np.int64), want)
+
+
+@pytest.mark.parametrize("path", list(GemmPath))
+@pytest.mark.parametrize("groups", [1, 2, 4], ids=["dense", "grouped", "depthwise"])
+def test_conv2d_weight_zero_points_match_reference(groups, path):
+    """Non-zero z_w (the limits of the 4-bit range included) on a padded, strided conv: the
+    row-sum trick of the kernels equals contract (5) as the reference computes it, on every
+    GEMM path; padding holds z_x and adds nothing to either term."""
+    rng = np.random.default_rng(groups)
+    weight = rng.integers(-8, 8, size=(4, 4 // groups, 3, 3))
+    op = Conv2d("c", "x", "y", weight, 4, np.ones(4), rng.integers(-50, 50, 4), None, stride=2, padding=2,
+                groups=groups, weight_zero_point=np.array([-8, 7, 3, -1]))
+    x = rng.integers(0, 16, size=(2, 4, 7, 6), dtype=np.int32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "gemm_path", lambda row_sum, max_abs: path)
+        got = kernels.conv2d_acc(x, op, 3)
+    assert np.array_equal(got, reference.conv2d_acc(x, op, 3))
+
+
+@pytest.mark.parametrize("path", list(GemmPath))
+def test_linear_weight_zero_points_match_reference(path):
+    """Linear with non-zero z_w: the kernels' row-sum trick equals the reference on every path."""
+    rng = np.random.default_rng(5)
+    op = Linear("fc", "x", "y", rng.integers(-2, 2, size=(3, 17)), 2, np.ones(3), np.zeros(3, dtype=np.int64), None,
+                weight_zero_point=np.array([-2, 1, 0]))
+    x = rng.integers(-8, 8, size=(4, 17), dtype=np.int32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "gemm_path", lambda row_sum, max_abs: path)
+        got = kernels.linear_acc(x, op, -3)
+    assert np.array_equal(got, reference.linear_acc(x, op, -3))

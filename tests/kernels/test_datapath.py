@@ -5,15 +5,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aquant_sim.kernels import datapath
+from aquant_sim.kernels.datapath import NumbaDatapath
+from aquant_sim.datapath import Datapath
 from aquant_sim.program import BorderTable, Conv2d, QuantParams, Requantizer
 from aquant_sim.rounding import OverflowPolicy
-from aquant_sim.simulator import _ReferenceDatapath
+from aquant_sim.simulator import Backend
+from aquant_sim.reference_datapath import ReferenceDatapath
 from aquant_sim.testing.programs import (
     OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, conv_cases, global_avgpool_cases, linear_cases,
     maxpool_cases, random_levels,
 )
 
+REFERENCE, NUMBA = ReferenceDatapath(), NumbaDatapath()
 ACCUMULATING = st.one_of(
     conv_cases(), conv_cases(requant=False), linear_cases(), linear_cases(requant=False), add_cases(),
     avgpool_cases(), global_avgpool_cases(),
@@ -21,14 +24,14 @@ ACCUMULATING = st.one_of(
 
 
 def _output_shape(case: OpCase):
-    values, *_ = _ReferenceDatapath.run_accumulating(
+    values, *_ = REFERENCE.run_accumulating(
         case.op, list(case.inputs), list(case.in_quants), case.out_quant, None, case.accumulator_bits, OverflowPolicy.WRAP)
     return values.shape[1:]
 
 
 def _both(case: OpCase, policy: OverflowPolicy):
     args = (case.op, list(case.inputs), list(case.in_quants), case.out_quant, _output_shape(case), case.accumulator_bits, policy)
-    return datapath.run_accumulating(*args), _ReferenceDatapath.run_accumulating(*args)
+    return NUMBA.run_accumulating(*args), REFERENCE.run_accumulating(*args)
 
 
 def _assert_same(got, want):
@@ -47,7 +50,7 @@ def test_accumulating_ops_match_reference(case, policy):
 def test_pass_through_ops_match_reference(case):
     """Max pooling and clamps give the same int32 levels and zero count as the reference."""
     (x,), (q,) = case.inputs, case.in_quants
-    got, want = datapath.run_pass_through(case.op, x, q), _ReferenceDatapath.run_pass_through(case.op, x, q)
+    got, want = NUMBA.run_pass_through(case.op, x, q), REFERENCE.run_pass_through(case.op, x, q)
     _assert_same(got, want)
 
 
@@ -63,3 +66,10 @@ def test_overflow_counted_and_applied(policy):
     got, want = _both(case, policy)
     _assert_same(got, want)
     assert got[2] > 0 and got[1] > 1 << 11  # it did overflow, and max |acc| is the exact sum
+
+
+def test_both_backends_implement_the_protocol():
+    """Backend.datapath() gives the reference and numba implementations of Datapath."""
+    assert isinstance(Backend.REFERENCE.datapath(), ReferenceDatapath)
+    assert isinstance(Backend.NUMBA.datapath(), NumbaDatapath)
+    assert all(isinstance(backend.datapath(), Datapath) for backend in Backend)

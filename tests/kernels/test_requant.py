@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aquant_sim import kernels, reference, rounding
-from aquant_sim.kernels.requant import accumulator_limits, wrap_or_saturate
+from aquant_sim.kernels.requant import wrap_or_saturate
 from aquant_sim.testing.programs import ACCUMULATOR_BITS, OVERFLOW, quant_params, requantizers
 
 
@@ -65,7 +65,7 @@ def test_wrap_or_saturate_matches_apply_overflow(bits, policy, values):
     """Range test plus wrap_or_saturate equal rounding.apply_overflow, count included."""
     acc = np.array(values, dtype=np.int64)
     want, count = rounding.apply_overflow(acc, bits, policy)
-    lo, hi = accumulator_limits(bits)
+    lo, hi = rounding.accumulator_range(bits)
     saturate = policy is rounding.OverflowPolicy.SATURATE
     outside = [int(v) for v in acc if not lo <= v <= hi]
     got = [int(wrap_or_saturate(v, lo, hi, saturate)) if not lo <= v <= hi else int(v) for v in acc]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from aquant_sim import kernels, reference, rounding
-from aquant_sim.testing.conformance import ConformanceError, check_requantizer, contract, from_op_requantizer
+from aquant_sim import rounding
+from aquant_sim.testing.conformance import IMPLEMENTATIONS, ConformanceError, check_requantizer, contract
 
 EXAMPLES = 50
 
@@ -46,19 +46,16 @@ def no_clamp(acc, m, n, frac, borders, z, qmin, qmax):
     return k + (f >= _border(borders, k, qmin, qmax))
 
 
-def test_contract_conforms():
-    """rounding.requantize, in the kit's signature, passes every property."""
-    check_requantizer(contract, max_examples=EXAMPLES, derandomize=True)
+@pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
+def test_every_implementation_conforms(name):
+    """Each of the project's requantizers (numpy contract, reference, numba kernels, the
+    front-end's torch form) passes every property of the kit."""
+    check_requantizer(IMPLEMENTATIONS[name](), max_examples=EXAMPLES, derandomize=True)
 
 
-def test_reference_conforms():
-    """reference.requantize (the oracle backend) passes every property through the adapter."""
-    check_requantizer(from_op_requantizer(reference.requantize), max_examples=EXAMPLES, derandomize=True)
-
-
-def test_kernels_conform():
-    """The numba kernels' requantize passes every property through the adapter."""
-    check_requantizer(from_op_requantizer(kernels.requantize), max_examples=EXAMPLES, derandomize=True)
+def test_every_implementation_is_listed():
+    """The suite covers the numpy, reference, numba and torch forms (none silently dropped)."""
+    assert set(IMPLEMENTATIONS) == {"numpy", "reference", "numba", "torch"}
 
 
 @pytest.mark.parametrize("wrong", [strict_greater, half_even, truncating_shift, no_clamp])

@@ -1,0 +1,47 @@
+"""The REFERENCE backend's datapath: plain numpy, one step at a time, from
+:mod:`aquant_sim.reference` (exact sums) and :mod:`aquant_sim.rounding` (accumulator width and
+requantizer). It is the oracle that :class:`aquant_sim.kernels.datapath.NumbaDatapath` must
+match exactly, values and counts (:class:`aquant_sim.datapath.Datapath`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aquant_sim import reference, rounding
+from aquant_sim.datapath import Accumulated, PassedThrough
+from aquant_sim.program import OpKind
+
+
+class ReferenceDatapath:
+    """:class:`aquant_sim.datapath.Datapath` in plain numpy."""
+
+    def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow) -> Accumulated:
+        """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8)."""
+        x, z = inputs[0], in_quants[0].zero_point
+        if op.kind is OpKind.CONV2D:
+            acc = reference.conv2d_acc(x, op, z)
+        elif op.kind is OpKind.LINEAR:
+            acc = reference.linear_acc(x, op, z)
+        elif op.kind is OpKind.ADD:
+            acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
+        elif op.kind is OpKind.AVGPOOL2D:
+            acc = reference.avgpool_acc(x, op, z)
+        else:
+            acc = reference.global_avgpool_acc(x, z)
+        max_abs = int(np.abs(acc).max())
+        acc, overflows = rounding.apply_overflow(acc, accumulator_bits, overflow)
+        if op.requant is None:
+            return Accumulated(acc, max_abs, overflows, int(np.count_nonzero(acc == 0)))
+        result = reference.requantize(acc, op.requant, out_quant).astype(np.int32)
+        return Accumulated(result, max_abs, overflows, int(np.count_nonzero(result == out_quant.zero_point)))
+
+    def run_pass_through(self, op, x, quant) -> PassedThrough:
+        """Max pooling, clamp or flatten."""
+        if op.kind is OpKind.MAXPOOL2D:
+            result = reference.maxpool(x, op, quant.qmin)
+        elif op.kind is OpKind.CLAMP:
+            result = reference.clamp(x, op.lo, op.hi)
+        else:
+            result = x.reshape(x.shape[0], -1)
+        result = result.astype(np.int32, copy=False)
+        return PassedThrough(result, int(np.count_nonzero(result == quant.zero_point)))

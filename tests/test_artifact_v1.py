@@ -1,0 +1,60 @@
+"""Files of artifact format version 1 keep loading and keep meaning the same integers."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aquant_sim.artifact import load_program
+from aquant_sim.errors import ArtifactError
+from aquant_sim.program import OpKind
+from aquant_sim.simulator import Backend, Simulator
+
+FIXTURE = Path(__file__).parent / "data" / "artifact_v1"
+
+
+@pytest.fixture(scope="module")
+def program():
+    return load_program(FIXTURE / "program.aqp")
+
+
+def test_fixture_covers_every_op_kind_and_granularity(program):
+    """The fixture holds every op kind and the four border-table shapes, so that it tests them all."""
+    assert {op.kind for op in program.ops} == set(OpKind)
+    tables = [program.input_borders] + [op.requant.borders for op in program.ops if getattr(op, "requant", None)]
+    assert {(t.values.shape[0] > 1, t.values.shape[1] > 1) for t in tables} == {(a, b) for a in (0, 1) for b in (0, 1)}
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version1_file_simulates_to_the_stored_integers(program, backend):
+    """Every tensor of the stored run, and the output, come out equal on both backends."""
+    result = Simulator(program, backend).run(np.load(FIXTURE / "input.npy"), keep_tensors=True)
+    np.testing.assert_array_equal(result.output, np.load(FIXTURE / "output.npy"))
+    with np.load(FIXTURE / "tensors.npz") as stored:
+        assert sorted(stored.files) == sorted(result.tensors)
+        for name in stored.files:
+            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
+def test_version1_file_has_symmetric_weights(program):
+    """A version-1 file has no weight zero-points; conv2d and linear load with z_w = 0."""
+    weighted = [op for op in program.ops if op.kind in (OpKind.CONV2D, OpKind.LINEAR)]
+    assert weighted and all(op.weight_zero_point.tolist() == [0] * op.weight.shape[0] for op in weighted)
+
+
+def test_version1_manifest_with_a_version2_field_is_refused(tmp_path):
+    """A version-1 manifest that holds weight_zero_point (a version-2 field) is an unknown field."""
+    with zipfile.ZipFile(FIXTURE / "program.aqp") as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    manifest = json.loads(members["manifest.json"])
+    conv = next(op for op in manifest["ops"] if op["type"] == "conv2d")
+    conv["weight_zero_point"] = conv["bias"]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    path = tmp_path / "p.aqp"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ArtifactError, match="unknown field 'weight_zero_point'"):
+        load_program(path)
