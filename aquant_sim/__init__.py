@@ -2,7 +2,7 @@
 
 The integer engine (every module but ``aquant_sim.frontend``, ``aquant_sim.models`` and the
 ``train`` command) imports numpy and numba, never torch: torch is needed to calibrate, not to
-simulate (``tests/test_simulator.py`` imports the engine with torch blocked). The contract is
+simulate (``tests/test_package.py`` imports the engine with torch blocked). The contract is
 ``docs/contract.md``.
 """
 

@@ -78,7 +78,8 @@ def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int | No
     format version that introduced it (older files lack it and get the default). ``options``
     go to :func:`dataclasses.field` (a default, for instance; a default of None means "filled
     in by the op's own validation")."""
-    return field(metadata={"spec": OpField(kind, rank, minimum, maximum, since)}, **options)
+    fill_in = "default" in options and options["default"] is None
+    return field(metadata={"spec": OpField(kind, rank, minimum, maximum, since, fill_in)}, **options)
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,16 @@ class OpField:
     minimum: int = 0
     maximum: int | None = None
     since: int = 1
+    fill_in: bool = False
+    """A vector whose default None the op's own validation replaces (the weight zero-points)."""
     name: str = ""
 
     def check(self, value, where: str):
         """``value`` converted to the field's type, or a :class:`ProgramError` naming ``where``.
-        None passes for the optional requantizer and for a vector that the op fills in."""
+        None passes for the optional requantizer and for a vector that the op fills in
+        (``fill_in``); anywhere else it is an error like any other wrong value."""
         kind = self.kind
-        if value is None and kind in (FieldKind.INT_VECTOR, FieldKind.OPTIONAL_REQUANT):
+        if value is None and (kind is FieldKind.OPTIONAL_REQUANT or self.fill_in):
             return None
         if kind is FieldKind.TENSOR:
             if not isinstance(value, str) or not value:

@@ -2,7 +2,7 @@
 
 Round-to-nearest (RTN) requantization ends in ``q = clamp(k + [f >= 2^(F-1)], ...)``: the
 rounding bit is the top bit of the fraction, and one incrementer adds it. AQuant's unit
-(DESIGN.md (8)) instead compares the F fraction bits with a border ``B[g, j]`` from a table, so
+(docs/contract.md (8)) instead compares the F fraction bits with a border ``B[g, j]`` from a table, so
 over RTN it adds, per lane, one comparator of F + 1 bits (``B`` lies in ``[1, 2^F]``) and a
 select of the level's entry, and, for the whole unit, the table storage. The incrementer is the
 same in both designs: it is listed here but is not part of the overhead.

@@ -107,7 +107,7 @@ class VectorConfig:
 @dataclass(frozen=True)
 class BorderUnitConfig:
     """The requantizer's output stage: ``lanes`` elements a cycle, each through one comparator
-    of ``frac_bits + 1`` bits (F, DESIGN.md (8)) and one incrementer; ``pipeline_stages`` is the
+    of ``frac_bits + 1`` bits (F, docs/contract.md (8)) and one incrementer; ``pipeline_stages`` is the
     latency the border lookup adds over round-to-nearest, once per layer."""
 
     frac_bits: int = 8

@@ -27,7 +27,7 @@ from hw_models.memory import LayerMemory
 ADD_WEIGHT_BITS = 16
 """Residual-add input weights are integers below 2^16 (D.9)."""
 MULTIPLIER_BITS = 31
-"""The requantizer's m lies in [2^30, 2^31) (DESIGN.md (6))."""
+"""The requantizer's m lies in [2^30, 2^31) (docs/contract.md (6))."""
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,14 @@ def test_weight_zero_point_checked(z_w, message):
 def test_weight_zero_point_defaults_to_symmetric():
     """Without z_w a conv has zeros: the symmetric grid."""
     assert conv().weight_zero_point.tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: Linear("fc", "x", "y", np.ones((2, 3), dtype=np.int64), 4, np.ones(2), None, None), r"\(linear\)\.bias"),
+    (lambda: Clamp("c", "x", "y", None, np.ones(2, dtype=np.int64)), r"\(clamp\)\.lo"),
+])
+def test_none_for_a_required_vector_is_a_program_error(make, field):
+    """A vector field without a filled-in default (bias, clamp bounds) refuses None with a
+    ProgramError naming the field (regression: it passed validation and raised AttributeError)."""
+    with pytest.raises(ProgramError, match=field):
+        make()

@@ -1,4 +1,4 @@
-"""Initial activation borders from the weight rounding errors, DESIGN.md equation (9).
+"""Initial activation borders from the weight rounding errors, equation (9) of docs/contract.md.
 
 For a tensor read by conv/linear weights ``w`` rounded to ``w~``, the border of input channel
 ``c`` between levels ``k`` and ``k + 1`` (``k`` counted from the zero-point) is

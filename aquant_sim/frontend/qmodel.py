@@ -1,7 +1,7 @@
 """The fake-quant model: a captured graph with a weight quantizer per conv/linear and an
 activation quantizer per requantized tensor, computing what the integer program computes.
 
-Matching the program (DESIGN.md section 2, ``docs/calibration.md`` C.7): the same scales,
+Matching the program (docs/contract.md, ``docs/calibration.md`` C.7): the same scales,
 zero-points and clamps; conv padding is real 0 (the program pads with ``z``); biases are the
 program's integers ``round_half_up(b / (s_x * s_w[c]))`` times ``s_x * s_w[c]``; a fused ReLU is
 the requantizer's clamp at ``qmin = z = 0``; ReLU6 clamps levels at ``q(6)``; pass-through ops
@@ -42,7 +42,7 @@ class QuantConfig:
     internal_bits: int = 8
     """Tensors that no conv/linear reads (pre-add conv outputs, pooled features)."""
     frac_bits: int = 8
-    """F: fraction bits that reach the border lookup unit, DESIGN.md (6)-(8)."""
+    """F: fraction bits that reach the border lookup unit, docs/contract.md (6)-(8)."""
     granularity: BorderGranularity = BorderGranularity.CHANNEL_LEVEL
     accumulator_bits: int = 32
     overflow: OverflowPolicy = OverflowPolicy.WRAP

@@ -5,7 +5,7 @@ search; rounding to nearest (half up) or learned AdaRound-style (``docs/calibrat
 
 Activations: per tensor, b_a bits, unsigned grid with an integer zero-point (0 for tensors that
 are never negative), scale from an error search and then learned with a straight-through
-estimator (LSQ-style, C.4). Rounding is border rounding, DESIGN.md (1)-(4), with a border table
+estimator (LSQ-style, C.4). Rounding is border rounding, docs/contract.md (1)-(4), with a border table
 at one of the four granularities: nearest (beta = 1/2), or learned borders relaxed by an
 annealed sigmoid during reconstruction (C.5-C.6) and hard, F-bit borders afterwards
 (``rounding.encode_borders``), exactly the table the lowering writes.
@@ -206,7 +206,7 @@ class _BorderRound(torch.autograd.Function):
 
 class ActQuantizer(nn.Module):
     """Per-tensor activation quantizer: ``u = x / s + z``, ``k = floor(u)``, ``f = u - k``,
-    ``q = clamp(k + [f >= beta[g, j]], qmin, qmax)`` (DESIGN.md (1)-(4)), output ``s (q - z)``.
+    ``q = clamp(k + [f >= beta[g, j]], qmin, qmax)`` (docs/contract.md (1)-(4)), output ``s (q - z)``.
 
     Gradients: ``dq/du = 1`` inside the grid and 0 outside (straight-through, which makes the
     scale's gradient LSQ's); ``dq/dbeta`` through the soft border (C.5). Parameters start
