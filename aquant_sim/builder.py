@@ -56,7 +56,8 @@ class ProgramBuilder:
         m, n = rounding.quantize_multiplier(np.atleast_1d(np.asarray(real_multiplier, dtype=np.float64)))
         return Requantizer(m, n, borders)
 
-    def _weighted(self, kind, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, **geometry):
+    def _weighted(self, kind, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
+                  weight_zero_point=None, **geometry):
         s_x = self._tensors[x].quant.scale
         weight_scale = np.asarray(weight_scale, dtype=np.float64)
         if out_quant is None:
@@ -64,18 +65,21 @@ class ProgramBuilder:
         else:
             requant, quant = self.requantizer(s_x * weight_scale / out_quant.scale, borders), out_quant
         op = kind(name=name, input=x, output=name, weight=weight, weight_bits=weight_bits,
-                  weight_scale=weight_scale, bias=bias, requant=requant, **geometry)
+                  weight_scale=weight_scale, bias=bias, requant=requant, weight_zero_point=weight_zero_point, **geometry)
         return self._emit(op, quant, borders)
 
     def conv2d(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-               stride=1, padding=0, dilation=1, groups=1) -> str:
-        """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only)."""
+               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None) -> str:
+        """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only);
+        ``weight_zero_point`` None is the symmetric grid."""
         return self._weighted(Conv2d, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-                              stride=stride, padding=padding, dilation=dilation, groups=groups)
+                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders) -> str:
-        """Linear (D.2). ``out_quant`` None leaves accumulators (program output only)."""
-        return self._weighted(Linear, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders)
+    def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point=None) -> str:
+        """Linear (D.2). ``out_quant`` None leaves accumulators (program output only);
+        ``weight_zero_point`` None is the symmetric grid."""
+        return self._weighted(Linear, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
+                              weight_zero_point)
 
     def add(self, name, a, b, out_quant: QuantParams, borders: BorderTable) -> str:
         """Residual add (D.9): the larger input scale gets weight 2^14, the other the rounded

@@ -28,7 +28,7 @@ def _channel_sums(qm: QuantModel, name: str) -> tuple[torch.Tensor, torch.Tensor
     for reader in qm.graph.weighted_readers(name):
         wq = qm.weights[reader.name]
         w = wq.weight.double()
-        w_q = wq.integers().double() * wq.scale.double().reshape((-1,) + (1,) * (w.dim() - 1))
+        w_q = wq.dequantized().double()
         if reader.kind is NodeKind.CONV:
             groups = reader.groups
             out_per_group = w.shape[0] // groups

@@ -12,6 +12,7 @@ shifts, clamps and the border table lookup. The input quantizer is real-valued b
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -79,7 +80,8 @@ def _exact_long(y: torch.Tensor) -> torch.Tensor:
 
 def _accumulate(op, x: torch.Tensor, zero_point: int) -> torch.Tensor:
     centred = (x - zero_point).double()
-    weight = torch.as_tensor(op.weight, dtype=torch.float64)
+    z_w = op.weight_zero_point.reshape((-1,) + (1,) * (op.weight.ndim - 1))
+    weight = torch.as_tensor(op.weight.astype(np.int64) - z_w, dtype=torch.float64)
     if op.kind is OpKind.CONV2D:
         acc = F.conv2d(centred, weight, None, op.stride, op.padding, op.dilation, op.groups)
         bias = _channel_vector(op.bias, 4)

@@ -2,7 +2,7 @@
 
 Every number comes from the fake-quant model, so that the program computes what that model
 computes (``docs/calibration.md`` C.7): integer weights from the weight quantizers (hard
-rounding), weight scales ``s_w[c]``, biases ``round_half_up(b / (s_x s_w[c]))`` (int32, D.1),
+rounding), weight scales ``s_w[c]`` and zero-points ``z_w[c]``, biases ``round_half_up(b / (s_x s_w[c]))`` (int32, D.1),
 activation scales and zero-points, and border tables ``B = encode_borders(beta, F)`` (or the
 plain 1/2 table for nearest rounding). ``ProgramBuilder`` derives the requantizers' ``(m, n)``
 from ``M = s_x s_w[c] / s_y``, the residual adds' integer weights and ReLU6's level ``q(6)``.
@@ -59,11 +59,13 @@ def lower(qm: QuantModel) -> Lowered:
             weights = wq.integers().detach().numpy().astype(np.int64)
             scale = wq.scale.detach().double().numpy()
             bias = qm.bias_integers(node).numpy().astype(np.int64)
+            zero_point = wq.zero_point.numpy().astype(np.int64)
             if kind is NodeKind.CONV:
                 out = builder.conv2d(name, ins[0], weights, wq.bits, scale, bias, quant, table,
-                                     stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups)
+                                     stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups,
+                                     weight_zero_point=zero_point)
             else:
-                out = builder.linear(name, ins[0], weights, wq.bits, scale, bias, quant, table)
+                out = builder.linear(name, ins[0], weights, wq.bits, scale, bias, quant, table, weight_zero_point=zero_point)
         elif kind is NodeKind.ADD:
             out = builder.add(name, ins[0], ins[1], quant, table)
         elif kind is NodeKind.AVGPOOL:

@@ -23,7 +23,7 @@ from torch import nn
 
 from aquant_sim.errors import ConfigError, InputError
 from aquant_sim.frontend.graph import WEIGHTED, REQUANTIZED, Graph, Node, NodeKind, apply_node
-from aquant_sim.frontend.quantizers import ActQuantizer, WeightQuantizer
+from aquant_sim.frontend.quantizers import ActQuantizer, WeightQuantizer, WeightScheme
 from aquant_sim.program import MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity
 from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy
 
@@ -44,6 +44,8 @@ class QuantConfig:
     frac_bits: int = 8
     """F: fraction bits that reach the border lookup unit, docs/contract.md (6)-(8)."""
     granularity: BorderGranularity = BorderGranularity.CHANNEL_LEVEL
+    weight_scheme: WeightScheme = WeightScheme.ASYMMETRIC
+    """Per-channel weight zero-points (BRECQ/QDrop) or none."""
     accumulator_bits: int = 32
     overflow: OverflowPolicy = OverflowPolicy.WRAP
 
@@ -58,6 +60,8 @@ class QuantConfig:
         # Checked here, not only when the program is built: lowering comes after the whole reconstruction.
         if not MIN_ACCUMULATOR_BITS <= self.accumulator_bits <= MAX_ACCUMULATOR_BITS:
             raise ConfigError(f"quant config: accumulator_bits must be in {MIN_ACCUMULATOR_BITS}..{MAX_ACCUMULATOR_BITS}, got {self.accumulator_bits}")
+        if not isinstance(self.weight_scheme, WeightScheme):
+            raise ConfigError(f"quant config: weight_scheme must be a WeightScheme, got {self.weight_scheme!r}")
         if not isinstance(self.overflow, OverflowPolicy):
             raise ConfigError(f"quant config: overflow must be an OverflowPolicy, got {self.overflow!r}")
 
@@ -76,7 +80,8 @@ class QuantModel(nn.Module):
             raise InputError("the model has no conv2d or linear layer to quantize")
         edge = {weighted[0].name, weighted[-1].name}
         self.weights = nn.ModuleDict({
-            node.name: WeightQuantizer(node.weight, node.bias, config.first_last_bits if node.name in edge else config.weight_bits)
+            node.name: WeightQuantizer(node.weight, node.bias, config.first_last_bits if node.name in edge else config.weight_bits,
+                                       config.weight_scheme)
             for node in weighted
         })
         self.acts = nn.ModuleDict()

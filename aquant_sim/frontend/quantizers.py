@@ -1,7 +1,8 @@
 """Fake quantizers that compute exactly what the integer program computes.
 
-Weights: per output channel, symmetric, signed b_w bits (zero-point 0), scale from an error
-search; rounding to nearest (half up) or learned AdaRound-style (``docs/calibration.md`` C.1-C.3).
+Weights: per output channel, signed b_w bits with an integer zero-point (asymmetric, the default)
+or zero-point 0 (symmetric), scale and zero-point from an error search; rounding to nearest (half
+up) or learned AdaRound-style (``docs/calibration.md`` C.1-C.3).
 
 Activations: per tensor, b_a bits, unsigned grid with an integer zero-point (0 for tensors that
 are never negative), scale from an error search and then learned with a straight-through
@@ -43,22 +44,48 @@ class WeightRounding(enum.Enum):
     ADAROUND = "adaround"
 
 
-class WeightQuantizer(nn.Module):
-    """Per-output-channel symmetric quantizer of one conv or linear weight (its float bias
-    rides along; the model rounds it with the input scale).
+class WeightScheme(enum.Enum):
+    """The weight grid of every conv/linear (contract (5))."""
 
-    Integers ``w_int = clamp(floor(w / s) + h, -2^(b-1), 2^(b-1) - 1)`` with ``h`` the rounding
-    decision: ``[frac >= 1/2]`` for nearest, ``h(V)`` (soft) or ``[V >= 0]`` (hard) for
-    AdaRound. The fake-quant weight is ``s * w_int``.
+    ASYMMETRIC = "asymmetric"
+    """Per output channel, a scale and an integer zero-point ``z_w`` in the signed range
+    (BRECQ's and QDrop's weights: their ``[0, 2^b - 1]`` grid shifted by ``2^(b-1)``)."""
+    SYMMETRIC = "symmetric"
+    """Per output channel, a scale and ``z_w = 0``."""
+
+
+WEIGHT_SEARCH_RANGES = 100
+"""Clipping ranges of the weight error search (QDrop's MSEObserver: 100 candidates)."""
+
+ZERO_POINT_WINDOW = 16
+"""Zero-points the weight search tries per range on grids wider than 4 bits."""
+
+WEIGHT_SEARCH_P = 2.4
+"""Exponent of the weight error search's score ``mean |w_q - w|^p`` (BRECQ, QDrop)."""
+
+
+class WeightQuantizer(nn.Module):
+    """Per-output-channel quantizer of one conv or linear weight (its float bias rides along; the
+    model rounds it with the input scale).
+
+    Integers ``w_int = clamp(floor(w / s) + h + z_w, -2^(b-1), 2^(b-1) - 1)`` with ``h`` the
+    rounding decision: ``[frac >= 1/2]`` for nearest, ``h(V)`` (soft) or ``[V >= 0]`` (hard) for
+    AdaRound (C.1-C.2). The fake-quant weight is ``s (w_int - z_w)``; ``zero_point`` holds
+    ``z_w`` (float integers, shape (C_out,)), all 0 for the symmetric scheme.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, bits: int):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, bits: int,
+                 scheme: WeightScheme = WeightScheme.ASYMMETRIC):
         super().__init__()
         self.bits = bits
+        self.scheme = scheme
         self.qmin, self.qmax = integer_range(bits, signed=True)
         self.register_buffer("weight", weight.detach().clone().float())
         self.register_buffer("bias", bias.detach().clone().float())
-        self.register_buffer("scale", self._search_scale(self.weight))
+        search = self._search_asymmetric if scheme is WeightScheme.ASYMMETRIC else self._search_symmetric
+        scale, zero_point = search(self.weight.reshape(self.weight.shape[0], -1))
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("zero_point", zero_point.float())
         self.rounding = WeightRounding.NEAREST
         self.soft = False
         self.alpha: nn.Parameter | None = None
@@ -66,26 +93,70 @@ class WeightQuantizer(nn.Module):
     def _shape(self) -> tuple[int, ...]:
         return (-1,) + (1,) * (self.weight.dim() - 1)
 
-    def _search_scale(self, w: torch.Tensor) -> torch.Tensor:
-        """Per channel, the scale of least squared error with nearest rounding among
-        ``s = a * max|w| / 2^(b-1)``, ``a`` in (0, 1.25]."""
-        flat = w.reshape(w.shape[0], -1)
-        peak = flat.abs().amax(dim=1).clamp_min(1e-12)
-        best, best_err = None, None
-        for a in torch.linspace(1.25 / SEARCH_STEPS, 1.25, SEARCH_STEPS):
-            s = peak * a / (1 << (self.bits - 1))
-            q = torch.clamp(round_half_up(flat / s[:, None]), self.qmin, self.qmax) * s[:, None]
-            err = ((q - flat) ** 2).sum(dim=1)
-            if best is None:
-                best, best_err = s.clone(), err
+    def _score(self, flat: torch.Tensor, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Per channel and candidate zero-point, ``mean |s (clamp(round(w / s) + z) - z) - w|^p``
+        for scales ``s`` (C,) and zero-points ``z`` (C, Z); returns (C, Z)."""
+        steps = round_half_up(flat / s[:, None])[:, None, :]
+        z = z[:, :, None]
+        err = torch.clamp(steps + z, self.qmin, self.qmax).sub_(z).mul_(s[:, None, None]).sub_(flat[:, None, :])
+        return err.abs_().pow_(WEIGHT_SEARCH_P).mean(dim=2)
+
+    def _search_asymmetric(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """QDrop's 2-D search per channel: ranges ``r = i (max - min) / 100`` (min, max taken with
+        0) and zero-points; the grid is ``[min, max] = [-z s, (2^b - 1 - z) s]`` with
+        ``s = r / (2^b - 1)``, here shifted to the signed range (``z_w = z - 2^(b-1)``). Every
+        zero-point of a grid of up to 16 levels is tried (QDrop tries all); wider grids try the 16
+        around the min/max one, ``round(-min / s)``, which keeps 8-bit searches affordable."""
+        best_s, best_z = torch.empty(flat.shape[0], dtype=flat.dtype), torch.empty(flat.shape[0], dtype=flat.dtype)
+        chunk = max(1, SEARCH_ELEMENTS * 16 // (ZERO_POINT_WINDOW * flat.shape[1]))
+        for start in range(0, flat.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            best_s[rows], best_z[rows] = self._search_rows(flat[rows])
+        return best_s, best_z
+
+    def _search_rows(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo = flat.amin(dim=1).clamp_max(0)
+        span = (flat.amax(dim=1).clamp_min(0) - lo).clamp_min(1e-12)
+        top = self.qmax - self.qmin
+        offsets = torch.arange(ZERO_POINT_WINDOW, dtype=flat.dtype) - ZERO_POINT_WINDOW // 2
+        best_err = torch.full_like(span, math.inf)
+        best_s, best_z = torch.empty_like(span), torch.zeros_like(span)
+        for i in range(1, WEIGHT_SEARCH_RANGES + 1):
+            s = span * i / WEIGHT_SEARCH_RANGES / top
+            if top < ZERO_POINT_WINDOW:
+                zeros = torch.arange(self.qmin, self.qmax + 1, dtype=flat.dtype).expand(len(s), -1)
             else:
-                better = err < best_err
-                best[better], best_err[better] = s[better], err[better]
-        return best
+                centre = self.qmin + torch.clamp(round_half_up(-lo / s), 0, top)
+                zeros = torch.clamp(centre[:, None] + offsets, self.qmin, self.qmax)
+            err = self._score(flat, s, zeros)
+            err_min, pick = err.min(dim=1)
+            better = err_min < best_err
+            best_err = torch.where(better, err_min, best_err)
+            best_s = torch.where(better, s, best_s)
+            best_z = torch.where(better, zeros.gather(1, pick[:, None])[:, 0], best_z)
+        return best_s, best_z
+
+    def _search_symmetric(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per channel, ``s = i max|w| / (100 * 2^(b-1))`` (QDrop's 1-D search), ``z_w = 0``."""
+        peak = flat.abs().amax(dim=1).clamp_min(1e-12)
+        zero = torch.zeros(len(peak), 1, dtype=flat.dtype)
+        best_err = torch.full_like(peak, math.inf)
+        best_s = torch.empty_like(peak)
+        for i in range(1, WEIGHT_SEARCH_RANGES + 1):
+            s = peak * i / WEIGHT_SEARCH_RANGES / (1 << (self.bits - 1))
+            err = self._score(flat, s, zero)[:, 0]
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_s = torch.where(better, s, best_s)
+        return best_s, torch.zeros_like(peak)
+
+    def _ratio(self) -> torch.Tensor:
+        """``w / s + z_w``: the weight on the integer grid, before rounding."""
+        return self.weight / self.scale.reshape(self._shape()) + self.zero_point.reshape(self._shape())
 
     def enable_adaround(self) -> None:
         """Start learned rounding from the float weight itself: ``h(V) = frac(w / s)`` (C.1)."""
-        ratio = self.weight / self.scale.reshape(self._shape())
+        ratio = self._ratio()
         frac = ratio - torch.floor(ratio)
         p = ((frac - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
         self.alpha = nn.Parameter(torch.log(p / (1 - p)), requires_grad=False)
@@ -99,22 +170,34 @@ class WeightQuantizer(nn.Module):
         """C.3: ``sum(1 - |2h - 1|^exponent)``, which pushes every h to 0 or 1."""
         return (1 - (2 * self.soft_h() - 1).abs().pow(exponent)).sum()
 
+    def soft_share(self, margin: float = 0.01) -> float:
+        """The share of rounding variables still soft, ``h(V)`` in ``(margin, 1 - margin)``
+        (0 for nearest rounding)."""
+        if self.rounding is not WeightRounding.ADAROUND:
+            return 0.0
+        h = self.soft_h()
+        return float(((h > margin) & (h < 1 - margin)).double().mean())
+
     def integers(self) -> torch.Tensor:
-        """The hard integer weights (what the program stores)."""
-        ratio = self.weight / self.scale.reshape(self._shape())
+        """The hard integer weights ``w_int`` (what the program stores, ``z_w`` included)."""
+        ratio = self._ratio()
         if self.rounding is WeightRounding.ADAROUND:
             q = torch.floor(ratio) + (self.alpha.detach() >= 0).float()
         else:
             q = round_half_up(ratio)
         return torch.clamp(q, self.qmin, self.qmax)
 
+    def dequantized(self) -> torch.Tensor:
+        """The hard fake-quant weight ``s (w_int - z_w)`` (no gradient)."""
+        return (self.integers() - self.zero_point.reshape(self._shape())) * self.scale.reshape(self._shape())
+
     def forward(self) -> torch.Tensor:
-        s = self.scale.reshape(self._shape())
+        shape = self._shape()
         if self.rounding is WeightRounding.ADAROUND and self.soft:
-            q = torch.clamp(torch.floor(self.weight / s) + self.soft_h(), self.qmin, self.qmax)
+            q = torch.clamp(torch.floor(self._ratio()) + self.soft_h(), self.qmin, self.qmax)
         else:
             q = self.integers()
-        return q * s
+        return (q - self.zero_point.reshape(shape)) * self.scale.reshape(shape)
 
 
 class BorderMode(enum.Enum):

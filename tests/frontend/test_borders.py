@@ -32,7 +32,7 @@ def _model(granularity):
 def _rho(qm, channel):
     wq = qm.weights["b"]
     w = wq.weight[:, channel].double().flatten()
-    w_q = (wq.integers()[:, channel].double().flatten() * wq.scale.double())
+    w_q = wq.dequantized()[:, channel].double().flatten()
     return float((w_q * w).sum() / (w_q * w_q).sum())
 
 
@@ -54,7 +54,7 @@ def test_exact_weights_give_half():
     for granularity in BorderGranularity:
         qm = _model(granularity)
         wq = qm.weights["b"]
-        wq.weight.copy_(wq.integers() * wq.scale.reshape(-1, 1, 1, 1))
+        wq.weight.copy_(wq.dequantized())
         beta = equation9_borders(qm, "a")
         assert beta.shape == granularity.table_shape(2, 3)
         assert torch.allclose(beta, torch.full_like(beta, 0.5), atol=1e-6)

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from aquant_sim import rounding
-from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuantizer, encode_borders_torch, lookup, _BorderRound
+from aquant_sim.frontend.quantizers import (
+    ActQuantizer, BorderMode, WeightQuantizer, WeightScheme, encode_borders_torch, lookup, _BorderRound,
+)
 from aquant_sim.program import BorderGranularity
 
 
@@ -61,22 +63,56 @@ def test_act_scale_search_picks_a_range_inside_the_data():
     assert 0 < signed.zero_point < 15
 
 
-def test_weight_quantizer_nearest_and_adaround_start():
-    """Nearest weights are round-half-up of w/s clamped to b bits; AdaRound starts with soft
+@pytest.mark.parametrize("scheme", list(WeightScheme))
+def test_weight_quantizer_nearest_and_adaround_start(scheme):
+    """Nearest weights are round-half-up of w/s + z_w clamped to b bits; AdaRound starts with soft
     weights equal to the float weights (where not clamped) and hard ones equal to nearest."""
     g = torch.Generator().manual_seed(5)
     w = torch.randn(4, 3, 3, 3, generator=g)
-    wq = WeightQuantizer(w, torch.zeros(4), bits=3)
+    wq = WeightQuantizer(w, torch.zeros(4), bits=3, scheme=scheme)
     s = wq.scale.reshape(-1, 1, 1, 1)
-    nearest = torch.clamp(torch.floor(w / s + 0.5), -4, 3)
+    z = wq.zero_point.reshape(-1, 1, 1, 1)
+    nearest = torch.clamp(torch.floor(w / s + z + 0.5), -4, 3)
     assert torch.equal(wq.integers(), nearest)
+    assert torch.equal(wq.dequantized(), (nearest - z) * s)
     wq.enable_adaround()
     soft = wq()
-    inside = (w / s > -4) & (w / s < 3)
+    inside = (w / s + z > -4) & (w / s + z < 3)
     assert torch.allclose(soft[inside], w[inside], atol=1e-3 * float(s.max()))
+    assert wq.soft_share() > 0.5
     wq.soft = False
     assert torch.equal(wq.integers(), nearest)
     assert float(wq.regularizer(2.0)) > 0
+
+
+def _brute_force_search(w: torch.Tensor, bits: int) -> float:
+    """The least ``mean |w_q - w|^2.4`` over QDrop's candidates, by plain loops (one channel)."""
+    lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+    top = (1 << bits) - 1
+    best = float("inf")
+    for i in range(1, 101):
+        s = (hi - lo) * i / 100 / top
+        for z in range(top + 1):
+            q = torch.clamp(torch.floor(w / s + 0.5) + z, 0, top)
+            best = min(best, float(((s * (q - z) - w).abs() ** 2.4).mean()))
+    return best
+
+
+def test_asymmetric_search_finds_the_best_candidate():
+    """Per channel, the asymmetric search's grid scores the least error among all QDrop
+    candidates (range x zero-point), its z_w lies in the signed range, and on one-sided
+    (skewed) weights it beats the symmetric grid; symmetric z_w are 0."""
+    g = torch.Generator().manual_seed(2)
+    w = torch.stack([torch.rand(18, generator=g) * 0.3 + 0.05, torch.randn(18, generator=g) * 0.1]).reshape(2, 2, 3, 3)
+    asym = WeightQuantizer(w, torch.zeros(2), bits=2, scheme=WeightScheme.ASYMMETRIC)
+    sym = WeightQuantizer(w, torch.zeros(2), bits=2, scheme=WeightScheme.SYMMETRIC)
+    assert torch.equal(sym.zero_point, torch.zeros(2))
+    assert bool(((asym.zero_point >= -2) & (asym.zero_point <= 1)).all())
+    err = ((asym.dequantized() - w).abs() ** 2.4).reshape(2, -1).mean(dim=1)
+    for c in range(2):
+        assert float(err[c]) == pytest.approx(_brute_force_search(w[c].flatten().double(), 2), rel=1e-4)
+    sym_err = ((sym.dequantized() - w).abs() ** 2.4).reshape(2, -1).mean(dim=1)
+    assert float(err[0]) < 0.5 * float(sym_err[0])
 
 
 def _autograd_reference(act, x, keep):
