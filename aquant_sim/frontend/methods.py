@@ -13,29 +13,40 @@ class Method(enum.Enum):
     ADAROUND = "adaround"
     """Layer-wise reconstruction of AdaRound weight rounding; activations nearest, fixed."""
     BRECQ = "brecq"
-    """Block-wise AdaRound weights and LSQ activation scales."""
+    """Block-wise AdaRound weights (float activations), then LSQ activation scales."""
     QDROP = "qdrop"
-    """BRECQ with QDrop's random dropping of activation quantization."""
+    """Block-wise weights and scales together, with QDrop's random dropping of quantization."""
     BORDERS = "borders"
-    """BRECQ plus learned activation borders (no drop)."""
+    """QDrop's joint reconstruction without the drop, plus learned activation borders."""
     AQUANT = "aquant"
     """QDrop plus learned activation borders."""
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    layerwise: bool
-    learn_weights: bool
-    learn_scales: bool
-    drop: bool
-    learn_borders: bool
+    """What a method learns and how (``docs/calibration.md`` section 3)."""
+
+    layerwise: bool = False
+    """One unit per conv/linear (AdaRound) instead of blocks (BRECQ)."""
+    learn_weights: bool = False
+    """AdaRound's rounding variables."""
+    learn_scales: bool = False
+    """Activation scales (LSQ)."""
+    drop: bool = False
+    """QDrop: the unit's input mixes the float model's input with the quantized one, and the
+    unit's quantizers keep values unquantized at random."""
+    learn_borders: bool = False
+    """AQuant's activation borders."""
+    two_stage: bool = False
+    """BRECQ: every unit's weights with float activations first, then activation scales with
+    the weights fixed."""
 
 
 SPECS = {
-    Method.RTN: MethodSpec(False, False, False, False, False),
-    Method.ADAROUND: MethodSpec(True, True, False, False, False),
-    Method.BRECQ: MethodSpec(False, True, True, False, False),
-    Method.QDROP: MethodSpec(False, True, True, True, False),
-    Method.BORDERS: MethodSpec(False, True, True, False, True),
-    Method.AQUANT: MethodSpec(False, True, True, True, True),
+    Method.RTN: MethodSpec(),
+    Method.ADAROUND: MethodSpec(layerwise=True, learn_weights=True),
+    Method.BRECQ: MethodSpec(learn_weights=True, learn_scales=True, two_stage=True),
+    Method.QDROP: MethodSpec(learn_weights=True, learn_scales=True, drop=True),
+    Method.BORDERS: MethodSpec(learn_weights=True, learn_scales=True, learn_borders=True),
+    Method.AQUANT: MethodSpec(learn_weights=True, learn_scales=True, drop=True, learn_borders=True),
 }

@@ -57,12 +57,6 @@ class WeightScheme(enum.Enum):
 WEIGHT_SEARCH_RANGES = 100
 """Clipping ranges of the weight error search (QDrop's MSEObserver: 100 candidates)."""
 
-ZERO_POINT_WINDOW = 16
-"""Zero-points the weight search tries per range on grids wider than 4 bits."""
-
-WEIGHT_SEARCH_P = 2.4
-"""Exponent of the weight error search's score ``mean |w_q - w|^p`` (BRECQ, QDrop)."""
-
 
 class WeightQuantizer(nn.Module):
     """Per-output-channel quantizer of one conv or linear weight (its float bias rides along; the
@@ -93,62 +87,72 @@ class WeightQuantizer(nn.Module):
     def _shape(self) -> tuple[int, ...]:
         return (-1,) + (1,) * (self.weight.dim() - 1)
 
-    def _score(self, flat: torch.Tensor, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Per channel and candidate zero-point, ``mean |s (clamp(round(w / s) + z) - z) - w|^p``
-        for scales ``s`` (C,) and zero-points ``z`` (C, Z); returns (C, Z)."""
-        steps = round_half_up(flat / s[:, None])[:, None, :]
-        z = z[:, :, None]
-        err = torch.clamp(steps + z, self.qmin, self.qmax).sub_(z).mul_(s[:, None, None]).sub_(flat[:, None, :])
-        return err.abs_().pow_(WEIGHT_SEARCH_P).mean(dim=2)
+    def _errors(self, flat: torch.Tensor, s: torch.Tensor, zero_points: torch.Tensor, sorted_rows: bool = False) -> torch.Tensor:
+        """Per row of ``flat`` (C, K), the summed squared error ``sum (s (clamp(r + z) - z) - w)^2``
+        with ``r = round_half_up(w / s)``, for scales ``s`` (C,) and every zero-point in
+        ``zero_points`` (Z,); returns (C, Z), float64. ``sorted_rows``: each row of ``flat`` is
+        already in ascending order.
+
+        ``clamp(r + z) - z = clamp(r, qmin - z, qmax - z)``: an element's error depends on z only
+        through which side of the grid it falls, so the sums ``n``, ``sum w``, ``sum w^2`` of the
+        elements of each integer ``r`` (r clipped to one past the widest edge, ``2^b``) give every
+        zero-point's error from cumulative sums. Those come from the sorted weights' prefix sums
+        at the rounding boundaries ``(v + 1/2) s``: no pass over the elements per scale."""
+        top = self.qmax - self.qmin
+        w = flat if sorted_rows else flat.sort(dim=1).values
+        w = w.double()
+        zero = torch.zeros(len(w), 1, dtype=torch.float64)
+        prefix_w, prefix_w2 = torch.cat([zero, w.cumsum(1)], 1), torch.cat([zero, (w * w).cumsum(1)], 1)
+        levels = torch.arange(-top - 1, top + 2, dtype=torch.float64)
+        s = s.double()[:, None]
+        # Elements below (v + 1/2) s are those with r <= v; the edges bound each level's bin.
+        inner = torch.searchsorted(w, (levels[:-1] + 0.5) * s, right=False)
+        edges = torch.cat([torch.zeros_like(inner[:, :1]), inner, torch.full_like(inner[:, :1], w.shape[1])], 1)
+        cum_n, cum_w, cum_w2 = edges.double(), prefix_w.gather(1, edges), prefix_w2.gather(1, edges)
+        n_bin, w_bin = cum_n.diff(dim=1), cum_w.diff(dim=1)
+        cum_rw = torch.cat([zero, (levels * w_bin).cumsum(1)], 1)
+        cum_r2 = torch.cat([zero, (levels * levels * n_bin).cumsum(1)], 1)
+        lo = (self.qmin - zero_points).double()[None, :].expand(len(w), -1)
+        hi = (self.qmax - zero_points).double()[None, :].expand(len(w), -1)
+        below, upto = (lo + top + 1).long(), (hi + top + 2).long()
+        first, last = torch.zeros_like(below), torch.full_like(below, len(levels))
+
+        def part(cum, start, stop):
+            return cum.gather(1, stop) - cum.gather(1, start)
+
+        n_lo, w_lo, w2_lo = (part(c, first, below) for c in (cum_n, cum_w, cum_w2))
+        n_hi, w_hi, w2_hi = (part(c, upto, last) for c in (cum_n, cum_w, cum_w2))
+        w2_in, rw_in, r2_in = (part(c, below, upto) for c in (cum_w2, cum_rw, cum_r2))
+        clipped = s * s * (n_lo * lo * lo + n_hi * hi * hi) - 2 * s * (lo * w_lo + hi * w_hi) + w2_lo + w2_hi
+        return clipped + s * s * r2_in - 2 * s * rw_in + w2_in
+
+    def _best(self, flat: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor):
+        """Per channel, the candidate of least squared error among scales ``scales`` (R, C) and
+        zero-points ``zero_points`` (Z,): returns its scale and zero-point (C,) each. Ranges are
+        searched at once (the rows of :meth:`_errors` are range x channel)."""
+        ranges, channels = scales.shape
+        rows = flat.sort(dim=1).values.repeat(ranges, 1)
+        err = self._errors(rows, scales.reshape(-1), zero_points, sorted_rows=True).reshape(ranges, channels, -1)
+        # The first of equal errors wins: the smallest range, then the lowest zero-point.
+        pick = err.permute(1, 0, 2).reshape(channels, -1).argmin(dim=1)
+        r, z = pick // len(zero_points), pick % len(zero_points)
+        return scales[r, torch.arange(channels)], zero_points[z].to(scales.dtype)
 
     def _search_asymmetric(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """QDrop's 2-D search per channel: ranges ``r = i (max - min) / 100`` (min, max taken with
-        0) and zero-points; the grid is ``[min, max] = [-z s, (2^b - 1 - z) s]`` with
-        ``s = r / (2^b - 1)``, here shifted to the signed range (``z_w = z - 2^(b-1)``). Every
-        zero-point of a grid of up to 16 levels is tried (QDrop tries all); wider grids try the 16
-        around the min/max one, ``round(-min / s)``, which keeps 8-bit searches affordable."""
-        best_s, best_z = torch.empty(flat.shape[0], dtype=flat.dtype), torch.empty(flat.shape[0], dtype=flat.dtype)
-        chunk = max(1, SEARCH_ELEMENTS * 16 // (ZERO_POINT_WINDOW * flat.shape[1]))
-        for start in range(0, flat.shape[0], chunk):
-            rows = slice(start, start + chunk)
-            best_s[rows], best_z[rows] = self._search_rows(flat[rows])
-        return best_s, best_z
-
-    def _search_rows(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        0) and every zero-point of the grid, ``[min, max] = [-z s, (2^b - 1 - z) s]`` with
+        ``s = r / (2^b - 1)``, here shifted to the signed range (``z_w = z - 2^(b-1)``); the
+        least squared error wins."""
         lo = flat.amin(dim=1).clamp_max(0)
         span = (flat.amax(dim=1).clamp_min(0) - lo).clamp_min(1e-12)
-        top = self.qmax - self.qmin
-        offsets = torch.arange(ZERO_POINT_WINDOW, dtype=flat.dtype) - ZERO_POINT_WINDOW // 2
-        best_err = torch.full_like(span, math.inf)
-        best_s, best_z = torch.empty_like(span), torch.zeros_like(span)
-        for i in range(1, WEIGHT_SEARCH_RANGES + 1):
-            s = span * i / WEIGHT_SEARCH_RANGES / top
-            if top < ZERO_POINT_WINDOW:
-                zeros = torch.arange(self.qmin, self.qmax + 1, dtype=flat.dtype).expand(len(s), -1)
-            else:
-                centre = self.qmin + torch.clamp(round_half_up(-lo / s), 0, top)
-                zeros = torch.clamp(centre[:, None] + offsets, self.qmin, self.qmax)
-            err = self._score(flat, s, zeros)
-            err_min, pick = err.min(dim=1)
-            better = err_min < best_err
-            best_err = torch.where(better, err_min, best_err)
-            best_s = torch.where(better, s, best_s)
-            best_z = torch.where(better, zeros.gather(1, pick[:, None])[:, 0], best_z)
-        return best_s, best_z
+        steps = torch.arange(1, WEIGHT_SEARCH_RANGES + 1, dtype=flat.dtype)[:, None] / WEIGHT_SEARCH_RANGES
+        return self._best(flat, steps * span / (self.qmax - self.qmin), torch.arange(self.qmin, self.qmax + 1))
 
     def _search_symmetric(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per channel, ``s = i max|w| / (100 * 2^(b-1))`` (QDrop's 1-D search), ``z_w = 0``."""
         peak = flat.abs().amax(dim=1).clamp_min(1e-12)
-        zero = torch.zeros(len(peak), 1, dtype=flat.dtype)
-        best_err = torch.full_like(peak, math.inf)
-        best_s = torch.empty_like(peak)
-        for i in range(1, WEIGHT_SEARCH_RANGES + 1):
-            s = peak * i / WEIGHT_SEARCH_RANGES / (1 << (self.bits - 1))
-            err = self._score(flat, s, zero)[:, 0]
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_s = torch.where(better, s, best_s)
-        return best_s, torch.zeros_like(peak)
+        steps = torch.arange(1, WEIGHT_SEARCH_RANGES + 1, dtype=flat.dtype)[:, None] / WEIGHT_SEARCH_RANGES
+        return self._best(flat, steps * peak / (1 << (self.bits - 1)), torch.zeros(1, dtype=torch.long))
 
     def _ratio(self) -> torch.Tensor:
         """``w / s + z_w``: the weight on the integer grid, before rounding."""
@@ -314,6 +318,8 @@ class ActQuantizer(nn.Module):
         self.mode = BorderMode.NEAREST
         self.tau = 1.0
         self.drop_prob = 0.0
+        self.enabled = True
+        """False passes values through unquantized (BRECQ's first stage: float activations)."""
 
     @classmethod
     def from_data(cls, x: torch.Tensor, bits: int, granularity: BorderGranularity, frac_bits: int) -> "ActQuantizer":
@@ -365,6 +371,8 @@ class ActQuantizer(nn.Module):
             return torch.clamp(k + up, self.qmin, self.qmax)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
         keep = None
         if self.training and self.drop_prob > 0:
             keep = torch.rand_like(x) < self.drop_prob

@@ -1,26 +1,34 @@
-"""Block output reconstruction (BRECQ protocol) with the methods of the results table.
+"""Block output reconstruction with the methods of the results table, after the reference codes
+(BRECQ ``quant/block_recon.py``, ``main_imagenet.py``; QDrop ``qdrop/solver/recon.py``); each
+item of the protocol and where it comes from is listed in ``docs/calibration.md`` section 3.
 
 Units: residual blocks are units, the first and last layers are on their own (BRECQ). They are
 found from the graph: a unit ends at every requantized tensor that is, at that point of the
 execution order, the only tensor still to be read (a residual block's input stays live until
 its add, so the whole block is one unit); a unit without a conv/linear joins the next one (at
-the end of the graph, the one before).
-The layer-wise methods (``adaround``) make one unit of each conv/linear.
+the end of the graph, the one before). The layer-wise method (``adaround``) makes one unit of
+each conv/linear and compares its unquantized output.
 
-A unit owns the quantizers of its input tensor(s) and of the tensors it produces inside, not of
-its output tensor (the next unit owns that one), so that borders are learned where the
-weights that read them are: equation (9)'s point is that a border compensates the rounding
-of the weights that multiply it. Each unit minimises ``mean_n ||f_q(x_q) - f(x)||^2`` where
-``x_q`` is the unit's input in the network quantized so far (all earlier units calibrated),
-``x`` and ``f`` are float, plus AdaRound's regulariser (``docs/calibration.md`` C.3).
+What a unit learns: the rounding of its weights, the scales of the tensors it produces, its
+output's included (QDrop puts a block's output quantizer inside the block, so the loss sees the
+quantized output), and the borders of the tensors its weights read: its input's and its internal
+tensors' (equation (9): a border compensates the rounding of the weights that multiply it). The
+network input's scale belongs to the first unit. Each unit minimises
+``mean over batch and positions of sum over channels |f_q(x) - f(x)|^p`` (the reference's
+``lp_loss``), ``p = 2`` (BRECQ's activation stage: 2.4), plus AdaRound's regulariser (C.3).
+``x`` is the unit's input in the network quantized so far, or under QDrop, element by element,
+the float model's input with probability ``drop_prob``.
 
-Caching: a unit's inputs (quantized path) and its float output are computed for the whole
-calibration set before the unit is trained, and kept in memory (float32). For ResNet-18 at
-224x224 with 1024 samples the largest unit (the first stage, 64x56x56) holds 2 x 0.82 GB.
+Caching: a unit's inputs (quantized path, before their quantizer; and the float model's) and its
+float output are computed for the whole calibration set before the unit is trained and kept in
+memory (float32). For ResNet-18 at 224x224 with 1024 samples the largest unit (the first stage,
+64x56x56) holds 3 x 0.82 GB.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import time
 from dataclasses import dataclass
 
@@ -32,24 +40,50 @@ from aquant_sim.frontend.borders import equation9_borders
 from aquant_sim.frontend.graph import REQUANTIZED, WEIGHTED, Graph
 from aquant_sim.frontend.methods import SPECS, Method
 from aquant_sim.frontend.qmodel import QuantModel
-from aquant_sim.frontend.quantizers import BorderMode, WeightRounding
+from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuantizer, WeightRounding
+
+
+class BorderSchedule(enum.Enum):
+    """When a unit learns its borders (``docs/calibration.md`` C.9)."""
+
+    JOINT = "joint"
+    """In the unit's one phase, beside its soft weights and its scales."""
+    HARDENED = "hardened"
+    """After the unit's weights and scales are learned and its weights hardened: a phase of
+    ``border_phase * iters`` iterations on the borders alone, starting from the initial borders
+    computed from the hard weights, so the borders are learned against the weights they meet."""
+
+
+class BorderInit(enum.Enum):
+    EQUATION9 = "equation9"
+    """Equation (9) from the rounding errors of the weights that read the tensor."""
+    HALF = "half"
+    """1/2 everywhere: nearest rounding."""
 
 
 @dataclass(frozen=True)
 class ReconstructionConfig:
-    """Optimisation settings; defaults follow the published protocol (BRECQ/QDrop)."""
+    """Optimisation settings; the defaults are the reference protocol (BRECQ, QDrop)."""
 
     iters: int = 20000
-    """Iterations per unit."""
+    """Iterations per unit (QDrop ``iters``, BRECQ ``iters_w``)."""
     batch_size: int = 32
-    weight_lr: float = 3e-3
-    """Adam on AdaRound's V (BRECQ's value)."""
-    scale_lr: float = 1e-3
-    """Adam's step on each activation scale, relative to the scale's starting value (QDrop's
-    absolute 4e-5 is this for scales near 0.04; tensors here have scales from 1e-3 to 1)."""
+    weight_lr: float = 1e-3
+    """Adam on AdaRound's V (the reference codes use Adam's default)."""
+    scale_lr: float = 4e-5
+    """Adam on the activation scales, cosine-annealed to 0 over the unit (QDrop ``scale_lr``)."""
+    activation_iters: int = 5000
+    """BRECQ's second stage: iterations per unit on activation scales (``iters_a``)."""
+    activation_lr: float = 4e-4
+    """BRECQ's second stage: Adam on the scales, cosine-annealed (``lr``)."""
+    activation_p: float = 2.4
+    """BRECQ's second stage: the loss exponent (``p``)."""
     border_lr: float = 1e-3
-    """Adam on borders (in (0, 1]). Chosen from {5e-3, 1e-3} by the lower total reconstruction
-    loss on the calibration data (ResNet-20, W2A2, 200 iterations; docs/results.md)."""
+    """Adam on borders (in (0, 1])."""
+    border_schedule: BorderSchedule = BorderSchedule.JOINT
+    border_init: BorderInit = BorderInit.EQUATION9
+    border_phase: float = 0.25
+    """Iterations of the HARDENED schedule's border phase, as a share of ``iters``."""
     reg_weight: float = 0.01
     """lambda of AdaRound's regulariser."""
     warmup: float = 0.2
@@ -57,21 +91,27 @@ class ReconstructionConfig:
     reg_exponent: tuple[float, float] = (20.0, 2.0)
     """AdaRound's annealed exponent, from the end of warm-up to the last iteration."""
     tau: tuple[float, float] = (0.1, 0.002)
-    """Border temperature, annealed geometrically over the iterations (C.5)."""
+    """Border temperature, annealed geometrically over a border phase (C.5)."""
     drop_prob: float = 0.5
-    """QDrop's probability of keeping an activation unquantized."""
+    """QDrop's probability of leaving an element unquantized (the float input, at a unit's input)."""
     seed: int = 0
 
     def __post_init__(self):
-        if self.iters < 0 or self.batch_size < 1:
-            raise ConfigError(f"reconstruction: iters must be >= 0 and batch_size >= 1, got {self.iters}, {self.batch_size}")
+        for name in ("iters", "activation_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"reconstruction: {name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"reconstruction: batch_size must be >= 1, got {self.batch_size}")
         # Ranges the training loop relies on: tau is a geometric schedule (a power of tau1 / tau0)
         # and the divisor of the soft border; the others are shares or probabilities.
         if not all(t > 0 for t in self.tau):
             raise ConfigError(f"reconstruction: tau must be two positive temperatures, got {self.tau}")
-        for name in ("warmup", "drop_prob"):
+        for name in ("warmup", "drop_prob", "border_phase"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"reconstruction: {name} must be in [0, 1], got {getattr(self, name)}")
+        for name, kind in (("border_schedule", BorderSchedule), ("border_init", BorderInit)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"reconstruction: {name} must be a {kind.__name__}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -84,18 +124,24 @@ class Unit:
 
 @dataclass
 class UnitReport:
-    """A unit's loss (mean over calibration samples of the summed squared output error) with its
-    starting and its final quantizers, its wall time, and the time of its training loop alone."""
+    """One unit's stage: its loss (the training loss without regulariser, over the whole
+    calibration set) with its starting quantizers, with the soft weights and borders it ended
+    with (None when nothing was soft), and hardened; the share of its rounding variables still
+    soft at hardening (``h(V)`` in (0.01, 0.99)); wall time and the training loop's time."""
 
     name: str
+    stage: str
     loss_before: float
+    loss_soft: float | None
     loss_after: float
+    soft_share: float
     seconds: float
     train_seconds: float
 
     def as_dict(self) -> dict:
-        return {"unit": self.name, "loss_before": self.loss_before, "loss_after": self.loss_after,
-                "seconds": self.seconds, "train_seconds": self.train_seconds}
+        return {"unit": self.name, "stage": self.stage, "loss_before": self.loss_before, "loss_soft": self.loss_soft,
+                "loss_after": self.loss_after, "soft_share": self.soft_share, "seconds": self.seconds,
+                "train_seconds": self.train_seconds}
 
 
 def block_units(graph: Graph) -> list[Unit]:
@@ -141,6 +187,84 @@ def layer_units(graph: Graph) -> list[Unit]:
     return units
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase of a unit: what it trains, for how long, with which loss."""
+
+    name: str
+    iters: int
+    weights: tuple[WeightQuantizer, ...] = ()
+    scales: tuple[ActQuantizer, ...] = ()
+    borders: tuple[ActQuantizer, ...] = ()
+    dropped: tuple[ActQuantizer, ...] = ()
+    """Quantizers that leave elements unquantized at random while training (QDrop)."""
+    scale_lr: float = 0.0
+    loss_p: float = 2.0
+
+    @property
+    def trains(self) -> bool:
+        return bool(self.weights or self.scales or self.borders)
+
+
+PHASE_SEEDS = {"joint": 0, "weights": 1, "scales": 2, "borders": 3}
+"""Each phase of a unit draws its batches and masks from its own seed."""
+
+
+@contextlib.contextmanager
+def training(qm: QuantModel, phase: Phase, drop_prob: float):
+    """The quantizers' training state for ``phase``: its parameters take gradients, its weights
+    are soft, its borders soft, its ``dropped`` quantizers drop; on exit
+    (normal or not) everything is hard and frozen again and the model is in eval mode."""
+    params = [*(w.alpha for w in phase.weights), *(a.scale for a in phase.scales), *(a.borders for a in phase.borders)]
+    for p in params:
+        p.requires_grad_(True)
+    for w in phase.weights:
+        w.soft = True
+    for a in phase.dropped:
+        a.drop_prob = drop_prob
+    for a in phase.borders:
+        a.mode = BorderMode.SOFT
+    qm.train()
+    try:
+        yield params
+    finally:
+        qm.eval()
+        for p in params:
+            p.requires_grad_(False)
+        for w in phase.weights:
+            w.soft = False
+        for a in phase.dropped:
+            a.drop_prob = 0.0
+        for a in phase.borders:
+            a.mode = BorderMode.HARD
+
+
+@contextlib.contextmanager
+def float_activations(qm: QuantModel):
+    """Every activation quantizer passes values through (BRECQ's weight stage)."""
+    for act in qm.acts.values():
+        act.enabled = False
+    try:
+        yield
+    finally:
+        for act in qm.acts.values():
+            act.enabled = True
+
+
+def lp_loss(out: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
+    """The reference's ``(out - target).abs().pow(p).sum(1).mean()``: summed over channels,
+    averaged over the batch and the positions."""
+    diff = out - target
+    err = diff * diff if p == 2.0 else diff.abs().pow(p)
+    return err.sum(dim=1).mean()
+
+
+def _soft_share(weights) -> float:
+    learned = [w for w in weights if w.rounding is WeightRounding.ADAROUND]
+    total = sum(w.weight.numel() for w in learned)
+    return sum(w.soft_share() * w.weight.numel() for w in learned) / total if total else 0.0
+
+
 class Reconstructor:
     """Calibrates a :class:`QuantModel` unit by unit with one method."""
 
@@ -149,132 +273,187 @@ class Reconstructor:
         self.qm, self.method, self.config, self.calib = qm, method, config, calib
         self.spec = SPECS[method]
         self.progress = progress
-        self.owned: set[str] = set()
         self.units = layer_units(qm.graph) if self.spec.layerwise else block_units(qm.graph)
+        self._scale_owned: set[str] = set()
+        self._border_owned: set[str] = set()
 
-    def claim_quantizers(self, index: int) -> list[str]:
-        """The activation quantizers unit ``index`` owns (its inputs' and its internal tensors',
-        not yet owned by an earlier unit); marks them owned."""
+    def claim_scales(self, index: int) -> list[str]:
+        """The quantizers whose scales unit ``index`` learns (its internal tensors and its
+        output; the network input's for the first unit), not claimed by an earlier unit."""
         unit = self.units[index]
-        names = [n for n in (*unit.inputs, *unit.nodes) if n in self.qm.acts and n != unit.output and n not in self.owned]
-        self.owned.update(names)
-        return list(dict.fromkeys(names))
+        names = list(unit.nodes) + ([self.qm.graph.input] if index == 0 else [])
+        return self._claim(names, self._scale_owned)
+
+    def claim_borders(self, index: int) -> list[str]:
+        """The quantizers whose borders unit ``index`` learns: the tensors its weights read
+        (its inputs and internal tensors, not its output), not claimed by an earlier unit."""
+        unit = self.units[index]
+        return self._claim([n for n in (*unit.inputs, *unit.nodes) if n != unit.output], self._border_owned)
+
+    def _claim(self, names, owned: set[str]) -> list[str]:
+        names = [n for n in dict.fromkeys(names) if n in self.qm.acts and n not in owned]
+        owned.update(names)
+        return names
 
     @torch.no_grad()
     def _cache(self, unit: Unit, chunk: int = 128):
-        inputs = {name: [] for name in unit.inputs}
+        """Per input, the quantized network's value (before its quantizer) and the float
+        network's; the float output."""
+        quantized = {name: [] for name in unit.inputs}
+        floating = {name: [] for name in unit.inputs}
         target = []
         for start in range(0, len(self.calib), chunk):
             x = self.calib[start : start + chunk]
             got = self.qm.collect(x, unit.inputs, quantized=True)
+            ref = self.qm.collect(x, [*unit.inputs, unit.output], quantized=False)
             for name in unit.inputs:
-                inputs[name].append(got[name])
-            target.append(self.qm.collect(x, [unit.output], quantized=False)[unit.output])
-        return {k: torch.cat(v) for k, v in inputs.items()}, torch.cat(target)
+                quantized[name].append(got[name])
+                floating[name].append(ref[name])
+            target.append(ref[unit.output])
+        cat = lambda d: {k: torch.cat(v) for k, v in d.items()}
+        return cat(quantized), cat(floating), torch.cat(target)
 
-    def _forward(self, unit: Unit, inputs: dict) -> torch.Tensor:
+    def _forward(self, unit: Unit, quantized: dict, floating: dict, mix: bool) -> torch.Tensor:
         qm = self.qm
-        env = {name: qm.acts[name](value) for name, value in inputs.items()}
+        env = {}
+        for name, value in quantized.items():
+            x = qm.acts[name](value) if name in qm.acts else value
+            if mix:
+                x = torch.where(torch.rand_like(x) < self.config.drop_prob, floating[name], x)
+            env[name] = x
         nodes = [qm.graph[n] for n in unit.nodes]
-        return qm.run_nodes(nodes, env, raw=frozenset({unit.output}))[unit.output]
+        raw = frozenset({unit.output}) if self.spec.layerwise else frozenset()
+        return qm.run_nodes(nodes, env, raw=raw)[unit.output]
 
     @torch.no_grad()
-    def _loss(self, unit: Unit, inputs: dict, target: torch.Tensor, chunk: int = 256) -> float:
-        self.qm.eval()
+    def _loss(self, unit: Unit, cache, p: float, chunk: int = 256) -> float:
+        quantized, floating, target = cache
         total = 0.0
         for start in range(0, len(target), chunk):
-            batch = {k: v[start : start + chunk] for k, v in inputs.items()}
-            out = self._forward(unit, batch)
-            total += float(((out - target[start : start + chunk]) ** 2).flatten(1).sum(1).sum())
+            rows = slice(start, start + chunk)
+            out = self._forward(unit, {k: v[rows] for k, v in quantized.items()}, {}, mix=False)
+            total += float(lp_loss(out, target[rows], p)) * len(target[rows])
         return total / len(target)
 
     def run(self) -> list[UnitReport]:
-        """Calibrate every unit in order."""
+        """Calibrate every unit in order (BRECQ: every unit's weights, then every unit's scales)."""
+        if self.spec.two_stage:
+            with float_activations(self.qm):
+                reports = self._run_stage("weights")
+            self._scale_owned.clear()
+            return reports + self._run_stage("activations")
+        return self._run_stage("joint")
+
+    def _run_stage(self, stage: str) -> list[UnitReport]:
         reports = []
-        bar = tqdm(self.units, desc=f"{self.method.value} units", disable=not self.progress, leave=False)
-        for index, unit in enumerate(bar):
-            bar.set_postfix_str(unit.name)
-            reports.append(self.calibrate_unit(index))
+        bar = tqdm(range(len(self.units)), desc=f"{self.method.value} units", disable=not self.progress, leave=False)
+        for index in bar:
+            bar.set_postfix_str(self.units[index].name)
+            reports.append(self.calibrate_unit(index, stage))
         return reports
 
-    def calibrate_unit(self, index: int) -> UnitReport:
-        """Calibrate one unit (earlier units must be calibrated already)."""
+    def calibrate_unit(self, index: int, stage: str = "joint") -> UnitReport:
+        """Calibrate one unit (earlier units must be calibrated already). ``stage`` is
+        ``joint`` (one pass: every method but BRECQ), or BRECQ's ``weights`` then
+        ``activations``."""
         unit = self.units[index]
         started = time.perf_counter()
         qm, spec, cfg = self.qm, self.spec, self.config
-        owned = self.claim_quantizers(index)
-        acts = [qm.acts[n] for n in owned]
-        weights = [qm.weights[n] for n in unit.nodes if n in qm.weights]
-        if spec.learn_borders:
-            for name, act in zip(owned, acts):
-                act.borders.data = equation9_borders(qm, name)
-                act.mode = BorderMode.HARD
-        if spec.learn_weights:
-            for wq in weights:
-                if wq.rounding is not WeightRounding.ADAROUND:
+        weights = tuple(qm.weights[n] for n in unit.nodes if n in qm.weights)
+        scales = tuple(qm.acts[n] for n in self.claim_scales(index))
+        border_names = self.claim_borders(index) if spec.learn_borders else []
+        borders = tuple(qm.acts[n] for n in border_names)
+        dropped = scales if spec.drop else ()
+        if stage == "activations":
+            phase = Phase("scales", cfg.activation_iters, scales=scales if spec.learn_scales else (), dropped=dropped,
+                          scale_lr=cfg.activation_lr, loss_p=cfg.activation_p)
+        else:
+            if spec.learn_weights:
+                for wq in weights:
                     wq.enable_adaround()
-                wq.soft = False
-        inputs, target = self._cache(unit)
-        before = self._loss(unit, inputs, target)
-        train_started = time.perf_counter()
-        if self.method is not Method.RTN and cfg.iters > 0:
-            self._optimise(index, unit, inputs, target, weights, acts)
-        train_seconds = time.perf_counter() - train_started
-        after = self._loss(unit, inputs, target)
-        return UnitReport(unit.name, before, after, time.perf_counter() - started, train_seconds)
+                    wq.soft = False
+            joint = cfg.border_schedule is BorderSchedule.JOINT
+            if joint:
+                self._init_borders(border_names)
+            phase = Phase(stage, cfg.iters, weights=weights if spec.learn_weights else (),
+                          scales=scales if spec.learn_scales and stage == "joint" else (),
+                          borders=borders if joint else (), dropped=dropped, scale_lr=cfg.scale_lr)
+        cache = self._cache(unit)
+        before = self._loss(unit, cache, phase.loss_p)
+        loss_soft, soft_share, train_seconds = None, 0.0, 0.0
+        if phase.trains and phase.iters > 0:
+            loss_soft, soft_share, train_seconds = self._optimise(index, unit, cache, phase)
+        if borders and cfg.border_schedule is BorderSchedule.HARDENED:
+            self._init_borders(border_names)
+            border_phase = Phase("borders", round(cfg.border_phase * cfg.iters), borders=borders, dropped=dropped)
+            if border_phase.iters > 0:
+                loss_soft, _, border_seconds = self._optimise(index, unit, cache, border_phase)
+                train_seconds += border_seconds
+        after = self._loss(unit, cache, phase.loss_p)
+        return UnitReport(unit.name, stage, before, loss_soft, after, soft_share, time.perf_counter() - started, train_seconds)
 
-    def _optimise(self, index, unit, inputs, target, weights, acts) -> None:
+    def _init_borders(self, names) -> None:
+        """Initial borders (``border_init``) from the weights as they are now, applied hard."""
+        for name in names:
+            act = self.qm.acts[name]
+            if self.config.border_init is BorderInit.EQUATION9:
+                act.borders.data = equation9_borders(self.qm, name)
+            else:
+                act.borders.data = torch.full_like(act.borders, 0.5)
+            act.mode = BorderMode.HARD
+
+    def _optimise(self, index: int, unit: Unit, cache, phase: Phase) -> tuple[float | None, float, float]:
+        """Train ``phase``; returns the loss with its soft weights and borders (None if nothing
+        was soft), the share of rounding variables still soft at the end, and the loop's time."""
         qm, spec, cfg = self.qm, self.spec, self.config
-        groups = []
-        if spec.learn_weights:
-            groups.append({"params": [w.alpha for w in weights], "lr": cfg.weight_lr})
-        if spec.learn_scales:
-            groups += [{"params": [a.scale], "lr": cfg.scale_lr * float(a.scale)} for a in acts]
-        if spec.learn_borders:
-            groups.append({"params": [a.borders for a in acts], "lr": cfg.border_lr})
-        params = [p for g in groups for p in g["params"]]
-        for p in params:
-            p.requires_grad_(True)
-        for w in weights:
-            w.soft = True
-        for a in acts:
-            a.drop_prob = cfg.drop_prob if spec.drop else 0.0
-            if spec.learn_borders:
-                a.mode = BorderMode.SOFT
-        optimizer = torch.optim.Adam([g for g in groups if g["params"]])
-        generator = torch.Generator().manual_seed(cfg.seed * 100003 + index)
-        torch.manual_seed(cfg.seed * 100003 + index)  # QDrop's masks
-        warm = int(cfg.warmup * cfg.iters)
+        quantized, floating, target = cache
+        optimizers, schedulers = [], []
+        if phase.weights:
+            optimizers.append(torch.optim.Adam([w.alpha for w in phase.weights], lr=cfg.weight_lr))
+        if phase.scales:
+            scale_opt = torch.optim.Adam([a.scale for a in phase.scales], lr=phase.scale_lr)
+            optimizers.append(scale_opt)
+            schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(scale_opt, T_max=max(1, phase.iters), eta_min=0.0))
+        if phase.borders:
+            optimizers.append(torch.optim.Adam([a.borders for a in phase.borders], lr=cfg.border_lr))
+        seed = cfg.seed * 100003 + index * len(PHASE_SEEDS) + PHASE_SEEDS[phase.name]
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # QDrop's masks
+        warm = int(cfg.warmup * phase.iters)
         (tau0, tau1), (b0, b1) = cfg.tau, cfg.reg_exponent
-        qm.train()
-        bar = tqdm(range(cfg.iters), desc=unit.name, disable=not self.progress, leave=False, mininterval=1.0)
-        for t in bar:
-            idx = torch.randint(len(target), (cfg.batch_size,), generator=generator)
-            for a in acts:
-                a.tau = tau0 * (tau1 / tau0) ** (t / max(1, cfg.iters - 1))
-            out = self._forward(unit, {k: v[idx] for k, v in inputs.items()})
-            loss = ((out - target[idx]) ** 2).flatten(1).sum(1).mean()
-            rec = float(loss.detach())
-            if spec.learn_weights and t >= warm:
-                exponent = b0 + (b1 - b0) * (t - warm) / max(1, cfg.iters - warm)
-                loss = loss + cfg.reg_weight * sum(w.regularizer(exponent) for w in weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if spec.learn_borders:
-                # Keep borders where they act: outside (0, 1] the clipped border has no gradient
-                # and Adam's momentum would strand it there.
+        started = time.perf_counter()
+        with training(qm, phase, cfg.drop_prob):
+            bar = tqdm(range(phase.iters), desc=f"{unit.name} {phase.name}", disable=not self.progress, leave=False,
+                       mininterval=1.0)
+            for t in bar:
+                idx = torch.randint(len(target), (cfg.batch_size,), generator=generator)
+                for a in phase.borders:
+                    a.tau = tau0 * (tau1 / tau0) ** (t / max(1, phase.iters - 1))
+                out = self._forward(unit, {k: v[idx] for k, v in quantized.items()},
+                                    {k: v[idx] for k, v in floating.items()}, mix=spec.drop)
+                loss = lp_loss(out, target[idx], phase.loss_p)
+                rec = float(loss.detach())
+                if phase.weights and t >= warm:
+                    exponent = b0 + (b1 - b0) * (t - warm) / max(1, phase.iters - warm)
+                    loss = loss + cfg.reg_weight * sum(w.regularizer(exponent) for w in phase.weights)
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+                for scheduler in schedulers:
+                    scheduler.step()
                 with torch.no_grad():
-                    for a in acts:
+                    for a in phase.scales:
+                        a.scale.clamp_(min=1e-8)
+                    # Keep borders where they act: outside (0, 1] the clipped border has no
+                    # gradient and Adam's momentum would strand it there.
+                    for a in phase.borders:
                         a.borders.clamp_(1.0 / (1 << a.frac_bits), 1.0)
-            if t % 50 == 0:
-                bar.set_postfix(rec=f"{rec:.4g}")
-        qm.eval()
-        for p in params:
-            p.requires_grad_(False)
-        for w in weights:
-            w.soft = False
-        for a in acts:
-            a.drop_prob = 0.0
-            if spec.learn_borders:
-                a.mode = BorderMode.HARD
+                if t % 50 == 0:
+                    bar.set_postfix(rec=f"{rec:.4g}", soft=f"{_soft_share(phase.weights):.1%}")
+            train_seconds = time.perf_counter() - started
+            qm.eval()
+            soft = self._loss(unit, cache, phase.loss_p) if phase.weights or phase.borders else None
+            share = _soft_share(phase.weights)
+        return soft, share, train_seconds

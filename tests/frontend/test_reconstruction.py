@@ -47,7 +47,7 @@ def test_every_method_runs_end_to_end(method, tiny_resnet, images):
     simulator output equals the integer emulation."""
     config = CalibrationConfig(method, QuantConfig(weight_bits=3, act_bits=3), ReconstructionConfig(iters=8, batch_size=16))
     result = calibrate(tiny_resnet, images, config, progress=False)
-    assert len(result.units) == (7 if method is Method.ADAROUND else 4)
+    assert len(result.units) == {Method.ADAROUND: 7, Method.BRECQ: 8}.get(method, 4)
     assert all(np.isfinite(u.loss_before) and np.isfinite(u.loss_after) for u in result.units)
     sim = Simulator(result.program, Backend.REFERENCE).run(images[:8].numpy())
     assert np.array_equal(sim.output, emulate(result.program, images[:8]).numpy())
