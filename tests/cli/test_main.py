@@ -1,4 +1,4 @@
-"""The ``aquant`` parser of aquant_sim/cli/__init__.py: version, help on every option, usage
+"""The ``aquant`` parser and main() of aquant_sim/cli/__init__.py: version, help on every option, usage
 errors as one line."""
 
 import argparse
