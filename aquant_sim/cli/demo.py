@@ -34,7 +34,7 @@ from aquant_sim.simulator import Backend
 from aquant_sim.summary import counters_table, float_model_table
 from aquant_sim.synthetic import synthetic_resnet
 from hw_models.config import default_config
-from hw_models.report import build_report, format_table, write_json as write_report_json
+from hw_models.report import build_report, format_report, report_json
 
 BATCH = 8
 SEED = 0
@@ -148,9 +148,9 @@ def run(args) -> int:
     print(f"\ndemo: PASS, {left} == {right} on all {len(comparisons)} tensors and every counter")
 
     report = build_report(loaded, default_config(), fast.counters)
-    write_report_json(report, out / "hw_report.json")
+    write_json(out / "hw_report.json", report_json(report))
     print("\nhardware report (default accelerator, this run's counters):\n")
-    print(format_table(report))
+    print(format_report(report))
     print(f"\nwrote {out / 'hw_report.json'}; reproduce with")
     print(f"  aquant hw-report {path} --input {out / 'input.npy'} --json {out / 'hw_report.json'}")
     return 0
