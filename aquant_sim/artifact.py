@@ -32,14 +32,18 @@ from aquant_sim.program import (
     MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor,
     op_fields,
 )
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
-2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``)."""
-KNOWN_VERSIONS = (1, 2)
-"""Version 1 files load with the fields they lack at their defaults (weight zero-points 0)."""
+2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
+added each requantizer's ``variant`` (:data:`VARIANT_SINCE`)."""
+KNOWN_VERSIONS = (1, 2, 3)
+"""Older files load with the fields they lack at their defaults (weight zero-points 0, the
+BORDER requantizer)."""
+VARIANT_SINCE = 3
+"""The format version whose requantizer objects hold ``variant``."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -100,6 +104,7 @@ class _Writer:
             "multiplier": self.array(f"{prefix}.multiplier", requant.multiplier, _I32),
             "shift": self.array(f"{prefix}.shift", requant.shift, _I32),
             "borders": self.borders(f"{prefix}.borders", requant.borders),
+            "variant": requant.variant.value,
         }
 
 
@@ -244,6 +249,7 @@ class _Reader:
         self.archive = archive
         self.members = members
         self.used: set[str] = set()
+        self.version = FORMAT_VERSION
 
     def array(self, member, where: str, dtype: np.dtype, ndim: int) -> np.ndarray:
         if not isinstance(member, str) or not _MEMBER_NAME.match(member):
@@ -271,11 +277,18 @@ class _Reader:
     def requant(self, value, parent: str) -> Requantizer:
         """A requantizer at ``{parent}requant``."""
         where = f"{parent}requant"
-        fields = _object(value, where, ("multiplier", "shift", "borders"))
+        has_variant = self.version >= VARIANT_SINCE
+        fields = _object(value, where, ("multiplier", "shift", "borders") + (("variant",) if has_variant else ()))
+        variant = RequantVariant.BORDER
+        if has_variant:
+            variants = {v.value: v for v in RequantVariant}
+            if not isinstance(fields["variant"], str) or fields["variant"] not in variants:
+                _fail(f"{where}.variant", f"expected one of {sorted(variants)}, got {fields['variant']!r:.60}")
+            variant = variants[fields["variant"]]
         multiplier = self.array(fields["multiplier"], f"{where}.multiplier", _I32, 1)
         shift = self.array(fields["shift"], f"{where}.shift", _I32, 1)
         borders = self.borders(fields["borders"], f"{where}.")
-        return _construct(parent, Requantizer, multiplier, shift, borders)
+        return _construct(parent, Requantizer, multiplier, shift, borders, variant)
 
 
 def _stream_array(stream, info: zipfile.ZipInfo, where: str, dtype: np.dtype, ndim: int) -> np.ndarray:
@@ -460,7 +473,9 @@ def load_program(path) -> Program:
                     _fail("", f"member '{info.filename}' uses compression method {info.compress_type}; only stored and deflated are allowed")
                 members[info.filename] = info
             reader = _Reader(archive, members)
-            program = _build_program(_read_manifest(archive, members), reader)
+            manifest = _read_manifest(archive, members)
+            reader.version = manifest["version"]
+            program = _build_program(manifest, reader)
             unused = sorted(set(members) - reader.used - {MANIFEST})
             if unused:
                 _fail("", f"member '{unused[0]}' is not referenced by the manifest")

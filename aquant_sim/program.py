@@ -22,7 +22,10 @@ from typing import ClassVar, Union
 import numpy as np
 
 from aquant_sim.errors import ProgramError
-from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders, scaled_shift_range
+from aquant_sim.rounding import (
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, MAX_FRAC_BITS, MULTIPLIER_BITS, OverflowPolicy, RequantVariant,
+    gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
+)
 
 MIN_BITS, MAX_BITS = 2, 16
 """Operand widths (activations and weights) that the datapath supports."""
@@ -306,12 +309,18 @@ class BorderTable:
 
 @dataclass(frozen=True, eq=False)
 class Requantizer:
-    """Equations (6)-(8): per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n``
-    (vectors of length C, or 1 when shared), and the border table applied to F fraction bits."""
+    """Per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n`` (vectors of length C, or
+    1 when shared), ``M = m * 2^-n``, applied by the rule ``variant`` names: this project's
+    (6)-(8) with the border table on F fraction bits (BORDER, the default), or a real runtime's
+    (GEMMLOWP (10)-(13), FP32 (14)-(16); ``docs/contract.md`` 2.1). Variants without a fraction
+    carry the plain round-to-nearest table (``BorderTable.nearest``), which they do not read:
+    borders apply only where the variant defines a fraction. FP32 also needs ``M`` to be exactly
+    a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``)."""
 
     multiplier: np.ndarray
     shift: np.ndarray
     borders: BorderTable
+    variant: RequantVariant = RequantVariant.BORDER
 
     def __post_init__(self):
         m = _int_array(self.multiplier, "requant.multiplier", ndim=1)
@@ -320,6 +329,18 @@ class Requantizer:
             _fail("requant.shift", f"shape {n.shape} does not match multiplier shape {m.shape}")
         if m.min() < (1 << 30) or m.max() >= (1 << 31):
             _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
+        if not isinstance(self.variant, RequantVariant):
+            _fail("requant.variant", f"must be a RequantVariant, got {self.variant!r:.60}")
+        if not self.variant.has_fraction and not (self.borders.values.shape == (1, 1) and self.borders.is_nearest):
+            _fail("requant.borders", f"variant '{self.variant.value}' has no fraction for borders; "
+                                     "its table must be the single round-to-nearest border")
+        if self.variant is RequantVariant.FP32:
+            low_bits = (1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1
+            if np.any(m & low_bits):
+                _fail("requant.multiplier", "variant 'fp32' needs m * 2^-n to be a float32: m's low 7 bits must be 0")
+            lo, hi = FLOAT32_SHIFT_RANGE
+            if n.min() < lo or n.max() > hi:
+                _fail("requant.shift", f"variant 'fp32' needs n in [{lo}, {hi}] (a normal float32), got [{n.min()}, {n.max()}]")
         object.__setattr__(self, "multiplier", m)
         object.__setattr__(self, "shift", n)
 
@@ -332,10 +353,16 @@ class Requantizer:
             _fail(where, "a requantizer must produce a quantized tensor")
         if self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
-        s = self.shift - self.frac_bits
-        lo, hi = scaled_shift_range(accumulator_bits)
-        if s.min() < lo or s.max() > hi:
-            _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
+        if self.variant is RequantVariant.BORDER:
+            s = self.shift - self.frac_bits
+            lo, hi = scaled_shift_range(accumulator_bits)
+            if s.min() < lo or s.max() > hi:
+                _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
+        elif self.variant is RequantVariant.GEMMLOWP:
+            lo, hi = gemmlowp_shift_range(accumulator_bits)
+            if self.shift.min() < lo or self.shift.max() > hi:
+                _fail(f"{where}.shift", f"variant 'gemmlowp' needs n in [{lo}, {hi}] for A = {accumulator_bits} "
+                                        f"(contract (10), (12)), got [{self.shift.min()}, {self.shift.max()}]")
         self.borders.check_fits(channels, quant, f"{where}.borders")
 
 

@@ -19,10 +19,11 @@ from aquant_sim import artifact
 from aquant_sim.artifact import load_program, save_program
 from aquant_sim.errors import ArtifactError
 from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, OpKind
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
 from aquant_sim.testing.dyadic import DyadicConfig, dyadic_configs, dyadic_program
+from aquant_sim.testing.programs import programs
 
 SMALL = SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3)
 
@@ -180,7 +181,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 3), ["version", "unknown format version 3"]),
+    ("unknown version", _set(["version"], 4), ["version", "unknown format version 4"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -490,3 +491,42 @@ def test_round_trip_weight_zero_points(tmp_path):
     for before, after in zip(program.ops, loaded.ops):
         if before.kind in (OpKind.CONV2D, OpKind.LINEAR):
             assert np.any(after.weight_zero_point) and np.array_equal(before.weight_zero_point, after.weight_zero_point)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(programs())
+def test_round_trip_requantizer_variants(tmp_path, program):
+    """Programs whose requantizers use every variant (BORDER, GEMMLOWP, FP32) save and load with
+    each variant recorded and the same integers."""
+    loaded = _assert_round_trip(program, tmp_path)
+    variants = lambda p: [op.requant.variant for op in p.ops if getattr(op, "requant", None) is not None]
+    assert variants(loaded) == variants(program)
+
+
+def test_unknown_variant_is_refused(saved, tmp_path):
+    """A requantizer variant that the format does not know is refused, naming the op and field."""
+    path = _edit(saved, tmp_path, _set([("op", "conv1"), "requant", "variant"], "tflite-single-rounding"))
+    _expect(path, "op 'conv1' (conv2d): requant.variant", "gemmlowp")
+
+
+def test_variant_with_borders_is_refused(saved, tmp_path):
+    """A runtime variant with a border table other than round-to-nearest is refused: such a
+    variant has no fraction for borders to decide."""
+    path = _edit(saved, tmp_path, _set([("op", "conv1"), "requant", "variant"], "gemmlowp"))
+    _expect(path, "op 'conv1' (conv2d): requant.borders", "no fraction")
+
+
+V2 = Path(__file__).parent / "data" / "artifact_v2"
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version2_file_loads_with_border_requantizers(backend):
+    """A version-2 file (written before requantizers recorded their variant) loads with every
+    requantizer BORDER and simulates to the integers stored beside it."""
+    program = load_program(V2 / "program.aqp")
+    assert all(op.requant.variant is RequantVariant.BORDER for op in program.ops if getattr(op, "requant", None))
+    result = Simulator(program, backend).run(np.load(Path(__file__).parent / "data" / "artifact_v1" / "input.npy"), keep_tensors=True)
+    np.testing.assert_array_equal(result.output, np.load(V2 / "output.npy"))
+    with np.load(V2 / "tensors.npz") as stored:
+        for name in stored.files:
+            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from aquant_sim.errors import UnsupportedError
 from aquant_sim.program import BorderTable, OpKind, Program, QuantParams, Requantizer
-from aquant_sim.rounding import OverflowPolicy, accumulator_range
+from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
 
 
 def _channel_vector(values, ndim: int) -> torch.Tensor:
@@ -52,7 +53,10 @@ def quantize_input(x: torch.Tensor, quant: QuantParams, borders: BorderTable) ->
 
 def requantize(acc: torch.Tensor, requant: Requantizer, quant: QuantParams) -> torch.Tensor:
     """(6)-(8): ``v = floor(acc m / 2^(n - F)) + z 2^F``, ``k = v >> F``,
-    ``f = v & (2^F - 1)``, ``q = clamp(k + [f >= B[g, j]], qmin, qmax)``."""
+    ``f = v & (2^F - 1)``, ``q = clamp(k + [f >= B[g, j]], qmin, qmax)``. Only the BORDER
+    variant: calibration targets this project's requantizer, not a runtime's."""
+    if requant.variant is not RequantVariant.BORDER:
+        raise UnsupportedError(f"the front-end emulates the 'border' requantizer (6)-(8), not '{requant.variant.value}'")
     frac = requant.frac_bits
     m = _channel_vector(requant.multiplier, acc.dim())
     s = _channel_vector(requant.shift, acc.dim()) - frac
