@@ -19,6 +19,11 @@ Prints ``name: value`` lines:
   the timing, is at most the number of cores; otherwise ``ratios_refused`` says why (a loaded
   machine slows the two sides unequally). ``--allow-load`` prints them anyway, each name ending
   in ``_loaded``, never to be quoted as an idle figure;
+* with ``--cpu-time``: ``cpu_seconds_*``, the least process CPU time of each of the four over
+  the rounds with numba and torch on one thread, and the same three ratios of CPU time
+  (``*_cpu_1thread``, refused or ``_loaded`` by the same rule). CPU time counts only the cycles
+  this process ran, so other processes inflate it far less than wall time, though not at all is
+  not guaranteed (shared caches, clock);
 * ``images_per_second_resnet18_224`` and ``images_per_second_resnet20_28``: a whole evaluation's
   throughput, ``aquant_sim.evaluation.program_logits`` over ``--eval-images`` W4A4 images
   (ResNet-18 at 224x224, batches of ``--batch``; ResNet-20 on 28x28 grey images, batches of 250);
@@ -100,6 +105,33 @@ class TorchPeer(torch.nn.Module):
         return values[self.program.output]
 
 
+def least_cpu_seconds(functions: dict, repeats: int) -> dict:
+    """Least process CPU time of each function over ``repeats`` interleaved rounds, after one
+    warm-up call each (run it with one thread: CPU time then equals the work done)."""
+    for function in functions.values():
+        function()
+    best = {name: float("inf") for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.process_time()
+            function()
+            best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
+def print_ratios(seconds: dict, refusal: str | None, allow_load: bool, suffix: str = "") -> None:
+    """The three ratios of ``seconds`` (keys w4a4, w8a8, torch_fp32, torch_int8), or the refusal."""
+    if refusal is not None and not allow_load:
+        print(f"ratios{suffix}_refused: {refusal}")
+        return
+    suffix += "" if refusal is None else "_loaded"
+    print(f"sim_over_torch_fp32{suffix}: {seconds['w4a4'] / seconds['torch_fp32']:.3f}")
+    print(f"sim_over_torch_fp32_w8a8{suffix}: {seconds['w8a8'] / seconds['torch_fp32']:.3f}")
+    print(f"sim_over_torch_int8{suffix}: {seconds['w8a8'] / seconds['torch_int8']:.3f}")
+    if refusal is not None:
+        print(f"ratios{suffix}_measured_under_load: {refusal}")
+
+
 def interleaved_medians(functions: dict, repeats: int) -> dict:
     """Median wall time of each function over ``repeats`` rounds, after one warm-up call each.
     Each round calls every function once, so that a change in machine load (the benchmark may
@@ -172,6 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--check-size", type=int, default=64, help="input size of the bit-exactness check")
     parser.add_argument("--eval-images", type=int, default=32,
                         help="images of the ResNet-18 throughput run (ResNet-20 runs 50x as many)")
+    parser.add_argument("--cpu-time", action="store_true", help="also time CPU seconds on one thread")
     parser.add_argument("--allow-load", action="store_true",
                         help="print the ratios on a loaded machine too, named *_loaded")
     parser.add_argument("--quick", action="store_true", help="64x64, batch 2, one timed run, 32x32 check")
@@ -203,25 +236,29 @@ def main(argv=None) -> int:
         with torch.no_grad():
             module(x_torch)
 
-    seconds = interleaved_medians(
-        {"w4a4": lambda: simulators[4].run(x), "w8a8": lambda: simulators[8].run(x),
-         "torch_fp32": lambda: forward(peer), "torch_int8": lambda: forward(quantized)},
-        args.repeats,
-    )
+    functions = {"w4a4": lambda: simulators[4].run(x), "w8a8": lambda: simulators[8].run(x),
+                 "torch_fp32": lambda: forward(peer), "torch_int8": lambda: forward(quantized)}
+    seconds = interleaved_medians(functions, args.repeats)
     after = os.getloadavg()[0]
     print(f"load_average_after: {_load_line()}")
     print(f"sim_seconds_w4a4: {seconds['w4a4']:.4f}")
     print(f"sim_seconds_w8a8: {seconds['w8a8']:.4f}")
     print(f"torch_fp32_seconds: {seconds['torch_fp32']:.4f}")
     print(f"torch_int8_seconds: {seconds['torch_int8']:.4f}")
-    refusal = load_refusal(before, after, cores)
-    if refusal is None or args.allow_load:
-        suffix = "" if refusal is None else "_loaded"
-        print(f"sim_over_torch_fp32{suffix}: {seconds['w4a4'] / seconds['torch_fp32']:.3f}")
-        print(f"sim_over_torch_fp32_w8a8{suffix}: {seconds['w8a8'] / seconds['torch_fp32']:.3f}")
-        print(f"sim_over_torch_int8{suffix}: {seconds['w8a8'] / seconds['torch_int8']:.3f}")
-    if refusal is not None:
-        print(f"ratios_refused: {refusal}")
+    print_ratios(seconds, load_refusal(before, after, cores), args.allow_load)
+    if args.cpu_time:
+        threads = numba.get_num_threads(), torch.get_num_threads()
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+        before = os.getloadavg()[0]
+        cpu = least_cpu_seconds(functions, args.repeats)
+        after = os.getloadavg()[0]
+        numba.set_num_threads(threads[0])
+        torch.set_num_threads(threads[1])
+        print(f"load_average_after_cpu_time: {_load_line()}")
+        for name, value in cpu.items():
+            print(f"cpu_seconds_{name}: {value:.4f}")
+        print_ratios(cpu, load_refusal(before, after, cores), args.allow_load, "_cpu_1thread")
     macs = sum(c.macs for c in Simulator(programs[4], Backend.NUMBA).run(x[:1]).counters) * args.batch
     print(f"gmacs: {macs / 1e9:.3f}")
     print(f"sim_gmacs_per_s_w4a4: {macs / seconds['w4a4'] / 1e9:.2f}")
