@@ -124,10 +124,10 @@ def print_ratios(seconds: dict, refusal: str | None, allow_load: bool, suffix: s
     if refusal is not None and not allow_load:
         print(f"ratios{suffix}_refused: {refusal}")
         return
-    suffix += "" if refusal is None else "_loaded"
-    print(f"sim_over_torch_fp32{suffix}: {seconds['w4a4'] / seconds['torch_fp32']:.3f}")
-    print(f"sim_over_torch_fp32_w8a8{suffix}: {seconds['w8a8'] / seconds['torch_fp32']:.3f}")
-    print(f"sim_over_torch_int8{suffix}: {seconds['w8a8'] / seconds['torch_int8']:.3f}")
+    name = suffix + ("" if refusal is None else "_loaded")
+    print(f"sim_over_torch_fp32{name}: {seconds['w4a4'] / seconds['torch_fp32']:.3f}")
+    print(f"sim_over_torch_fp32_w8a8{name}: {seconds['w8a8'] / seconds['torch_fp32']:.3f}")
+    print(f"sim_over_torch_int8{name}: {seconds['w8a8'] / seconds['torch_int8']:.3f}")
     if refusal is not None:
         print(f"ratios{suffix}_measured_under_load: {refusal}")
 
