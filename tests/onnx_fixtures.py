@@ -48,21 +48,25 @@ class _Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, seed: int = 0):
+def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0):
     """Export ``module`` and quantize it with onnxruntime's quantize_static; return the path."""
     torch.manual_seed(seed)
     module = module.eval()
-    float_path, path = tmp_path / "float.onnx", tmp_path / f"int8_{'channel' if per_channel else 'tensor'}.onnx"
+    float_path = tmp_path / "float.onnx"
+    path = tmp_path / f"int8_{quant_format.name}_{'channel' if per_channel else 'tensor'}.onnx"
     torch.onnx.export(module, torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
                       opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=QuantFormat.QDQ, per_channel=per_channel)
+    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=quant_format, per_channel=per_channel)
     return path
 
 
-@pytest.fixture(params=[False, True], ids=["per-tensor", "per-channel"])
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
 def plain_model(request, tmp_path):
     torch.manual_seed(0)
-    return quantized_model(tmp_path, _Plain(), per_channel=request.param)
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, _Plain(), per_channel=per_channel, quant_format=quant_format)
 
 
 @pytest.fixture

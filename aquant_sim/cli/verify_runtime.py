@@ -20,6 +20,7 @@ import numpy as np
 from aquant_sim.cli.common import load_array, simulator, write_json
 from aquant_sim.compare import compare_tensors, first_difference
 from aquant_sim.errors import InputError
+from aquant_sim.program import REQUANTIZING_OPS
 from aquant_sim.simulator import Backend
 from aquant_sim.table import format_table
 
@@ -39,10 +40,9 @@ def run_against(args, describe) -> int:
     if x.dtype.kind != "f" or x.ndim != 4 or tuple(x.shape[1:]) != program.input_tensor.shape:
         raise InputError(f"{args.input}: expected a float batch (N, {', '.join(map(str, program.input_tensor.shape))}), "
                          f"got {x.dtype} {x.shape}")
-    names = [t.name for t in program.tensors]
-    runtime = run_tensors(model, imported.graph_input, names, x)
+    runtime = run_tensors(model, imported.graph_input, program, x)
     with tempfile.TemporaryDirectory() as scratch:
-        ran = kernels(model, names, Path(scratch))
+        ran = kernels(model, program, Path(scratch))
     levels = runtime[program.input]
     checks = []
     for backend in (Backend.NUMBA, Backend.REFERENCE):
@@ -61,6 +61,10 @@ def run_against(args, describe) -> int:
             equal = False
             print(f"onnxruntime vs {name}: {sum(not c.equal for c in comparisons)} of {len(comparisons)} tensors differ; "
                   + describe(first, "onnxruntime", name))
+    unfused = [op.name for op in program.ops if op.kind in REQUANTIZING_OPS and ran[op.output] == "QuantizeLinear"]
+    if unfused:
+        print(f"note: onnxruntime did not fuse {len(unfused)} layers into integer kernels (the first: '{unfused[0]}'); "
+              "it ran their float op in float32, which is what they were compared with")
     own = simulator(program, Backend.REFERENCE).quantize_input(x)
     input_differs = int(np.count_nonzero(own != levels))
     print(f"input rounding (informational): the project's (1)-(4) and onnxruntime's QuantizeLinear differ on "

@@ -1,6 +1,10 @@
-"""Import an int8 ONNX model in QDQ form (what ``onnxruntime.quantization.quantize_static`` writes)
-into an integer program whose requantizers are ONNX Runtime's own (the FP32 variant, contract
-(14)-(16)), so that the simulator computes the integers onnxruntime's CPU kernels compute.
+"""Import an int8 ONNX model in QDQ or QOperator form (what ``onnxruntime.quantization.quantize_static``
+writes) into an integer program whose requantizers are ONNX Runtime's own (the FP32 variant,
+contract (14)-(16)), so that the simulator computes the integers onnxruntime's CPU kernels compute.
+
+A QOperator model holds the integer ops themselves (``QLinearConv``, ``QGemm``,
+``QLinearMatMul``, ``QLinearGlobalAveragePool``; ``MaxPool`` and ``Flatten`` on the quantized
+tensor), translated one to one as below.
 
 A QDQ model holds float ops between ``DequantizeLinear`` (DQ) and ``QuantizeLinear`` (Q) nodes;
 onnxruntime fuses each ``DQ -> op -> Q`` group into one integer kernel (``QLinearConv``,
@@ -79,6 +83,7 @@ class _Graph:
                 self.consumers.setdefault(name, []).append(node)
         self.tensors: dict[str, Tensor] = {}
         self.ops: list = []
+        self.outputs = {o.name for o in model.graph.output}
 
     def fail(self, node, message: str):
         raise UnsupportedError(f"{self.path}: node '{node.name or node.output[0]}' ({node.op_type}): {message}")
@@ -140,41 +145,41 @@ def _fp32_requant(real_scale) -> Requantizer:
     return Requantizer(m, n, NEAREST, rounding.RequantVariant.FP32)
 
 
-def _weighted(graph: _Graph, node, x: str, weight_input: str, bias_input: str | None):
-    """Weights, scales, zero-points, bias and the FP32 requantizer of a conv or a linear op with
-    its output Q node: ``M[c] = float32(s_x * s_w[c]) / float32(s_y)`` in float32."""
-    values, w_scale, w_zero = graph.weight(weight_input, node)
+def _weight_fields(graph: _Graph, node, x: str, values, w_scale, w_zero, bias, out_quant: QuantParams) -> dict:
+    """The fields of a conv or linear op: int8 weights, their scales and zero-points per output
+    channel, the int32 bias and the FP32 requantizer ``M[c] = float32(s_x * s_w[c]) / s_y``,
+    computed in float32 as onnxruntime's ``QLinearConv`` and ``QGemm`` compute it."""
     if values.dtype != np.int8:
         graph.fail(node, f"weights must be int8, got {values.dtype}")
     out_channels = values.shape[0]
+    if bias is None:
+        bias = np.zeros(out_channels, dtype=np.int32)
+    if bias.dtype != np.int32:
+        graph.fail(node, f"the bias must be int32, got {bias.dtype}")
+    w_scale = np.asarray(w_scale, dtype=np.float32).reshape(-1)
+    scale = (np.float32(graph.tensors[x].quant.scale) * w_scale) / np.float32(out_quant.scale)
+    return dict(weight=values, weight_bits=8, weight_scale=np.broadcast_to(w_scale.astype(np.float64), (out_channels,)).copy(),
+                bias=bias.astype(np.int64).reshape(-1), requant=_fp32_requant(scale),
+                weight_zero_point=np.broadcast_to(np.asarray(w_zero, dtype=np.int64).reshape(-1), (out_channels,)).copy())
+
+
+def _weighted(graph: _Graph, node, x: str, weight_input: str, bias_input: str | None):
+    """:func:`_weight_fields` of a QDQ conv or linear (weights and bias behind DQ nodes) and its
+    output Q node."""
+    values, w_scale, w_zero = graph.weight(weight_input, node)
+    bias = None if bias_input is None else graph.weight(bias_input, node)[0]
     q = graph.single_q(node.output[0], node)
     out_quant = graph.quant(q)
-    x_scale = np.float32(graph.tensors[x].quant.scale)
-    scale = (x_scale * w_scale) / np.float32(out_quant.scale)
-    if bias_input is None:
-        bias = np.zeros(out_channels, dtype=np.int64)
-    else:
-        bias_values, _, _ = graph.weight(bias_input, node)
-        if bias_values.dtype != np.int32:
-            graph.fail(node, f"the bias must be int32, got {bias_values.dtype}")
-        bias = bias_values.astype(np.int64).reshape(-1)
-    fields = dict(weight=values, weight_bits=8, weight_scale=np.broadcast_to(w_scale.astype(np.float64), (out_channels,)).copy(),
-                  bias=bias, requant=_fp32_requant(scale),
-                  weight_zero_point=np.broadcast_to(w_zero, (out_channels,)).copy())
-    return fields, q, out_quant
+    return _weight_fields(graph, node, x, values, w_scale, w_zero, bias, out_quant), q, out_quant
 
 
 def _conv(graph: _Graph, node) -> None:
     x = graph.activation(node.input[0], node)
     attrs = graph.attributes(node)
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        graph.fail(node, "auto_pad is not supported; export with explicit pads")
-    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
-        graph.fail(node, f"pads {pads} are not symmetric")
+    padding = _symmetric_pads(graph, node, attrs)
     fields, q, out_quant = _weighted(graph, node, x, node.input[1], node.input[2] if len(node.input) > 2 else None)
     op = Conv2d(name=q.output[0], input=x, output=q.output[0], stride=tuple(attrs.get("strides", [1, 1])),
-                padding=(pads[0], pads[1]), dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
+                padding=padding, dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
                 **fields)
     shape = op.output_shape([graph.tensors[x].shape])
     graph.add_tensor(q.output[0], shape, out_quant)
@@ -215,27 +220,124 @@ def _pass_through(graph: _Graph, node) -> None:
     if out_quant != in_quant:
         graph.fail(node, f"its Q node quantizes differently from its input ({out_quant} vs {in_quant}); "
                          "onnxruntime would requantize, which the importer does not model")
-    name = q.output[0]
+    op = _exact_op(graph, node, x, q.output[0])
+    graph.add_tensor(q.output[0], op.output_shape([graph.tensors[x].shape]), out_quant)
+
+
+def _exact_op(graph: _Graph, node, x: str, name: str):
+    """The program op of MaxPool, Flatten or Relu reading tensor ``x`` and writing ``name``
+    (appended to the program): exact on integers, no requantization."""
     attrs = graph.attributes(node)
+    quant = graph.tensors[x].quant
     if node.op_type == "MaxPool":
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
-        if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3] or attrs.get("ceil_mode", 0):
-            graph.fail(node, f"pads {pads} must be symmetric and ceil_mode 0")
-        op = MaxPool2d(name, x, name, tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", [1, 1])),
-                       (pads[0], pads[1]), tuple(attrs.get("dilations", [1, 1])))
+        pads = _symmetric_pads(graph, node, attrs)
+        if attrs.get("ceil_mode", 0):
+            graph.fail(node, "ceil_mode 1 is not supported")
+        op = MaxPool2d(name, x, name, tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", [1, 1])), pads,
+                       tuple(attrs.get("dilations", [1, 1])))
     elif node.op_type == "Flatten":
         if attrs.get("axis", 1) != 1:
             graph.fail(node, "only axis = 1 is supported")
         op = Flatten(name, x, name)
     else:
-        op = Clamp(name, x, name, np.array([in_quant.zero_point]), np.array([in_quant.qmax]))
+        op = Clamp(name, x, name, np.array([quant.zero_point]), np.array([quant.qmax]))
+    graph.ops.append(op)
+    return op
+
+
+def _symmetric_pads(graph: _Graph, node, attrs: dict) -> tuple[int, int]:
+    """ONNX ``pads`` [top, left, bottom, right] as the program's symmetric (H, W) padding."""
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        graph.fail(node, "auto_pad is not supported; export with explicit pads")
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
+        graph.fail(node, f"pads {pads} are not symmetric")
+    return pads[0], pads[1]
+
+
+def _explicit_quant(graph: _Graph, node, scale_index: int) -> QuantParams:
+    """The quantization a QOperator node states with its (scale, zero-point) inputs at
+    ``scale_index`` and ``scale_index + 1``."""
+    scale = graph.constant(node.input[scale_index], node)
+    zero = graph.constant(node.input[scale_index + 1], node)
+    if scale.size != 1 or zero.size != 1 or zero.dtype not in (np.uint8, np.int8):
+        graph.fail(node, "activations must be 8-bit and quantized per tensor")
+    return QuantParams(8, zero.dtype == np.int8, float(np.float32(scale.reshape(()))), int(zero.reshape(())))
+
+
+def _quantized_input(graph: _Graph, node, scale_index: int) -> str:
+    """The program tensor a QOperator node reads, checked against the quantization it states."""
+    name = node.input[0]
+    if name not in graph.tensors:
+        graph.fail(node, f"input '{name}' is not a quantized tensor of the model")
+    if _explicit_quant(graph, node, scale_index) != graph.tensors[name].quant:
+        graph.fail(node, f"input '{name}' is stated with another scale or zero-point than it was produced with")
+    return name
+
+
+def _qlinear_conv(graph: _Graph, node) -> None:
+    """QLinearConv(x, s_x, z_x, w, s_w, z_w, s_y, z_y, [bias])."""
+    x = _quantized_input(graph, node, 1)
+    attrs = graph.attributes(node)
+    padding = _symmetric_pads(graph, node, attrs)
+    out_quant = _explicit_quant(graph, node, 6)
+    bias = graph.constant(node.input[8], node) if len(node.input) > 8 and node.input[8] else None
+    fields = _weight_fields(graph, node, x, graph.constant(node.input[3], node), graph.constant(node.input[4], node),
+                            graph.constant(node.input[5], node), bias, out_quant)
+    name = node.output[0]
+    op = Conv2d(name=name, input=x, output=name, stride=tuple(attrs.get("strides", [1, 1])), padding=padding,
+                dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), **fields)
     graph.add_tensor(name, op.output_shape([graph.tensors[x].shape]), out_quant)
     graph.ops.append(op)
+
+
+def _qgemm(graph: _Graph, node) -> None:
+    """QGemm (com.microsoft)(a, s_a, z_a, b, s_b, z_b, [c], s_y, z_y), transB = 1; and
+    QLinearMatMul(a, s_a, z_a, b, s_b, z_b, s_y, z_y) on a vector."""
+    x = _quantized_input(graph, node, 1)
+    attrs = graph.attributes(node)
+    weight = graph.constant(node.input[3], node)
+    if node.op_type == "QGemm":
+        if attrs.get("transA", 0) or not attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0 or len(node.input) < 9:
+            graph.fail(node, "only QGemm with transB = 1, transA = 0, alpha = 1 and a quantized output is supported")
+        bias = graph.constant(node.input[6], node) if node.input[6] else None
+        out_quant = _explicit_quant(graph, node, 7)
+    else:
+        weight, bias, out_quant = weight.T, None, _explicit_quant(graph, node, 6)
+    fields = _weight_fields(graph, node, x, weight, graph.constant(node.input[4], node), graph.constant(node.input[5], node),
+                            bias, out_quant)
+    name = node.output[0]
+    op = Linear(name=name, input=x, output=name, **fields)
+    graph.add_tensor(name, op.output_shape([graph.tensors[x].shape]), out_quant)
+    graph.ops.append(op)
+
+
+def _qlinear_global_avgpool(graph: _Graph, node) -> None:
+    """QLinearGlobalAveragePool (com.microsoft)(x, s_x, z_x, s_y, z_y), channels first."""
+    if graph.attributes(node).get("channels_last", 0):
+        graph.fail(node, "channels_last = 1 is not supported")
+    x = _quantized_input(graph, node, 1)
+    out_quant = _explicit_quant(graph, node, 3)
+    c, h, w = graph.tensors[x].shape
+    scale = np.float32(graph.tensors[x].quant.scale) / (np.float32(out_quant.scale) * np.float32(h * w))
+    name = node.output[0]
+    graph.add_tensor(name, (c, 1, 1), out_quant)
+    graph.ops.append(GlobalAvgPool(name, x, name, _fp32_requant(scale)))
+
+
+def _integer_pass_through(graph: _Graph, node) -> None:
+    """MaxPool and Flatten of a QOperator model, on the quantized tensor itself."""
+    x = node.input[0]
+    op = _exact_op(graph, node, x, node.output[0])
+    graph.add_tensor(node.output[0], op.output_shape([graph.tensors[x].shape]), graph.tensors[x].quant)
 
 
 _HANDLERS = {"Conv": _conv, "Gemm": _linear, "MatMul": _linear, "GlobalAveragePool": _global_avgpool,
              "MaxPool": _pass_through, "Flatten": _pass_through, "Relu": _pass_through}
 """The float ops of a QDQ model that the importer turns into program ops."""
+_QOPERATOR_HANDLERS = {"QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qgemm,
+                       "QLinearGlobalAveragePool": _qlinear_global_avgpool}
+"""The integer ops of a QOperator model; MaxPool and Flatten on a quantized tensor pass through."""
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -257,13 +359,20 @@ def import_onnx(path) -> ImportedModel:
     if len(first) != 1 or first[0].op_type != "QuantizeLinear":
         raise UnsupportedError(f"{path}: input '{graph_input}' must feed exactly one QuantizeLinear")
     program_input = graph.add_tensor(first[0].output[0], dims[1:], graph.quant(first[0]))
+    supported = ", ".join(sorted({*_HANDLERS, *_QOPERATOR_HANDLERS}))
     for node in graph.nodes:
+        if node.op_type == "DequantizeLinear" and node.output[0] in graph.outputs:
+            continue  # the model's float output
         if node.op_type in _QDQ:
             continue
-        handler = _HANDLERS.get(node.op_type)
-        if handler is None:
-            graph.fail(node, f"op type {node.op_type} is not supported (supported: {', '.join(sorted(_HANDLERS))})")
-        handler(graph, node)
+        if node.op_type in _QOPERATOR_HANDLERS:
+            _QOPERATOR_HANDLERS[node.op_type](graph, node)
+        elif node.op_type in ("MaxPool", "Flatten") and node.input[0] in graph.tensors:
+            _integer_pass_through(graph, node)
+        elif node.op_type in _HANDLERS:
+            _HANDLERS[node.op_type](graph, node)
+        else:
+            graph.fail(node, f"op type {node.op_type} is not supported (supported: {supported})")
     if not graph.ops:
         raise UnsupportedError(f"{path}: the model has no op the importer translates")
     program = Program(tuple(graph.tensors.values()), tuple(graph.ops), program_input, graph.ops[-1].output,

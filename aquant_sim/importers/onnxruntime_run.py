@@ -30,16 +30,15 @@ def _onnxruntime():
     return onnxruntime
 
 
-def _truncated(model, tensor: str):
-    """A copy of ``model`` that computes only ``tensor`` (a Q output) and outputs its DQ."""
+def _truncated(model, tensor: str, quant):
+    """A copy of ``model`` that computes only ``tensor`` and outputs its ``DequantizeLinear``
+    with the tensor's own scale and zero-point (``quant``, a program ``QuantParams``)."""
     import onnx
 
     producer = {out: node for node in model.graph.node for out in node.output}
-    q = producer[tensor]
     needed, stack = set(), [tensor]
     while stack:
-        name = stack.pop()
-        node = producer.get(name)
+        node = producer.get(stack.pop())
         if node is None or id(node) in needed:
             continue
         needed.add(id(node))
@@ -48,8 +47,11 @@ def _truncated(model, tensor: str):
     truncated.CopyFrom(model)
     del truncated.graph.node[:]
     truncated.graph.node.extend(node for node in model.graph.node if id(node) in needed)
-    output = f"{tensor}.dequantized"
-    truncated.graph.node.append(onnx.helper.make_node("DequantizeLinear", [tensor, *q.input[1:3]], [output]))
+    scale, zero, output = f"{tensor}.scale", f"{tensor}.zero_point", f"{tensor}.dequantized"
+    zero_type = onnx.TensorProto.INT8 if quant.signed else onnx.TensorProto.UINT8
+    truncated.graph.initializer.extend([onnx.helper.make_tensor(scale, onnx.TensorProto.FLOAT, [], [quant.scale]),
+                                        onnx.helper.make_tensor(zero, zero_type, [], [quant.zero_point])])
+    truncated.graph.node.append(onnx.helper.make_node("DequantizeLinear", [tensor, scale, zero], [output]))
     del truncated.graph.output[:]
     truncated.graph.output.append(onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None))
     return truncated
@@ -66,51 +68,43 @@ def _session(model, optimized_path: str | None = None):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _constant(model, name: str) -> np.ndarray:
-    from onnx import numpy_helper
-
-    return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name))
-
-
-def _levels(model, tensor: str, y: np.ndarray) -> np.ndarray:
+def _levels(quant, y: np.ndarray) -> np.ndarray:
     """Levels from the dequantized float output: ``rint(y / s) + z`` in float64, exact."""
-    q = next(node for node in model.graph.node if tensor in node.output)
-    scale, zero = _constant(model, q.input[1]), _constant(model, q.input[2])
-    levels = np.rint(y.astype(np.float64) / np.float64(scale)) + int(zero)
-    return levels.astype(np.int64)
+    return (np.rint(y.astype(np.float64) / np.float64(np.float32(quant.scale))) + quant.zero_point).astype(np.int64)
 
 
-def run_tensors(path, graph_input: str, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """onnxruntime's levels of every tensor in ``names`` (Q outputs) for the float batch ``x``,
-    each from its truncated model; one sample at a time when the model's batch size is fixed."""
+def run_tensors(path, graph_input: str, program, x: np.ndarray) -> dict[str, np.ndarray]:
+    """onnxruntime's levels of every tensor of ``program`` (an imported program, whose tensors
+    keep their ONNX names) for the float batch ``x``, each from its truncated model; one sample
+    at a time when the model's batch size is fixed."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     x = np.asarray(x, dtype=np.float32)
     tensors = {}
-    for name in names:
-        session = _session(_truncated(model, name))
+    for tensor in program.tensors:
+        session = _session(_truncated(model, tensor.name, tensor.quant))
         batch = session.get_inputs()[0].shape[0]
         step = batch if isinstance(batch, int) else len(x)
         y = np.concatenate([session.run(None, {graph_input: x[i : i + step]})[0] for i in range(0, len(x), step)])
-        tensors[name] = _levels(model, name, y)
+        tensors[tensor.name] = _levels(tensor.quant, y)
     return tensors
 
 
-def kernels(path, names: list[str], scratch: Path) -> dict[str, str]:
-    """For each tensor, the op type of the node that writes it in the graph onnxruntime runs
-    (``QLinearConv``, ``QGemm``, ... when fused; ``QuantizeLinear`` after a float op that was not
-    fused, and for the program input)."""
+def kernels(path, program, scratch: Path) -> dict[str, str]:
+    """For each tensor of ``program``, the op type of the node that writes it in the graph
+    onnxruntime runs (``QLinearConv``, ``QGemm``, ... when fused; ``QuantizeLinear`` after a float
+    op that was not fused, and for the program input)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     kinds = {}
-    for name in names:
+    for tensor in program.tensors:
         optimized = scratch / "optimized.onnx"
-        _session(_truncated(model, name), str(optimized))
+        _session(_truncated(model, tensor.name, tensor.quant), str(optimized))
         graph = onnx.load(str(optimized)).graph
         producer = {out: node for node in graph.node for out in node.output}
-        last = producer[f"{name}.dequantized"]  # the DequantizeLinear the truncated model ends in
+        last = producer[f"{tensor.name}.dequantized"]  # the DequantizeLinear the truncated model ends in
         source = producer.get(last.input[0])
-        kinds[name] = "input" if source is None else source.op_type
+        kinds[tensor.name] = "input" if source is None else source.op_type
     return kinds

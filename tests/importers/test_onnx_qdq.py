@@ -1,5 +1,6 @@
-"""The QDQ importer: onnxruntime-quantized models become integer programs with onnxruntime's
-requantizer, and the simulator computes onnxruntime's integers on every tensor."""
+"""The ONNX importer: models quantized by onnxruntime (QDQ and QOperator, per tensor and per
+channel) become integer programs with onnxruntime's requantizer, and the simulator computes
+onnxruntime's integers on every tensor."""
 
 import numpy as np
 import onnx
@@ -14,7 +15,8 @@ from aquant_sim.simulator import Backend, Simulator
 
 
 def test_import_translates_every_node(plain_model):
-    """Every float op of the QDQ model becomes one program op, requantizers FP32 (14)-(16)."""
+    """Every op of the model (a QDQ group, or a QOperator node) becomes one program op, with
+    requantizers FP32 (14)-(16)."""
     program = import_onnx(plain_model).program
     assert [op.kind for op in program.ops] == [OpKind.CONV2D, OpKind.MAXPOOL2D, OpKind.CONV2D, OpKind.CONV2D, OpKind.CONV2D,
                                               OpKind.GLOBAL_AVGPOOL, OpKind.FLATTEN, OpKind.LINEAR]
@@ -29,8 +31,8 @@ def test_every_tensor_equals_onnxruntime(plain_model, batch, tmp_path, backend):
     element for element, per-tensor and per-channel weights."""
     imported = import_onnx(plain_model)
     names = [t.name for t in imported.program.tensors]
-    runtime = run_tensors(plain_model, imported.graph_input, names, batch)
-    ran = kernels(plain_model, names, tmp_path)
+    runtime = run_tensors(plain_model, imported.graph_input, imported.program, batch)
+    ran = kernels(plain_model, imported.program, tmp_path)
     assert [ran[name] for name in names[1:]] == ["QLinearConv", "MaxPool", "QLinearConv", "QLinearConv", "QLinearConv",
                                                   "QLinearGlobalAveragePool", "Flatten", "QGemm"]
     result = Simulator(imported.program, backend).run(runtime[imported.program.input].astype(np.int32), keep_tensors=True)
@@ -45,7 +47,7 @@ def test_fetched_tensors_equal_the_full_model_output(plain_model, batch):
 
     imported = import_onnx(plain_model)
     last = imported.program.output
-    levels = run_tensors(plain_model, imported.graph_input, [last], batch)[last]
+    levels = run_tensors(plain_model, imported.graph_input, imported.program, batch)[last]
     full = ort.InferenceSession(str(plain_model), providers=["CPUExecutionProvider"]).run(None, {"x": batch})[0]
     quant = imported.program.output_tensor.quant
     assert np.array_equal(levels, np.rint(full.astype(np.float64) / np.float64(np.float32(quant.scale))).astype(np.int64) + quant.zero_point)
@@ -75,3 +77,22 @@ def test_float_model_is_refused(tmp_path):
     onnx.save(onnx.helper.make_model(graph), str(path))
     with pytest.raises(UnsupportedError, match="input 'x' must feed exactly one QuantizeLinear"):
         import_onnx(path)
+
+
+def test_relu_between_equal_quantizations_is_a_clamp(tmp_path, batch):
+    """A QDQ Relu whose Q repeats its input's quantization is a clamp at the zero-point, and
+    equals onnxruntime's result."""
+    h = onnx.helper
+    scale, zero = h.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.05]), h.make_tensor("z", onnx.TensorProto.INT8, [], [-10])
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]), h.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             h.make_node("Relu", ["xd"], ["r"]), h.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"]),
+             h.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"])]
+    graph = h.make_graph(nodes, "relu", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", *batch.shape[1:]])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [scale, zero])
+    path = tmp_path / "relu.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    imported = import_onnx(path)
+    assert [op.kind for op in imported.program.ops] == [OpKind.CLAMP]
+    runtime = run_tensors(path, imported.graph_input, imported.program, batch)
+    result = Simulator(imported.program, Backend.REFERENCE).run(runtime["xq"].astype(np.int32), keep_tensors=True)
+    assert np.array_equal(result.tensors["rq"], runtime["rq"]) and runtime["rq"].min() == -10
