@@ -39,7 +39,7 @@ def main() -> None:
         report = build_report(program, config)
         times.append(time.perf_counter() - start)
     analytic = statistics.median(times)
-    total = report["totals"]["aquant"]
+    total = report.aquant
 
     layer = next(w for w in program_layers(program) if w.name == args.layer)
     rng = np.random.default_rng(0)
@@ -50,15 +50,15 @@ def main() -> None:
     stepped = simulate_gemm(a, b, config.array.rows, config.array.cols, config.array.dataflow)
     stepped_s = time.perf_counter() - start
     per_cycle = stepped_s / (stepped.cycles + 1)
-    extrapolated = per_cycle * total["compute_cycles"]
+    extrapolated = per_cycle * total.compute_cycles
 
-    print(f"network: synthetic ResNet-18, 224x224, 4-bit weights and activations, {len(report['layers'])} costed layers")
+    print(f"network: synthetic ResNet-18, 224x224, 4-bit weights and activations, {len(report.layers)} costed layers")
     print(f"config: {config.name} {config.array.rows}x{config.array.cols} {config.array.dataflow.value}")
     print(f"analytic_report_median_s: {analytic:.5f}")
     print(f"analytic_report_min_s: {min(times):.5f}")
-    print(f"network_cycles: {total['cycles']}")
-    print(f"network_compute_cycles: {total['compute_cycles']}")
-    print(f"network_energy_uj: {total['energy_pj'] / 1e6:.2f}")
+    print(f"network_cycles: {total.cycles}")
+    print(f"network_compute_cycles: {total.compute_cycles}")
+    print(f"network_energy_uj: {total.energy_pj / 1e6:.2f}")
     print(f"stepped_layer: {args.layer}")
     print(f"stepped_layer_cycles: {stepped.cycles}")
     print(f"stepped_layer_matches_analytic: {stepped.cycles == compute_cycles(g, config.array) and np.array_equal(stepped.output, a @ b)}")

@@ -35,23 +35,24 @@ def test_no_overhead_without_borders(nearest_program):
     """When every table is round-to-nearest (BorderTable.is_nearest) the AQuant design costs
     exactly what the RTN design costs: zero extra cycles, energy, bytes and area, per layer and in total."""
     report = build_report(nearest_program, AcceleratorConfig())
-    overhead = report["totals"]["border_overhead"]
-    assert all(overhead[key] == 0 for key in overhead)
-    for row in report["layers"]:
-        assert not row["uses_borders"] and row["border_lookups"] == 0
-        assert all(value == 0 for value in row["border_overhead"].values())
+    o = report.overhead
+    assert (o.cycles, o.energy_pj, o.dram_bytes, o.area_um2, o.storage_bits) == (0, 0, 0, 0, 0)
+    for row in report.layers:
+        assert not row.aquant.layer.uses_borders and row.aquant.border.lookups == 0
+        assert (row.overhead.cycles, row.overhead.energy_pj, row.overhead.dram_bytes) == (0, 0, 0)
 
 
 def test_overhead_positive_with_borders(small_program):
     """With learned borders the unit adds cycles, energy, bytes and area on every requantizing layer."""
     report = build_report(small_program, AcceleratorConfig())
-    overhead = report["totals"]["border_overhead"]
-    assert overhead["cycles"] > 0 and overhead["energy_pj"] > 0 and overhead["dram_bytes"] > 0 and overhead["area_um2"] > 0
+    o = report.overhead
+    assert o.cycles > 0 and o.energy_pj > 0 and o.dram_bytes > 0 and o.area_um2 > 0
     requantizing = {op.name for op in small_program.ops if getattr(op, "requant", None) is not None}
-    for row in report["layers"]:
-        assert row["uses_borders"] == (row["name"] in requantizing)
-        for key in ("cycles", "energy_pj", "dram_bytes"):
-            assert (row["border_overhead"][key] > 0) == row["uses_borders"], (row["name"], key)
+    for row in report.layers:
+        uses = row.aquant.layer.uses_borders
+        assert uses == (row.name in requantizing)
+        extra = row.overhead
+        assert (extra.cycles > 0, extra.energy_pj > 0, extra.dram_bytes > 0) == (uses, uses, uses), row.name
 
 
 def test_tensor_granularity_table_is_small(tensor_border_program):
