@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from aquant_sim import rounding
-from aquant_sim.errors import ArtifactError, UnsupportedError
+from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
 from aquant_sim.program import (
     BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
@@ -71,10 +71,14 @@ class _Graph:
         from onnx import numpy_helper
 
         self.path = path
-        self.constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.constants = {}
+        for tensor in model.graph.initializer:
+            self.constants[tensor.name] = self._array(numpy_helper, tensor, f"initializer '{tensor.name}'")
         for node in model.graph.node:
             if node.op_type == "Constant":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                if len(node.attribute) != 1 or not node.output:
+                    raise ArtifactError(f"{path}: Constant node '{node.name}' must hold one tensor")
+                self.constants[node.output[0]] = self._array(numpy_helper, node.attribute[0].t, f"Constant '{node.output[0]}'")
         self.nodes = [n for n in model.graph.node if n.op_type != "Constant"]
         self.producer = {out: node for node in self.nodes for out in node.output}
         self.consumers: dict[str, list] = {}
@@ -84,6 +88,14 @@ class _Graph:
         self.tensors: dict[str, Tensor] = {}
         self.ops: list = []
         self.outputs = {o.name for o in model.graph.output}
+
+    def _array(self, numpy_helper, tensor, where: str) -> np.ndarray:
+        """A tensor of the file as an array; a tensor whose data does not match its declared
+        type and shape is an ArtifactError naming it."""
+        try:
+            return numpy_helper.to_array(tensor)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ArtifactError(f"{self.path}: {where}: malformed tensor data: {error}") from None
 
     def fail(self, node, message: str):
         raise UnsupportedError(f"{self.path}: node '{node.name or node.output[0]}' ({node.op_type}): {message}")
@@ -366,15 +378,26 @@ def import_onnx(path) -> ImportedModel:
         if node.op_type in _QDQ:
             continue
         if node.op_type in _QOPERATOR_HANDLERS:
-            _QOPERATOR_HANDLERS[node.op_type](graph, node)
-        elif node.op_type in ("MaxPool", "Flatten") and node.input[0] in graph.tensors:
-            _integer_pass_through(graph, node)
+            handler = _QOPERATOR_HANDLERS[node.op_type]
+        elif node.op_type in ("MaxPool", "Flatten") and node.input and node.input[0] in graph.tensors:
+            handler = _integer_pass_through
         elif node.op_type in _HANDLERS:
-            _HANDLERS[node.op_type](graph, node)
+            handler = _HANDLERS[node.op_type]
         else:
             graph.fail(node, f"op type {node.op_type} is not supported (supported: {supported})")
+        try:
+            handler(graph, node)
+        except ProgramError as error:
+            graph.fail(node, str(error))
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            # A node of a well-formed model cannot get here: missing inputs or attributes, or
+            # attributes of the wrong type, in a damaged file.
+            graph.fail(node, f"malformed node ({type(error).__name__}: {error})")
     if not graph.ops:
         raise UnsupportedError(f"{path}: the model has no op the importer translates")
-    program = Program(tuple(graph.tensors.values()), tuple(graph.ops), program_input, graph.ops[-1].output,
-                      BorderTable.nearest(1), ACCUMULATOR_BITS, rounding.OverflowPolicy.WRAP)
+    try:
+        program = Program(tuple(graph.tensors.values()), tuple(graph.ops), program_input, graph.ops[-1].output,
+                          BorderTable.nearest(1), ACCUMULATOR_BITS, rounding.OverflowPolicy.WRAP)
+    except ProgramError as error:
+        raise UnsupportedError(f"{path}: the translated program is invalid: {error}") from None
     return ImportedModel(program, graph_input, path)

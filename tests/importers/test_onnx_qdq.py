@@ -5,8 +5,10 @@ onnxruntime's integers on every tensor."""
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from aquant_sim.errors import ArtifactError, UnsupportedError
+from aquant_sim.errors import AquantError, ArtifactError, UnsupportedError
 from aquant_sim.importers.onnx_qdq import import_onnx
 from aquant_sim.importers.onnxruntime_run import kernels, run_tensors
 from aquant_sim.program import OpKind
@@ -96,3 +98,25 @@ def test_relu_between_equal_quantizations_is_a_clamp(tmp_path, batch):
     runtime = run_tensors(path, imported.graph_input, imported.program, batch)
     result = Simulator(imported.program, Backend.REFERENCE).run(runtime["xq"].astype(np.int32), keep_tensors=True)
     assert np.array_equal(result.tensors["rq"], runtime["rq"]) and runtime["rq"].min() == -10
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_model_never_crashes(plain_model, tmp_path, data):
+    """Random byte flips and cuts of a quantized model either import (and then simulate on both
+    backends without an error) or raise one of the project's errors naming the file."""
+    raw = bytearray(plain_model.read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = raw[: data.draw(st.integers(1, len(raw)))]
+    path = tmp_path / "mutated.onnx"
+    path.write_bytes(bytes(raw))
+    try:
+        program = import_onnx(path).program
+    except AquantError as error:
+        assert str(path) in str(error) and "\n" not in str(error), str(error)
+        return
+    quant = program.input_tensor.quant
+    levels = np.random.default_rng(0).integers(quant.qmin, quant.qmax + 1, size=(1, *program.input_tensor.shape))
+    fast, slow = (Simulator(program, backend).run(levels).output for backend in (Backend.NUMBA, Backend.REFERENCE))
+    assert np.array_equal(fast, slow)
