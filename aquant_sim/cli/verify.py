@@ -9,6 +9,7 @@ prints the float-model measurement (informational, docs/contract.md).
 
 from __future__ import annotations
 
+import argparse
 import zipfile
 
 import numpy as np
@@ -28,7 +29,7 @@ COMPARED = (Backend.NUMBA, Backend.REFERENCE)
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("verify", help="check that numba, the reference and dumps agree bit for bit",
-                                   description=__doc__.splitlines()[0])
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", help="program file written by save_program (.aqp)")
     parser.add_argument("--input", required=True, help=".npy batch (N, ...)")
     parser.add_argument("--expect", help=".npz of integer dumps: one array (N, ...) per tensor name")
