@@ -30,6 +30,16 @@ class Dataflow(enum.Enum):
     """Input stationary: each PE holds one input; weights stream right, partial sums down."""
 
 
+class MemoryModel(enum.Enum):
+    """How ``memory.py`` computes the DRAM traffic of an array layer."""
+
+    FOLD = "fold"
+    """Reuse per operand is all or nothing: fetched once when the whole operand fits half its
+    buffer, else once per pass of the fold schedule."""
+    TILING = "tiling"
+    """The loop order and tile sizes with the least traffic (``tiling.py``)."""
+
+
 def _check_int(section: str, name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{section}.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
@@ -76,10 +86,19 @@ class MemoryConfig:
     filter_sram_kib: float = 256.0
     ofmap_sram_kib: float = 256.0
     dram_bytes_per_cycle: float = 16.0
+    model: MemoryModel = MemoryModel.FOLD
 
     def __post_init__(self):
         for f in fields(self):
-            check_positive("memory", f.name, getattr(self, f.name))
+            if f.name != "model":
+                check_positive("memory", f.name, getattr(self, f.name))
+        if isinstance(self.model, str):
+            try:
+                object.__setattr__(self, "model", MemoryModel(self.model.lower()))
+            except ValueError:
+                pass
+        if not isinstance(self.model, MemoryModel):
+            raise ConfigError(f"memory.model: must be one of {', '.join(m.value for m in MemoryModel)}, got {self.model!r}")
 
     @property
     def ifmap_bytes(self) -> int:

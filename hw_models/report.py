@@ -115,7 +115,8 @@ def describe_config(config: AcceleratorConfig) -> str:
     a, m, b = config.array, config.memory, config.border_unit
     return (f"accelerator '{config.name}': {a.rows}x{a.cols} {a.dataflow.name}, {a.clock_mhz:g} MHz, "
             f"SRAM {m.ifmap_sram_kib:g}/{m.filter_sram_kib:g}/{m.ofmap_sram_kib:g} KiB, "
-            f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, border unit F={b.frac_bits} x{b.lanes} lanes")
+            f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, memory model {m.model.value}, "
+            f"border unit F={b.frac_bits} x{b.lanes} lanes")
 
 
 def format_report(report: HardwareReport) -> str:
@@ -174,6 +175,8 @@ def _layer_json(row: LayerComparison) -> dict:
         "zero_fraction": aq.zero_fraction, "overflows": aq.overflows,
         "uses_borders": layer.uses_borders, "border_lookups": aq.border.lookups,
         "border_table_bytes": aq.border.table_bytes,
+        "tiling": None if mem.tiling is None else {"order": mem.tiling.order.value, "tile_p": mem.tiling.tile_p,
+                                                   "tile_k": mem.tiling.tile_k, "tile_n": mem.tiling.tile_n},
         "rtn": {"cycles": rtn.cycles, "energy_pj": rtn.energy.total, "dram_bytes": rtn.memory.dram_total},
         "border_overhead": _overhead_json(row.overhead),
     }
@@ -201,7 +204,7 @@ def report_json(report: HardwareReport) -> dict:
         "config": {"name": c.name, "rows": array.rows, "cols": array.cols, "dataflow": array.dataflow.value,
                    "clock_mhz": array.clock_mhz, "ifmap_sram_kib": c.memory.ifmap_sram_kib,
                    "filter_sram_kib": c.memory.filter_sram_kib, "ofmap_sram_kib": c.memory.ofmap_sram_kib,
-                   "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle,
+                   "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle, "memory_model": c.memory.model.value,
                    "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes},
         "counters_used": report.counters_used,
         "layers": [_layer_json(row) for row in report.layers],
