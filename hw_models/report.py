@@ -171,7 +171,8 @@ def _layer_json(row: LayerComparison) -> dict:
         "sram_write_bytes": mem.ofmap_sram_write,
         "dram_read_bytes": mem.dram_read, "dram_write_bytes": mem.dram_write, "spill_bytes": mem.spill,
         "energy_pj": {"mac": en.mac, "vector": en.vector, "requant": en.requant, "border": en.border,
-                      "sram": en.sram, "dram": en.dram, "total": en.total},
+                      "sram": en.sram, "dram": en.dram, "zero_point": en.zero_point, "total": en.total},
+        "row_sum_adds": layer.row_sum_adds,
         "zero_fraction": aq.zero_fraction, "overflows": aq.overflows,
         "uses_borders": layer.uses_borders, "border_lookups": aq.border.lookups,
         "border_table_bytes": aq.border.table_bytes,
@@ -217,7 +218,7 @@ def report_json(report: HardwareReport) -> dict:
 CSV_COLUMNS = ("name", "kind", "engine", "macs", "compute_cycles", "stall_cycles", "border_cycles", "cycles",
                "utilization", "sram_read_bytes", "sram_write_bytes", "dram_read_bytes", "dram_write_bytes",
                "spill_bytes", "energy_mac_pj", "energy_vector_pj", "energy_requant_pj", "energy_border_pj",
-               "energy_sram_pj", "energy_dram_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
+               "energy_sram_pj", "energy_dram_pj", "energy_zero_point_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
                "border_extra_cycles", "border_extra_energy_pj", "border_extra_dram_bytes", "border_cycles_pct",
                "border_energy_pct", "border_dram_bytes_pct", "zero_fraction", "overflows")
 
@@ -233,7 +234,7 @@ def _csv_row(row: LayerComparison) -> list:
     return [layer.name, layer.kind.value, layer.engine.value, layer.macs, e.compute_cycles, e.stall_cycles,
             e.border.extra_cycles, e.cycles, e.utilization, mem.ifmap_sram_read + mem.filter_sram_read + mem.ofmap_sram_read,
             mem.ofmap_sram_write, mem.dram_read, mem.dram_write, mem.spill, en.mac, en.vector, en.requant, en.border,
-            en.sram, en.dram, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
+            en.sram, en.dram, en.zero_point, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
             "" if e.overflows is None else e.overflows]
 
 
