@@ -123,6 +123,17 @@ class VectorConfig:
         _check_int("vector", "lanes", self.lanes, 1, 1 << 14)
 
 
+class TableResidency(enum.Enum):
+    """Where the border tables live between uses."""
+
+    PER_LAYER = "per_layer"
+    """The unit holds one layer's table: each layer that uses borders loads its table from DRAM
+    before it starts, on every inference."""
+    RESIDENT = "resident"
+    """The unit holds every layer's table and keeps it across inferences: loaded once, so an
+    inference reads no table from DRAM and waits for no load (the storage is the sum of all tables)."""
+
+
 @dataclass(frozen=True)
 class BorderUnitConfig:
     """The requantizer's output stage: ``lanes`` elements a cycle, each through one comparator
@@ -132,11 +143,20 @@ class BorderUnitConfig:
     frac_bits: int = 8
     lanes: int = 32
     pipeline_stages: int = 1
+    residency: TableResidency = TableResidency.PER_LAYER
 
     def __post_init__(self):
         _check_int("border_unit", "frac_bits", self.frac_bits, 1, 30)
         _check_int("border_unit", "lanes", self.lanes, 1, 1 << 14)
         _check_int("border_unit", "pipeline_stages", self.pipeline_stages, 0, 64)
+        if isinstance(self.residency, str):
+            try:
+                object.__setattr__(self, "residency", TableResidency(self.residency.lower()))
+            except ValueError:
+                pass
+        if not isinstance(self.residency, TableResidency):
+            raise ConfigError(f"border_unit.residency: must be one of {', '.join(r.value for r in TableResidency)}, "
+                              f"got {self.residency!r}")
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
     sram = 8 * (memory.ifmap_sram_read * costs.sram_pj_per_bit(mem.ifmap_bytes)
                 + memory.filter_sram_read * costs.sram_pj_per_bit(mem.filter_bytes)
                 + (memory.ofmap_sram_write + memory.ofmap_sram_read) * costs.sram_pj_per_bit(mem.ofmap_bytes))
-    dram = 8 * (memory.dram_total - border.table_bytes) * costs.dram_pj_per_bit
+    dram = 8 * (memory.dram_total - border.loaded_bytes) * costs.dram_pj_per_bit
     zero_point = (layer.row_sum_adds * costs.add_pj(acc)
                   + layer.zero_point_corrections * (costs.mul_pj(layer.weight_bits, acc) + costs.add_pj(acc)))
     return LayerEnergy(mac, vector, requant, border.energy_pj, sram, dram, zero_point)

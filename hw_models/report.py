@@ -116,7 +116,7 @@ def describe_config(config: AcceleratorConfig) -> str:
     return (f"accelerator '{config.name}': {a.rows}x{a.cols} {a.dataflow.name}, {a.clock_mhz:g} MHz, "
             f"SRAM {m.ifmap_sram_kib:g}/{m.filter_sram_kib:g}/{m.ofmap_sram_kib:g} KiB, "
             f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, memory model {m.model.value}, "
-            f"border unit F={b.frac_bits} x{b.lanes} lanes")
+            f"border unit F={b.frac_bits} x{b.lanes} lanes, tables {b.residency.value}")
 
 
 def format_report(report: HardwareReport) -> str:
@@ -206,7 +206,8 @@ def report_json(report: HardwareReport) -> dict:
                    "clock_mhz": array.clock_mhz, "ifmap_sram_kib": c.memory.ifmap_sram_kib,
                    "filter_sram_kib": c.memory.filter_sram_kib, "ofmap_sram_kib": c.memory.ofmap_sram_kib,
                    "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle, "memory_model": c.memory.model.value,
-                   "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes},
+                   "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes,
+                   "border_tables": c.border_unit.residency.value},
         "counters_used": report.counters_used,
         "layers": [_layer_json(row) for row in report.layers],
         "totals": {"aquant": _totals_json(report.aquant), "rtn": _totals_json(report.rtn),
