@@ -40,6 +40,17 @@ class MemoryModel(enum.Enum):
     """The loop order and tile sizes with the least traffic (``tiling.py``)."""
 
 
+def _check_enum(section_obj, section: str, name: str, kind: type[enum.Enum]) -> None:
+    """Accept a member of ``kind`` or its value as a string (any case, as TOML gives it); store
+    the member on the frozen dataclass, or raise ConfigError naming ``section.name``."""
+    value = getattr(section_obj, name)
+    if isinstance(value, str) and value.lower() in {m.value for m in kind}:
+        value = kind(value.lower())
+        object.__setattr__(section_obj, name, value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{section}.{name}: must be one of {', '.join(m.value for m in kind)}, got {value!r}")
+
+
 def _check_int(section: str, name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{section}.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
@@ -64,13 +75,7 @@ class ArrayConfig:
     def __post_init__(self):
         _check_int("array", "rows", self.rows, 1, 1 << 14)
         _check_int("array", "cols", self.cols, 1, 1 << 14)
-        if isinstance(self.dataflow, str):
-            try:
-                object.__setattr__(self, "dataflow", Dataflow(self.dataflow.lower()))
-            except ValueError:
-                raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}") from None
-        if not isinstance(self.dataflow, Dataflow):
-            raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}")
+        _check_enum(self, "array", "dataflow", Dataflow)
         check_positive("array", "clock_mhz", self.clock_mhz)
         _check_int("array", "operand_bits", self.operand_bits, 2, 16)
         _check_int("array", "accumulator_bits", self.accumulator_bits, 8, 64)
@@ -92,13 +97,7 @@ class MemoryConfig:
         for f in fields(self):
             if f.name != "model":
                 check_positive("memory", f.name, getattr(self, f.name))
-        if isinstance(self.model, str):
-            try:
-                object.__setattr__(self, "model", MemoryModel(self.model.lower()))
-            except ValueError:
-                pass
-        if not isinstance(self.model, MemoryModel):
-            raise ConfigError(f"memory.model: must be one of {', '.join(m.value for m in MemoryModel)}, got {self.model!r}")
+        _check_enum(self, "memory", "model", MemoryModel)
 
     @property
     def ifmap_bytes(self) -> int:
@@ -149,14 +148,7 @@ class BorderUnitConfig:
         _check_int("border_unit", "frac_bits", self.frac_bits, 1, 30)
         _check_int("border_unit", "lanes", self.lanes, 1, 1 << 14)
         _check_int("border_unit", "pipeline_stages", self.pipeline_stages, 0, 64)
-        if isinstance(self.residency, str):
-            try:
-                object.__setattr__(self, "residency", TableResidency(self.residency.lower()))
-            except ValueError:
-                pass
-        if not isinstance(self.residency, TableResidency):
-            raise ConfigError(f"border_unit.residency: must be one of {', '.join(r.value for r in TableResidency)}, "
-                              f"got {self.residency!r}")
+        _check_enum(self, "border_unit", "residency", TableResidency)
 
 
 @dataclass(frozen=True)
