@@ -70,7 +70,10 @@ class WeightQuantizer(nn.Module):
         """Per channel, the scale of least squared error with nearest rounding among
         ``s = a * max|w| / 2^(b-1)``, ``a`` in (0, 1.25]."""
         flat = w.reshape(w.shape[0], -1)
-        peak = flat.abs().amax(dim=1).clamp_min(1e-12)
+        peak = flat.abs().amax(dim=1)
+        # An all-zero (dead) channel takes its layer's largest peak: its integers are 0 and its
+        # scale, bias integer and multiplier stay in the layer's range (frontend/channels.py).
+        peak = torch.where(peak > 0, peak, peak.max()).clamp_min(1e-12)
         best, best_err = None, None
         for a in torch.linspace(1.25 / SEARCH_STEPS, 1.25, SEARCH_STEPS):
             s = peak * a / (1 << (self.bits - 1))
