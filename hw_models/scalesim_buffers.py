@@ -283,10 +283,17 @@ def simulate(ifmap, filters, ofmap, user, pa_i, pa_f, indptr_i, lines_i, indptr_
                      ws[W_DRAM_MIN], ws[W_DRAM_MAX], ws[W_ACCESS]], dtype=np.int64)
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values (sort-based: numpy's hash-based ``unique`` is far slower on
+    the millions of addresses of a large layer)."""
+    values = np.sort(values)
+    return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
+
+
 def dense_ids(demand: np.ndarray, prefetch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense word ids for a demand matrix and the sorted distinct words they index; a demanded
     word absent from the prefetch order is an InputError (SCALE-Sim would never find it)."""
-    words = np.unique(prefetch[prefetch >= 0])
+    words = _distinct(prefetch[prefetch >= 0])
     ids = np.searchsorted(words, demand)
     valid = demand >= 0
     if not np.array_equal(words[np.minimum(ids[valid], len(words) - 1)], demand[valid]):
@@ -301,7 +308,7 @@ def line_index(prefetch: np.ndarray, words: np.ndarray, set_words: int) -> tuple
     valid = prefetch[prefetch >= 0]
     num_lines = len(valid) // set_words + 1
     ids = np.searchsorted(words, valid)
-    pairs = np.unique(ids * num_lines + np.arange(len(valid)) // set_words)
+    pairs = _distinct(ids * num_lines + np.arange(len(valid)) // set_words)
     owner, lines = np.divmod(pairs, num_lines)
     indptr = np.searchsorted(owner, np.arange(len(words) + 1))
     return indptr.astype(np.int64), lines.astype(np.int64), num_lines
