@@ -2,17 +2,24 @@
 same accelerator with a plain round-to-nearest (RTN) requantizer, and the border unit's overhead
 as absolute figures and as percentages of the RTN design.
 
-``build_report(program, config, counters=None)`` returns a plain dict (JSON-ready);
-``format_table``, ``write_json`` and ``write_csv`` render it. Units: cycles, bytes, pJ, um^2.
+``build_report(program, config, counters=None)`` returns a :class:`HardwareReport`: typed, frozen
+dataclasses all the way down (the two :class:`~hw_models.estimate.NetworkEstimate` and the
+overheads derived from them). The renderers read its fields: ``format_report`` (terminal, through
+the project's one table formatter :func:`aquant_sim.table.format_table`), ``write_csv``, and
+``report_json`` (the JSON document; writing it is the caller's, with the one atomic writer) and
+``hw_models.plots``. Units: cycles, bytes, pJ, um^2.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
+from aquant_sim.atomic import atomic_write
 from aquant_sim.program import Program
+from aquant_sim.table import format_table
 from hw_models.config import AcceleratorConfig
 from hw_models.estimate import LayerEstimate, NetworkEstimate, estimate
 
@@ -21,14 +28,141 @@ def _pct(extra: float, base: float) -> float:
     return 100.0 * extra / base if base else 0.0
 
 
-def _layer_row(aq: LayerEstimate, rtn: LayerEstimate) -> dict:
+@dataclass(frozen=True)
+class Overhead:
+    """The AQuant design minus the RTN design, and the RTN figures the percentages are of."""
+
+    cycles: int
+    energy_pj: float
+    dram_bytes: int
+    rtn_cycles: int
+    rtn_energy_pj: float
+    rtn_dram_bytes: int
+
+    @property
+    def cycles_pct(self) -> float:
+        return _pct(self.cycles, self.rtn_cycles)
+
+    @property
+    def energy_pct(self) -> float:
+        return _pct(self.energy_pj, self.rtn_energy_pj)
+
+    @property
+    def dram_bytes_pct(self) -> float:
+        return _pct(self.dram_bytes, self.rtn_dram_bytes)
+
+
+@dataclass(frozen=True)
+class NetworkOverhead(Overhead):
+    """The network's overhead: the per-inference figures plus the area and the table storage."""
+
+    area_um2: float
+    rtn_area_um2: float
+    storage_bits: int
+
+    @property
+    def area_pct(self) -> float:
+        return _pct(self.area_um2, self.rtn_area_um2)
+
+
+@dataclass(frozen=True)
+class LayerComparison:
+    """One costed layer in both designs."""
+
+    aquant: LayerEstimate
+    rtn: LayerEstimate
+
+    @property
+    def name(self) -> str:
+        return self.aquant.layer.name
+
+    @property
+    def overhead(self) -> Overhead:
+        a, r = self.aquant, self.rtn
+        return Overhead(a.cycles - r.cycles, a.energy.total - r.energy.total, a.memory.dram_total - r.memory.dram_total,
+                        r.cycles, r.energy.total, r.memory.dram_total)
+
+
+@dataclass(frozen=True)
+class HardwareReport:
+    """One program on one accelerator, with AQuant's border unit and with an RTN requantizer."""
+
+    config: AcceleratorConfig
+    counters_used: bool
+    aquant: NetworkEstimate
+    rtn: NetworkEstimate
+
+    @property
+    def layers(self) -> tuple[LayerComparison, ...]:
+        return tuple(LayerComparison(a, r) for a, r in zip(self.aquant.layers, self.rtn.layers))
+
+    @property
+    def overhead(self) -> NetworkOverhead:
+        a, r = self.aquant, self.rtn
+        return NetworkOverhead(a.cycles - r.cycles, a.energy_pj - r.energy_pj, a.dram_bytes - r.dram_bytes,
+                               r.cycles, r.energy_pj, r.dram_bytes,
+                               a.area.total - r.area.total, r.area.total, a.border_storage_bits)
+
+
+def build_report(program: Program, config: AcceleratorConfig, counters=None) -> HardwareReport:
+    """Estimate the program with AQuant's border unit and with an RTN requantizer."""
+    return HardwareReport(config, counters is not None, estimate(program, config, counters, borders=True),
+                          estimate(program, config, counters, borders=False))
+
+
+def describe_config(config: AcceleratorConfig) -> str:
+    """One line naming the accelerator a report is for."""
+    a, m, b = config.array, config.memory, config.border_unit
+    return (f"accelerator '{config.name}': {a.rows}x{a.cols} {a.dataflow.name}, {a.clock_mhz:g} MHz, "
+            f"SRAM {m.ifmap_sram_kib:g}/{m.filter_sram_kib:g}/{m.ofmap_sram_kib:g} KiB, "
+            f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, memory model {m.model.value}, "
+            f"border unit F={b.frac_bits} x{b.lanes} lanes, tables {b.residency.value}")
+
+
+def format_report(report: HardwareReport) -> str:
+    """The terminal view: one line per layer, then the totals and the border unit's overhead."""
+    header = ["layer", "kind", "compute", "stall", "border+", "util%", "DRAM KB", "energy uJ", "dE%"]
+    if report.counters_used:
+        header += ["zero%", "ovfl"]
+    rows = []
+    for row in report.layers:
+        e = row.aquant
+        cells = [row.name, e.layer.kind.value, f"{e.compute_cycles:,}", f"{e.stall_cycles:,}",
+                 f"{e.border.extra_cycles:,}", f"{100 * e.utilization:.1f}", f"{e.memory.dram_total / 1e3:.1f}",
+                 f"{e.energy.total / 1e6:.3f}", f"{row.overhead.energy_pct:.2f}"]
+        if report.counters_used:
+            cells += [f"{100 * e.zero_fraction:.1f}", "-" if e.overflows is None else e.overflows]
+        rows.append(cells)
+    t, r, o = report.aquant, report.rtn, report.overhead
+    border_cycles = sum(e.border.extra_cycles for e in t.layers)
+    return "\n".join([
+        describe_config(report.config),
+        format_table(header, rows),
+        f"total: {t.cycles:,} cycles ({t.compute_cycles:,} compute, {t.stall_cycles:,} stall, "
+        f"{border_cycles:,} border), {1e3 * t.seconds:.3f} ms, utilisation {100 * t.utilization:.1f} %",
+        f"       energy {t.energy_pj / 1e6:,.2f} uJ, DRAM {t.dram_bytes / 1e6:,.2f} MB, "
+        f"footprint {t.footprint_bytes / 1e6:,.2f} MB, area {t.area.total / 1e6:.3f} mm^2",
+        f"round-to-nearest requantizer: {r.cycles:,} cycles, {r.energy_pj / 1e6:,.2f} uJ, "
+        f"DRAM {r.dram_bytes / 1e6:,.2f} MB, area {r.area.total / 1e6:.3f} mm^2",
+        f"border unit overhead: +{o.cycles:,} cycles ({o.cycles_pct:.3f} %), +{o.energy_pj / 1e6:,.3f} uJ "
+        f"({o.energy_pct:.3f} %), +{o.dram_bytes:,} DRAM bytes ({o.dram_bytes_pct:.3f} %), "
+        f"+{o.area_um2 / 1e6:.4f} mm^2 ({o.area_pct:.3f} %), table {o.storage_bits:,} bits",
+    ])
+
+
+def _overhead_json(o: Overhead) -> dict:
+    return {"cycles": o.cycles, "energy_pj": o.energy_pj, "dram_bytes": o.dram_bytes,
+            "cycles_pct": o.cycles_pct, "energy_pct": o.energy_pct, "dram_bytes_pct": o.dram_bytes_pct}
+
+
+def _layer_json(row: LayerComparison) -> dict:
+    aq, rtn = row.aquant, row.rtn
     layer, mem, en = aq.layer, aq.memory, aq.energy
-    extra = {"cycles": aq.cycles - rtn.cycles, "energy_pj": en.total - rtn.energy.total,
-             "dram_bytes": mem.dram_total - rtn.memory.dram_total}
+    gemm = layer.gemm
     return {
         "name": layer.name, "kind": layer.kind.value, "engine": layer.engine.value,
-        "gemm": None if layer.gemm is None else {"pixels": layer.gemm.pixels, "window": layer.gemm.window,
-                                                 "filters": layer.gemm.filters, "groups": layer.gemm.groups},
+        "gemm": None if gemm is None else {"pixels": gemm.pixels, "window": gemm.window,
+                                           "filters": gemm.filters, "groups": gemm.groups},
         "macs": layer.macs, "vector_ops": layer.vector_ops,
         "compute_cycles": aq.compute_cycles, "stall_cycles": aq.stall_cycles,
         "border_cycles": aq.border.extra_cycles, "cycles": aq.cycles, "utilization": aq.utilization,
@@ -37,18 +171,19 @@ def _layer_row(aq: LayerEstimate, rtn: LayerEstimate) -> dict:
         "sram_write_bytes": mem.ofmap_sram_write,
         "dram_read_bytes": mem.dram_read, "dram_write_bytes": mem.dram_write, "spill_bytes": mem.spill,
         "energy_pj": {"mac": en.mac, "vector": en.vector, "requant": en.requant, "border": en.border,
-                      "sram": en.sram, "dram": en.dram, "total": en.total},
+                      "sram": en.sram, "dram": en.dram, "zero_point": en.zero_point, "total": en.total},
+        "row_sum_adds": layer.row_sum_adds,
         "zero_fraction": aq.zero_fraction, "overflows": aq.overflows,
         "uses_borders": layer.uses_borders, "border_lookups": aq.border.lookups,
         "border_table_bytes": aq.border.table_bytes,
+        "tiling": None if mem.tiling is None else {"order": mem.tiling.order.value, "tile_p": mem.tiling.tile_p,
+                                                   "tile_k": mem.tiling.tile_k, "tile_n": mem.tiling.tile_n},
         "rtn": {"cycles": rtn.cycles, "energy_pj": rtn.energy.total, "dram_bytes": rtn.memory.dram_total},
-        "border_overhead": {**extra, "cycles_pct": _pct(extra["cycles"], rtn.cycles),
-                            "energy_pct": _pct(extra["energy_pj"], rtn.energy.total),
-                            "dram_bytes_pct": _pct(extra["dram_bytes"], rtn.memory.dram_total)},
+        "border_overhead": _overhead_json(row.overhead),
     }
 
 
-def _totals(net: NetworkEstimate) -> dict:
+def _totals_json(net: NetworkEstimate) -> dict:
     area = net.area
     return {
         "cycles": net.cycles, "compute_cycles": net.compute_cycles, "stall_cycles": net.stall_cycles,
@@ -61,100 +196,63 @@ def _totals(net: NetworkEstimate) -> dict:
     }
 
 
-def build_report(program: Program, config: AcceleratorConfig, counters=None) -> dict:
-    """Estimate the program with AQuant's border unit and with an RTN requantizer, and compare."""
-    aq = estimate(program, config, counters, borders=True)
-    rtn = estimate(program, config, counters, borders=False)
-    totals_aq, totals_rtn = _totals(aq), _totals(rtn)
-    overhead = {
-        "cycles": aq.cycles - rtn.cycles, "energy_pj": aq.energy_pj - rtn.energy_pj,
-        "dram_bytes": aq.dram_bytes - rtn.dram_bytes, "area_um2": aq.area.total - rtn.area.total,
-        "storage_bits": aq.border_storage_bits,
-    }
-    overhead.update({
-        "cycles_pct": _pct(overhead["cycles"], rtn.cycles), "energy_pct": _pct(overhead["energy_pj"], rtn.energy_pj),
-        "dram_bytes_pct": _pct(overhead["dram_bytes"], rtn.dram_bytes), "area_pct": _pct(overhead["area_um2"], rtn.area.total),
-    })
-    array = config.array
+def report_json(report: HardwareReport) -> dict:
+    """The report as a JSON document (plain dicts and numbers): the config, a row per layer and
+    the totals of both designs with the overhead."""
+    c, o = report.config, report.overhead
+    array = c.array
     return {
-        "config": {"name": config.name, "rows": array.rows, "cols": array.cols, "dataflow": array.dataflow.value,
-                   "clock_mhz": array.clock_mhz, "ifmap_sram_kib": config.memory.ifmap_sram_kib,
-                   "filter_sram_kib": config.memory.filter_sram_kib, "ofmap_sram_kib": config.memory.ofmap_sram_kib,
-                   "dram_bytes_per_cycle": config.memory.dram_bytes_per_cycle,
-                   "border_frac_bits": config.border_unit.frac_bits, "border_lanes": config.border_unit.lanes},
-        "counters_used": counters is not None,
-        "layers": [_layer_row(a, r) for a, r in zip(aq.layers, rtn.layers)],
-        "totals": {"aquant": totals_aq, "rtn": totals_rtn, "border_overhead": overhead},
+        "config": {"name": c.name, "rows": array.rows, "cols": array.cols, "dataflow": array.dataflow.value,
+                   "clock_mhz": array.clock_mhz, "ifmap_sram_kib": c.memory.ifmap_sram_kib,
+                   "filter_sram_kib": c.memory.filter_sram_kib, "ofmap_sram_kib": c.memory.ofmap_sram_kib,
+                   "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle, "memory_model": c.memory.model.value,
+                   "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes,
+                   "border_tables": c.border_unit.residency.value},
+        "counters_used": report.counters_used,
+        "layers": [_layer_json(row) for row in report.layers],
+        "totals": {"aquant": _totals_json(report.aquant), "rtn": _totals_json(report.rtn),
+                   "border_overhead": {**_overhead_json(o), "area_um2": o.area_um2, "area_pct": o.area_pct,
+                                       "storage_bits": o.storage_bits}},
     }
-
-
-def format_table(report: dict) -> str:
-    """The terminal view: one line per layer, then the totals and the border unit's overhead."""
-    c = report["config"]
-    lines = [f"accelerator '{c['name']}': {c['rows']}x{c['cols']} {c['dataflow'].upper()}, {c['clock_mhz']:g} MHz, "
-             f"SRAM {c['ifmap_sram_kib']:g}/{c['filter_sram_kib']:g}/{c['ofmap_sram_kib']:g} KiB, "
-             f"DRAM {c['dram_bytes_per_cycle']:g} B/cycle, border unit F={c['border_frac_bits']} x{c['border_lanes']} lanes"]
-    header = f"{'layer':<22} {'kind':<14} {'compute':>10} {'stall':>10} {'border+':>8} {'util%':>6} {'DRAM KB':>9} {'energy uJ':>10} {'dE%':>6}"
-    if report["counters_used"]:
-        header += f" {'zero%':>6} {'ovfl':>6}"
-    lines += [header, "-" * len(header)]
-    for row in report["layers"]:
-        line = (f"{row['name'][:22]:<22} {row['kind']:<14} {row['compute_cycles']:>10,} {row['stall_cycles']:>10,} "
-                f"{row['border_cycles']:>8,} {100 * row['utilization']:>6.1f} "
-                f"{(row['dram_read_bytes'] + row['dram_write_bytes']) / 1e3:>9.1f} {row['energy_pj']['total'] / 1e6:>10.3f} "
-                f"{row['border_overhead']['energy_pct']:>6.2f}")
-        if report["counters_used"]:
-            line += f" {100 * row['zero_fraction']:>6.1f} {row['overflows'] if row['overflows'] is not None else '-':>6}"
-        lines.append(line)
-    t, r, o = report["totals"]["aquant"], report["totals"]["rtn"], report["totals"]["border_overhead"]
-    lines += [
-        "-" * len(header),
-        f"total: {t['cycles']:,} cycles ({t['compute_cycles']:,} compute, {t['stall_cycles']:,} stall, "
-        f"{t['border_cycles']:,} border), {1e3 * t['seconds']:.3f} ms, utilisation {100 * t['utilization']:.1f} %",
-        f"       energy {t['energy_pj'] / 1e6:,.2f} uJ, DRAM {t['dram_bytes'] / 1e6:,.2f} MB, "
-        f"footprint {t['footprint_bytes'] / 1e6:,.2f} MB, area {t['area_um2']['total'] / 1e6:.3f} mm^2",
-        f"round-to-nearest requantizer: {r['cycles']:,} cycles, {r['energy_pj'] / 1e6:,.2f} uJ, "
-        f"DRAM {r['dram_bytes'] / 1e6:,.2f} MB, area {r['area_um2']['total'] / 1e6:.3f} mm^2",
-        f"border unit overhead: +{o['cycles']:,} cycles ({o['cycles_pct']:.3f} %), +{o['energy_pj'] / 1e6:,.3f} uJ "
-        f"({o['energy_pct']:.3f} %), +{o['dram_bytes']:,} DRAM bytes ({o['dram_bytes_pct']:.3f} %), "
-        f"+{o['area_um2'] / 1e6:.4f} mm^2 ({o['area_pct']:.3f} %), table {o['storage_bits']:,} bits",
-    ]
-    return "\n".join(lines)
-
-
-def write_json(report: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
 
 
 CSV_COLUMNS = ("name", "kind", "engine", "macs", "compute_cycles", "stall_cycles", "border_cycles", "cycles",
                "utilization", "sram_read_bytes", "sram_write_bytes", "dram_read_bytes", "dram_write_bytes",
                "spill_bytes", "energy_mac_pj", "energy_vector_pj", "energy_requant_pj", "energy_border_pj",
-               "energy_sram_pj", "energy_dram_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
+               "energy_sram_pj", "energy_dram_pj", "energy_zero_point_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
                "border_extra_cycles", "border_extra_energy_pj", "border_extra_dram_bytes", "border_cycles_pct",
                "border_energy_pct", "border_dram_bytes_pct", "zero_fraction", "overflows")
 
 
-def _csv_row(row: dict) -> list:
-    e, rtn, o = row["energy_pj"], row["rtn"], row["border_overhead"]
-    flat = {**row, **{f"energy_{k}_pj": v for k, v in e.items() if k != "total"}, "energy_pj": e["total"],
-            "rtn_cycles": rtn["cycles"], "rtn_energy_pj": rtn["energy_pj"], "rtn_dram_bytes": rtn["dram_bytes"],
-            "border_extra_cycles": o["cycles"], "border_extra_energy_pj": o["energy_pj"],
-            "border_extra_dram_bytes": o["dram_bytes"], "border_cycles_pct": o["cycles_pct"],
-            "border_energy_pct": o["energy_pct"], "border_dram_bytes_pct": o["dram_bytes_pct"]}
-    return ["" if flat[c] is None else flat[c] for c in CSV_COLUMNS]
+def _overhead_cells(o: Overhead) -> list:
+    return [o.rtn_cycles, o.rtn_energy_pj, o.rtn_dram_bytes, o.cycles, o.energy_pj, o.dram_bytes,
+            o.cycles_pct, o.energy_pct, o.dram_bytes_pct]
 
 
-def write_csv(report: dict, path: str | Path) -> None:
-    """One row per layer, then a ``TOTAL`` row (network figures; per-layer-only columns empty)."""
-    t, r, o = report["totals"]["aquant"], report["totals"]["rtn"], report["totals"]["border_overhead"]
-    total = {"name": "TOTAL", "macs": t["macs"], "compute_cycles": t["compute_cycles"], "stall_cycles": t["stall_cycles"],
-             "border_cycles": t["border_cycles"], "cycles": t["cycles"], "utilization": t["utilization"],
-             "energy_pj": t["energy_pj"], "rtn_cycles": r["cycles"], "rtn_energy_pj": r["energy_pj"],
-             "rtn_dram_bytes": r["dram_bytes"], "border_extra_cycles": o["cycles"], "border_extra_energy_pj": o["energy_pj"],
-             "border_extra_dram_bytes": o["dram_bytes"], "border_cycles_pct": o["cycles_pct"],
-             "border_energy_pct": o["energy_pct"], "border_dram_bytes_pct": o["dram_bytes_pct"]}
-    with Path(path).open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(_csv_row(row) for row in report["layers"])
-        writer.writerow([total.get(c, "") for c in CSV_COLUMNS])
+def _csv_row(row: LayerComparison) -> list:
+    e = row.aquant
+    layer, mem, en = e.layer, e.memory, e.energy
+    return [layer.name, layer.kind.value, layer.engine.value, layer.macs, e.compute_cycles, e.stall_cycles,
+            e.border.extra_cycles, e.cycles, e.utilization, mem.ifmap_sram_read + mem.filter_sram_read + mem.ofmap_sram_read,
+            mem.ofmap_sram_write, mem.dram_read, mem.dram_write, mem.spill, en.mac, en.vector, en.requant, en.border,
+            en.sram, en.dram, en.zero_point, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
+            "" if e.overflows is None else e.overflows]
+
+
+def write_csv(report: HardwareReport, path: str | Path) -> None:
+    """One row per layer (``CSV_COLUMNS``), then a ``TOTAL`` row (network figures; per-layer-only
+    columns empty), written atomically."""
+    t = report.aquant
+    total = dict(zip(CSV_COLUMNS, [""] * len(CSV_COLUMNS)))
+    total.update(name="TOTAL", macs=t.macs, compute_cycles=t.compute_cycles, stall_cycles=t.stall_cycles,
+                 border_cycles=sum(e.border.extra_cycles for e in t.layers), cycles=t.cycles,
+                 utilization=t.utilization, energy_pj=t.energy_pj)
+    first = CSV_COLUMNS.index("rtn_cycles")
+    total.update(zip(CSV_COLUMNS[first:], _overhead_cells(report.overhead)))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_csv_row(row) for row in report.layers)
+    writer.writerow(total.values())
+    with atomic_write(path) as handle:
+        handle.write(text.getvalue().encode("utf-8"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from aquant_sim import __version__
 from aquant_sim.errors import AquantError
 
 SUBCOMMANDS = (
@@ -18,23 +19,37 @@ SUBCOMMANDS = (
     "aquant_sim.cli.evaluate",
     "aquant_sim.cli.simulate",
     "aquant_sim.cli.verify",
+    "aquant_sim.cli.import_model",
     "aquant_sim.cli.hw_report",
 )
 """Modules (imported lazily by name) that each register one subcommand, in help order."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with a usage error reported as one line (which option, what is wrong,
+    where the help is) instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="aquant", description="Adaptive activation rounding: calibrate, simulate bit-exactly, estimate hardware cost.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="aquant", description="Adaptive activation rounding: calibrate, simulate bit-exactly, estimate hardware cost.")
+    parser.add_argument("--version", action="version", version=f"aquant-sim {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one ``aquant`` command; return its exit status (2 for a usage error, 0 after --help)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed the help, the version or the usage error
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
     except (AquantError, OSError) as error:

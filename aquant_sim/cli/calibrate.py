@@ -10,35 +10,46 @@ level differences, per-unit reconstruction loss before and after, and the wall t
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from aquant_sim.program import BorderGranularity
+from aquant_sim.cli.arguments import bits, dataset, frac_bits, non_negative, positive, weights_file
+from aquant_sim.program import MAX_BITS, MIN_BITS, BorderGranularity
 from aquant_sim.simulator import Backend
+
+
+LONG_ITERS = 1000
+"""Iterations per unit above which calibrate warns before it starts: the published protocol's
+20,000 (the default) take hours per model on a CPU, a few hundred take minutes."""
 
 
 def register(subparsers) -> None:
     from aquant_sim.frontend.methods import Method
 
-    p = subparsers.add_parser("calibrate", help="quantize a model (post-training) and write its integer program")
-    p.add_argument("--model", required=True, help="zoo model name, e.g. resnet20 (must be the one the weights record)")
-    p.add_argument("--weights", required=True, type=Path, help="float weights (.npz written by aquant train)")
-    p.add_argument("--data", required=True, help="dataset name (fashion-mnist, ...) or image folder")
-    p.add_argument("--w-bits", type=int, default=4)
-    p.add_argument("--a-bits", type=int, default=4)
-    p.add_argument("--first-last-bits", type=int, default=8, help="first and last layers (default 8, BRECQ protocol)")
-    p.add_argument("--method", choices=[m.value for m in Method], default=Method.AQUANT.value)
-    p.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default=BorderGranularity.CHANNEL_LEVEL.value)
-    p.add_argument("--frac-bits", type=int, default=8, help="F, fraction bits of the border unit")
-    p.add_argument("--iters", type=int, default=20000, help="reconstruction iterations per unit (default 20000)")
-    p.add_argument("--calib-size", type=int, default=1024, help="calibration images from the train split (default 1024)")
-    p.add_argument("--eval-size", type=int, default=None, help="test images to evaluate on (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a loaded machine)")
+    p = subparsers.add_parser("calibrate", help="quantize a model (post-training) and write its integer program",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="zoo model name: resnet20, resnet18 or mobilenetv2 (the one the weights record)")
+    p.add_argument("--weights", required=True, type=weights_file, help="float weights (.npz written by aquant train)")
+    p.add_argument("--data", required=True, type=dataset, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
+    p.add_argument("--w-bits", type=bits, default=4, help=f"weight bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
+    p.add_argument("--a-bits", type=bits, default=4, help=f"activation bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
+    p.add_argument("--first-last-bits", type=bits, default=8, help="weight and input bits of the first and last layers (default 8, BRECQ protocol)")
+    p.add_argument("--method", choices=[m.value for m in Method], default=Method.AQUANT.value, help="calibration method (default aquant)")
+    p.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default=BorderGranularity.CHANNEL_LEVEL.value,
+                   help="how borders are shared: per tensor, channel, level, or channel and level (default)")
+    p.add_argument("--frac-bits", type=frac_bits, default=8, help="F, fraction bits of the border unit (default 8)")
+    p.add_argument("--iters", type=non_negative, default=20000,
+                   help="reconstruction iterations per unit (default 20000, the published protocol: hours on a CPU; 200 for a trial)")
+    p.add_argument("--calib-size", type=positive, default=1024, help="calibration images from the train split (default 1024)")
+    p.add_argument("--eval-size", type=positive, default=None, help="test images to evaluate on (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the calibration subset and the reconstruction (default 0)")
+    p.add_argument("--threads", type=positive, default=2, help="torch threads (default 2; 1 is faster on a loaded machine)")
     p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
-    p.add_argument("--out", required=True, type=Path, help="program artifact to write")
-    p.add_argument("--summary", type=Path, default=None, help="JSON summary to write")
+    p.add_argument("--out", required=True, type=Path, help="program artifact to write (.aqp)")
+    p.add_argument("--summary", type=Path, default=None, help="JSON summary to write (accuracies as fractions)")
     p.set_defaults(func=run)
 
 
@@ -57,13 +68,12 @@ def run(args) -> int:
     from aquant_sim.models.registry import BUILD_ATTRIBUTE, model_name
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    calib_set = load_dataset(args.data, "train", limit=args.calib_size, seed=args.seed)
-    test_set = load_dataset(args.data, "test", limit=args.eval_size, seed=args.seed)
+    # Everything that can be checked without the data is checked first: the model name, the
+    # weights (read and matched against it) and the configs, so that a mistake costs no loading.
+    name = model_name(args.model)
     model, _ = load_model(args.weights)
     recorded = getattr(model, BUILD_ATTRIBUTE, {}).get("name")
-    if recorded is not None and recorded != model_name(args.model).value:
+    if recorded is not None and recorded != name.value:
         raise InputError(f"--model {args.model}: the weights in {args.weights} are of model {recorded}")
     config = CalibrationConfig(
         method=Method(args.method),
@@ -71,6 +81,13 @@ def run(args) -> int:
                           frac_bits=args.frac_bits, granularity=BorderGranularity(args.granularity)),
         reconstruction=ReconstructionConfig(iters=args.iters, seed=args.seed),
     )
+    if args.iters > LONG_ITERS and config.method is not Method.RTN:
+        print(f"aquant calibrate: note: --iters {args.iters} reconstruction iterations per unit (the published protocol) "
+              f"take hours on a CPU; the progress bar shows the estimate; --iters 200 gives a trial in minutes", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    calib_set = load_dataset(args.data, "train", limit=args.calib_size, seed=args.seed)
+    test_set = load_dataset(args.data, "test", limit=args.eval_size, seed=args.seed)
     calibrated = calibrate(model, torch.tensor(calib_set.images), config)
     save_program(calibrated.program, args.out)
     backend = Backend(args.backend)
@@ -87,6 +104,7 @@ def run(args) -> int:
     }
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
-    for key in ("float_accuracy", "fake_quant_accuracy", "integer_accuracy", "top1_agreement", "wall_seconds"):
-        print(f"{key}: {summary[key]:.4f}")
+    for key in ("float_accuracy", "fake_quant_accuracy", "integer_accuracy", "top1_agreement"):
+        print(f"{key}: {summary[key]:.2%}")
+    print(f"wall_seconds: {summary['wall_seconds']:.1f}")
     return 0

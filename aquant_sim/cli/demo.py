@@ -18,19 +18,23 @@ dumps to ``--out``, with the commands that reproduce them.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
 from aquant_sim.artifact import load_program, save_program
+from aquant_sim.cli.arguments import bits, non_negative, positive
 from aquant_sim.cli.common import result_json, simulator, write_json
 from aquant_sim.compare import compare_tensors, first_difference
 from aquant_sim.float_model import measure
+from aquant_sim.frontend.methods import Method
+from aquant_sim.program import MAX_BITS, MIN_BITS
 from aquant_sim.simulator import Backend
 from aquant_sim.summary import counters_table, float_model_table
 from aquant_sim.synthetic import synthetic_resnet
 from hw_models.config import default_config
-from hw_models.report import build_report, format_table, write_json as write_report_json
+from hw_models.report import build_report, format_report, report_json
 
 BATCH = 8
 SEED = 0
@@ -42,18 +46,18 @@ MODEL = "resnet20"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="the main job: train, calibrate, simulate, verify and cost the built-in default",
-                                   description=__doc__.splitlines()[0])
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="folder for the outputs (default: runs/demo)")
     parser.add_argument("--synthetic", action="store_true", help="use the random built-in program: no training or calibration")
-    parser.add_argument("--method", default="aquant", help="calibration method (default aquant)")
-    parser.add_argument("--w-bits", type=int, default=4)
-    parser.add_argument("--a-bits", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=10000, help="training images for the float model (default 10000)")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs (default 1)")
-    parser.add_argument("--iters", type=int, default=100, help="reconstruction iterations per unit (default 100; the protocol's is 20000)")
-    parser.add_argument("--calib-size", type=int, default=256, help="calibration images (default 256)")
-    parser.add_argument("--eval-size", type=int, default=1000, help="test images for the accuracies (default 1000)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a shared 2-core machine)")
+    parser.add_argument("--method", choices=[m.value for m in Method], default=Method.AQUANT.value, help="calibration method (default aquant)")
+    parser.add_argument("--w-bits", type=bits, default=4, help=f"weight bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
+    parser.add_argument("--a-bits", type=bits, default=4, help=f"activation bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
+    parser.add_argument("--train-size", type=positive, default=10000, help="training images for the float model (default 10000)")
+    parser.add_argument("--epochs", type=positive, default=1, help="training epochs (default 1)")
+    parser.add_argument("--iters", type=non_negative, default=100, help="reconstruction iterations per unit (default 100; the protocol's is 20000)")
+    parser.add_argument("--calib-size", type=positive, default=256, help="calibration images (default 256)")
+    parser.add_argument("--eval-size", type=positive, default=1000, help="test images for the accuracies (default 1000)")
+    parser.add_argument("--threads", type=positive, default=1, help="torch threads (default 1: fastest on a shared 2-core machine)")
     parser.set_defaults(func=run)
 
 
@@ -71,7 +75,6 @@ def _calibrated_source(args, out: Path):
     import torch
 
     from aquant_sim.data import load_dataset
-    from aquant_sim.frontend.methods import Method
     from aquant_sim.evaluation import evaluate
     from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
     from aquant_sim.frontend.qmodel import QuantConfig
@@ -145,9 +148,9 @@ def run(args) -> int:
     print(f"\ndemo: PASS, {left} == {right} on all {len(comparisons)} tensors and every counter")
 
     report = build_report(loaded, default_config(), fast.counters)
-    write_report_json(report, out / "hw_report.json")
+    write_json(out / "hw_report.json", report_json(report))
     print("\nhardware report (default accelerator, this run's counters):\n")
-    print(format_table(report))
+    print(format_report(report))
     print(f"\nwrote {out / 'hw_report.json'}; reproduce with")
     print(f"  aquant hw-report {path} --input {out / 'input.npy'} --json {out / 'hw_report.json'}")
     return 0

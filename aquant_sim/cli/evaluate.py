@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aquant_sim.cli.arguments import dataset, positive
 from aquant_sim.simulator import Backend
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="accuracy of an integer program on a dataset (simulator)")
+    p = subparsers.add_parser("evaluate", help="accuracy of an integer program on a dataset (simulator)", description=__doc__)
     p.add_argument("artifact", type=Path, help="program artifact written by aquant calibrate")
-    p.add_argument("--data", required=True, help="dataset name (fashion-mnist, ...) or image folder")
-    p.add_argument("--split", choices=["train", "test"], default="test")
-    p.add_argument("--limit", type=int, default=None, help="evaluate on at most this many images")
+    p.add_argument("--data", required=True, type=dataset, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="which split to evaluate on (default test)")
+    p.add_argument("--limit", type=positive, default=None, help="evaluate on at most this many images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset when --limit is given")
     p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
     p.set_defaults(func=run)
@@ -33,5 +34,5 @@ def run(args) -> int:
     logits = program_logits(program, torch.tensor(dataset.images), backend, progress=True)
     accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
     print(f"images: {len(dataset)}")
-    print(f"integer_accuracy: {accuracy:.4f}")
+    print(f"integer_accuracy: {accuracy:.2%}")
     return 0

@@ -43,7 +43,8 @@ def _counters(program, path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hw_models.report import build_report, format_table, write_csv, write_json
+    from aquant_sim.cli.common import write_json
+    from hw_models.report import build_report, format_report, report_json, write_csv
 
     # The config first: a bad --hw is reported before the artifact is read.
     config = load_hw_config(args.hw, args.dataflow)
@@ -52,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     program = load_program(args.artifact)
     counters = _counters(program, args.input) if args.input else None
     report = build_report(program, config, counters)
-    print(format_table(report))
+    print(format_report(report))
     if args.json:
-        write_json(report, args.json)
+        write_json(args.json, report_json(report))
     if args.csv:
         write_csv(report, args.csv)
     if args.plot:

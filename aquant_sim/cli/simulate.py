@@ -6,6 +6,8 @@ the output integers, their real values and the argmax.
 
 from __future__ import annotations
 
+import argparse
+
 from aquant_sim.artifact import load_program
 from aquant_sim.cli.common import BACKENDS, load_array, result_json, simulator, write_json
 from aquant_sim.summary import counters_table
@@ -16,12 +18,12 @@ ARGMAX_SHOWN = 32
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("simulate", help="run a saved program bit-exactly on a batch",
-                                   description=__doc__.splitlines()[0])
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", help="program file written by save_program (.aqp)")
     parser.add_argument("--input", required=True, help=".npy batch (N, ...): floats are quantized with "
                         "the program's input borders, integers are taken as levels")
     parser.add_argument("--json", help="write the results to this JSON file")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="numba", help="numba (fast kernels, default) or reference (plain numpy loops)")
     parser.set_defaults(func=run)
 
 

@@ -1,6 +1,6 @@
 """``aquant train``: train a zoo model in float on a dataset and write its weights and a summary.
 
-Writes ``--out`` (a ``.npz`` weight file, see :mod:`aquant_sim.models.weights`) and, next to it,
+Writes ``--out`` (a ``.npz`` weight file, format in aquant_sim/models/weights.py) and, next to it,
 a JSON summary (same name, ``.json``) with the settings, per-epoch loss and accuracy, the test
 accuracy and the wall time. Seeds fix the initial weights and the data order.
 """
@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from aquant_sim.cli.arguments import dataset, int_in, positive
 from aquant_sim.errors import ConfigError
 
 
@@ -22,16 +23,16 @@ MODEL_HELP = "model of the zoo: resnet20, resnet18 or mobilenetv2"
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a zoo model in float and save its weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help=MODEL_HELP)
-    parser.add_argument("--data", required=True, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--data", required=True, type=dataset, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
+    parser.add_argument("--epochs", type=positive, default=5, help="training epochs (default 5)")
+    parser.add_argument("--batch-size", type=int_in(2), default=128, help="images per SGD step, at least 2 for BatchNorm (default 128)")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the cosine schedule (SGD, Nesterov momentum 0.9)")
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the data order and --limit's subsets")
-    parser.add_argument("--limit", type=int, default=None, help="train and test on seeded subsets of at most this many images each")
+    parser.add_argument("--limit", type=positive, default=None, help="train and test on seeded subsets of at most this many images each")
     parser.add_argument("--width", type=float, default=None, help="model width option: channels of the first stage (resnet) or width multiplier (mobilenetv2)")
     parser.add_argument("--out", required=True, type=Path, help="weight file to write (.npz); the summary goes next to it (.json)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core this process may use; 1 is faster on a busy shared machine)")
+    parser.add_argument("--threads", type=positive, default=None, help="torch threads (default: every core this process may use; 1 is faster on a busy shared machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

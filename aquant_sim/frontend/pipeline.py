@@ -8,18 +8,24 @@ measuring a calibrated model against its program is :mod:`aquant_sim.evaluation`
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from aquant_sim.errors import InputError
+from aquant_sim.frontend.channels import ChannelFinding, check_requantizers, raise_findings, zero_dead_channels, zero_variance_channels
 from aquant_sim.frontend.graph import Graph, capture
 from aquant_sim.frontend.lowering import Lowered, lower
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor, UnitReport
 from aquant_sim.program import Program
+
+
+class DegenerateChannels(UserWarning):
+    """Dead or zero-variance channels were found, and handled, before calibration."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Calibrated:
     lowered: Lowered
     units: list[UnitReport]
     seconds: float
+    channels: list[ChannelFinding] = field(default_factory=list)
+    """Degenerate channels found and handled before calibration (frontend/channels.py)."""
 
     @property
     def program(self) -> Program:
@@ -58,7 +66,11 @@ def calibrate(model: nn.Module, calib: torch.Tensor, config: CalibrationConfig, 
     started = time.perf_counter()
     calib = check_images(calib, "calibration data")
     graph = capture(model, tuple(calib.shape[1:]))
+    channels = zero_variance_channels(model, graph) + zero_dead_channels(graph)
+    for finding in channels:
+        warnings.warn(DegenerateChannels(finding.line()), stacklevel=2)
     qm = QuantModel(graph, config.quant, calib)
+    raise_findings(check_requantizers(qm))  # before the long part, not at lowering
     units = Reconstructor(qm, config.method, config.reconstruction, calib, progress).run()
     lowered = lower(qm)
-    return Calibrated(graph, qm, lowered, units, time.perf_counter() - started)
+    return Calibrated(graph, qm, lowered, units, time.perf_counter() - started, channels)

@@ -1,8 +1,11 @@
 """numba kernels: the same functions, signatures and integers as :mod:`aquant_sim.reference`.
 
 One module per op family (``conv``, ``pool``, ``elementwise``, ``requant``); numba settings in
-``config``; ``datapath`` is the simulator's fused per-op pass. Every kernel is exact integer
-arithmetic (the conv GEMM uses float BLAS only where a bound proves it exact, see ``conv``).
+``config``; ``datapath`` is the simulator's fused per-op pass. Conv2d and linear have two exact
+paths: ``int8`` (8-bit operands: a direct convolution on AVX-512 VNNI, and a depthwise kernel),
+which the simulator takes where the operands fit, and ``conv`` (any operands up to 16 bits:
+im2col plus a GEMM that uses float BLAS only where a bound proves it exact), whose functions
+are the ones exported here.
 """
 
 from aquant_sim.kernels.conv import conv2d_acc, linear_acc

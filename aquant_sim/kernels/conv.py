@@ -1,5 +1,6 @@
 """Conv2d (D.1) and linear (D.2) as im2col plus an exact GEMM, with the weight zero-point by
-the row-sum trick.
+the row-sum trick: the general path, for any operands the contract allows (up to 16 bits). The
+simulator takes :mod:`aquant_sim.kernels.int8` instead where the operands fit 8 bits.
 
 Contract (5) is ``acc[c] = bias[c] + sum_i (w[c, i] - z_w[c]) * (x_i - z_x)``; the kernels
 compute it as ``S_c - z_w[c] * R`` with ``S_c = sum_i w[c, i] * (x_i - z_x)`` (the GEMM of the

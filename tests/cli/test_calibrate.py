@@ -31,7 +31,7 @@ def test_calibrate_then_evaluate(weights, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data", "fashion-mnist", "--limit", "32", "--seed", "0", "--backend", "reference"]) == 0
     printed = capsys.readouterr().out
-    assert f"integer_accuracy: {report['integer_accuracy']:.4f}" in printed
+    assert f"integer_accuracy: {report['integer_accuracy']:.2%}" in printed
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -45,3 +45,35 @@ def test_bad_input_is_one_clear_line(weights, tmp_path, capsys, extra, message):
     assert main(args + extra) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def data_stops(monkeypatch):
+    """Dataset loading raises DataError('data reached'): a command that gets there exits 2 with it."""
+    import aquant_sim.data
+    from aquant_sim.errors import DataError
+
+    def stop(*args, **kwargs):
+        raise DataError("data reached")
+
+    monkeypatch.setattr(aquant_sim.data, "load_dataset", stop)
+
+
+@pytest.mark.parametrize("method, iters, noted", [("aquant", None, True), ("aquant", "200", False), ("rtn", None, False)])
+def test_long_schedule_is_noted_before_data(weights, tmp_path, capsys, data_stops, method, iters, noted):
+    """The 20,000-iteration default gets a note before any data loads; a short schedule, or RTN
+    (which does not iterate), does not."""
+    argv = ["calibrate", "--model", "resnet20", "--weights", str(weights), "--data", "fashion-mnist",
+            "--method", method, "--out", str(tmp_path / "p.aqp"), *(["--iters", iters] if iters else [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "data reached" in err
+    assert ("note: --iters 20000" in err) is noted
+
+
+def test_wrong_model_is_found_before_data(weights, tmp_path, capsys, data_stops):
+    """Weights of another model are refused before the data is read."""
+    argv = ["calibrate", "--model", "resnet18", "--weights", str(weights), "--data", "fashion-mnist", "--out", str(tmp_path / "p.aqp")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "are of model resnet20" in err and "data reached" not in err

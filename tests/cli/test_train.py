@@ -43,7 +43,7 @@ def test_mobilenet_width_multiplier(tmp_path):
     [
         (["--data", "no-such-set"], "unknown dataset 'no-such-set'"),
         (["--data", "mnist-digits", "--width", "8.5"], "channel count"),
-        (["--data", "mnist-digits", "--batch-size", "1"], "batch_size at least 2"),
+        (["--data", "mnist-digits", "--batch-size", "1"], "argument --batch-size: must be at least 2"),
         (["--data", "mnist-digits", "--model", "vgg16"], "unknown model 'vgg16'"),
     ],
 )

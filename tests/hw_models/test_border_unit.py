@@ -8,7 +8,7 @@ from aquant_sim.errors import UnsupportedError
 from hw_models.border_unit import border_unit_area, layer_border_cost
 from hw_models.config import AcceleratorConfig, BorderUnitConfig, MemoryConfig
 from hw_models.layers import program_layers
-from hw_models.report import build_report
+from hw_models.report import build_report, format_report
 
 
 def test_table_sizing_load_and_lookup_energy(small_program):
@@ -35,23 +35,24 @@ def test_no_overhead_without_borders(nearest_program):
     """When every table is round-to-nearest (BorderTable.is_nearest) the AQuant design costs
     exactly what the RTN design costs: zero extra cycles, energy, bytes and area, per layer and in total."""
     report = build_report(nearest_program, AcceleratorConfig())
-    overhead = report["totals"]["border_overhead"]
-    assert all(overhead[key] == 0 for key in overhead)
-    for row in report["layers"]:
-        assert not row["uses_borders"] and row["border_lookups"] == 0
-        assert all(value == 0 for value in row["border_overhead"].values())
+    o = report.overhead
+    assert (o.cycles, o.energy_pj, o.dram_bytes, o.area_um2, o.storage_bits) == (0, 0, 0, 0, 0)
+    for row in report.layers:
+        assert not row.aquant.layer.uses_borders and row.aquant.border.lookups == 0
+        assert (row.overhead.cycles, row.overhead.energy_pj, row.overhead.dram_bytes) == (0, 0, 0)
 
 
 def test_overhead_positive_with_borders(small_program):
     """With learned borders the unit adds cycles, energy, bytes and area on every requantizing layer."""
     report = build_report(small_program, AcceleratorConfig())
-    overhead = report["totals"]["border_overhead"]
-    assert overhead["cycles"] > 0 and overhead["energy_pj"] > 0 and overhead["dram_bytes"] > 0 and overhead["area_um2"] > 0
+    o = report.overhead
+    assert o.cycles > 0 and o.energy_pj > 0 and o.dram_bytes > 0 and o.area_um2 > 0
     requantizing = {op.name for op in small_program.ops if getattr(op, "requant", None) is not None}
-    for row in report["layers"]:
-        assert row["uses_borders"] == (row["name"] in requantizing)
-        for key in ("cycles", "energy_pj", "dram_bytes"):
-            assert (row["border_overhead"][key] > 0) == row["uses_borders"], (row["name"], key)
+    for row in report.layers:
+        uses = row.aquant.layer.uses_borders
+        assert uses == (row.name in requantizing)
+        extra = row.overhead
+        assert (extra.cycles > 0, extra.energy_pj > 0, extra.dram_bytes > 0) == (uses, uses, uses), row.name
 
 
 def test_tensor_granularity_table_is_small(tensor_border_program):
@@ -66,3 +67,21 @@ def test_program_fraction_bits_must_fit_the_unit(small_program):
     config = AcceleratorConfig(border_unit=BorderUnitConfig(frac_bits=6))
     with pytest.raises(UnsupportedError, match="layer 'stem'.*F = 8"):
         build_report(small_program, config)
+
+
+def test_resident_tables_load_once(small_program):
+    """With resident tables the unit stores every layer's table (more storage than the largest
+    one), and an inference loads none: no load cycles, no table bytes from DRAM (the overhead
+    moves no DRAM byte), only the compare stage's latency; lookups cost the same."""
+    per_layer = build_report(small_program, AcceleratorConfig())
+    resident = build_report(small_program, AcceleratorConfig(border_unit=BorderUnitConfig(residency="resident")))
+    tables = [row.aquant.border for row in per_layer.layers if row.aquant.layer.uses_borders]
+    assert resident.overhead.storage_bits == sum(t.table_entries for t in tables) * 9 > per_layer.overhead.storage_bits
+    assert resident.overhead.dram_bytes == 0 < per_layer.overhead.dram_bytes
+    for row, base in zip(resident.layers, per_layer.layers):
+        border = row.aquant.border
+        assert border.loaded_bytes == border.load_cycles == border.load_energy_pj == 0
+        assert border.table_bytes == base.aquant.border.table_bytes
+        assert border.extra_cycles == (1 if row.aquant.layer.uses_borders else 0)
+        assert border.lookup_energy_pj == base.aquant.border.lookup_energy_pj
+    assert "tables resident" in format_report(resident).splitlines()[0]

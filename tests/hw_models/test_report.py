@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hw_models.config import AcceleratorConfig
-from hw_models.report import CSV_COLUMNS, build_report, format_table, write_csv, write_json
+from hw_models.report import CSV_COLUMNS, build_report, format_report, report_json, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -16,29 +16,39 @@ def report(small_program):
 
 def test_overhead_is_the_difference(report):
     """Per layer and in total, the border overhead is AQuant minus RTN, and its percentages are of RTN."""
-    totals = report["totals"]
-    aq, rtn, extra = totals["aquant"], totals["rtn"], totals["border_overhead"]
-    assert extra["cycles"] == aq["cycles"] - rtn["cycles"] == sum(r["border_overhead"]["cycles"] for r in report["layers"])
-    assert extra["energy_pj"] == pytest.approx(sum(r["border_overhead"]["energy_pj"] for r in report["layers"]))
-    assert extra["cycles_pct"] == pytest.approx(100 * extra["cycles"] / rtn["cycles"])
-    assert extra["area_pct"] == pytest.approx(100 * extra["area_um2"] / rtn["area_um2"]["total"])
-    assert aq["cycles"] == sum(r["cycles"] for r in report["layers"])
+    aq, rtn, extra = report.aquant, report.rtn, report.overhead
+    assert extra.cycles == aq.cycles - rtn.cycles == sum(r.overhead.cycles for r in report.layers)
+    assert extra.energy_pj == pytest.approx(sum(r.overhead.energy_pj for r in report.layers))
+    assert extra.cycles_pct == pytest.approx(100 * extra.cycles / rtn.cycles)
+    assert extra.area_pct == pytest.approx(100 * extra.area_um2 / rtn.area.total)
+    assert aq.cycles == sum(r.aquant.cycles for r in report.layers)
+    for row in report.layers:
+        assert row.overhead.cycles == row.aquant.cycles - row.rtn.cycles
+        assert row.overhead.rtn_dram_bytes == row.rtn.memory.dram_total
 
 
 def test_table_lists_every_layer(report):
-    """The terminal table has a line per non-fused layer and the totals and overhead lines."""
-    text = format_table(report)
-    for row in report["layers"]:
-        assert row["name"] in text
+    """The terminal table has a line per non-fused layer, the config line and the totals and overhead lines."""
+    text = format_report(report)
+    lines = text.splitlines()
+    for row in report.layers:
+        assert any(line.startswith(row.name + " ") for line in lines), row.name
+    assert lines[0].startswith("accelerator 'default': 32x32 OS")
     assert "border unit overhead" in text and "round-to-nearest" in text and "relu" not in text
 
 
 def test_json_and_csv_read_back(report, tmp_path):
-    """The JSON file holds the report; the CSV has a header, one row per layer and a TOTAL row."""
-    write_json(report, tmp_path / "r.json")
-    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(report))
+    """The JSON document holds the typed figures; the CSV has a header, one row per layer and a TOTAL row."""
+    document = json.loads(json.dumps(report_json(report), allow_nan=False))
+    assert [row["name"] for row in document["layers"]] == [row.name for row in report.layers]
+    assert document["totals"]["aquant"]["cycles"] == report.aquant.cycles
+    assert document["totals"]["border_overhead"]["storage_bits"] == report.overhead.storage_bits
+    assert document["layers"][0]["border_overhead"]["energy_pct"] == report.layers[0].overhead.energy_pct
     write_csv(report, tmp_path / "r.csv")
     rows = list(csv.reader((tmp_path / "r.csv").open()))
-    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == len(report["layers"]) + 2
-    assert rows[-1][0] == "TOTAL" and int(rows[-1][CSV_COLUMNS.index("cycles")]) == report["totals"]["aquant"]["cycles"]
-    assert int(rows[1][CSV_COLUMNS.index("cycles")]) == report["layers"][0]["cycles"]
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == len(report.layers) + 2
+    column = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    assert rows[-1][0] == "TOTAL" and int(rows[-1][column["cycles"]]) == report.aquant.cycles
+    assert int(rows[-1][column["border_extra_cycles"]]) == report.overhead.cycles
+    assert int(rows[1][column["cycles"]]) == report.layers[0].aquant.cycles
+    assert int(rows[1][column["rtn_dram_bytes"]]) == report.layers[0].rtn.memory.dram_total
