@@ -44,7 +44,7 @@ from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuant
 
 
 class BorderSchedule(enum.Enum):
-    """When a unit learns its borders (``docs/calibration.md`` C.9)."""
+    """When a unit learns its borders (``docs/calibration.md`` C.10)."""
 
     JOINT = "joint"
     """In the unit's one phase, beside its soft weights and its scales."""
