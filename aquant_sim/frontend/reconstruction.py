@@ -72,8 +72,9 @@ class ReconstructionConfig:
     """Adam on AdaRound's V (the reference codes use Adam's default)."""
     scale_lr: float = 4e-5
     """Adam on the activation scales, cosine-annealed to 0 over the unit (QDrop ``scale_lr``)."""
-    activation_iters: int = 5000
-    """BRECQ's second stage: iterations per unit on activation scales (``iters_a``)."""
+    activation_share: float = 0.25
+    """BRECQ's second stage: iterations per unit on activation scales, as a share of ``iters``
+    (``iters_a`` 5,000 against ``iters_w`` 20,000), so that ``--iters`` scales both stages."""
     activation_lr: float = 4e-4
     """BRECQ's second stage: Adam on the scales, cosine-annealed (``lr``)."""
     activation_p: float = 2.4
@@ -97,16 +98,15 @@ class ReconstructionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("iters", "activation_iters"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"reconstruction: {name} must be >= 0, got {getattr(self, name)}")
+        if self.iters < 0:
+            raise ConfigError(f"reconstruction: iters must be >= 0, got {self.iters}")
         if self.batch_size < 1:
             raise ConfigError(f"reconstruction: batch_size must be >= 1, got {self.batch_size}")
         # Ranges the training loop relies on: tau is a geometric schedule (a power of tau1 / tau0)
         # and the divisor of the soft border; the others are shares or probabilities.
         if not all(t > 0 for t in self.tau):
             raise ConfigError(f"reconstruction: tau must be two positive temperatures, got {self.tau}")
-        for name in ("warmup", "drop_prob", "border_phase"):
+        for name in ("warmup", "drop_prob", "border_phase", "activation_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"reconstruction: {name} must be in [0, 1], got {getattr(self, name)}")
         for name, kind in (("border_schedule", BorderSchedule), ("border_init", BorderInit)):
@@ -365,7 +365,7 @@ class Reconstructor:
         borders = tuple(qm.acts[n] for n in border_names)
         dropped = scales if spec.drop else ()
         if stage == "activations":
-            phase = Phase("scales", cfg.activation_iters, scales=scales if spec.learn_scales else (), dropped=dropped,
+            phase = Phase("scales", round(cfg.activation_share * cfg.iters), scales=scales if spec.learn_scales else (), dropped=dropped,
                           scale_lr=cfg.activation_lr, loss_p=cfg.activation_p)
         else:
             if spec.learn_weights:

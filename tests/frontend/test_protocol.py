@@ -37,7 +37,7 @@ def test_defaults_are_the_reference_values():
     cfg = ReconstructionConfig()
     assert (cfg.iters, cfg.batch_size, cfg.weight_lr, cfg.scale_lr, cfg.reg_weight) == (20000, 32, 1e-3, 4e-5, 0.01)
     assert (cfg.reg_exponent, cfg.warmup, cfg.drop_prob) == ((20.0, 2.0), 0.2, 0.5)
-    assert (cfg.activation_iters, cfg.activation_lr, cfg.activation_p) == (5000, 4e-4, 2.4)
+    assert (cfg.activation_share * cfg.iters, cfg.activation_lr, cfg.activation_p) == (5000, 4e-4, 2.4)
     assert QuantConfig().weight_scheme is WeightScheme.ASYMMETRIC
 
 
@@ -51,7 +51,7 @@ def test_asymmetric_weights_reach_the_program(tiny_resnet, images):
 def test_brecq_learns_weights_with_float_activations_then_scales(tiny_resnet, images):
     """BRECQ's two stages: every unit's weights with all activation quantizers off (scales
     untouched), then every unit's scales with the weights fixed."""
-    rec = _reconstructor(tiny_resnet, images, Method.BRECQ, iters=6, activation_iters=6)
+    rec = _reconstructor(tiny_resnet, images, Method.BRECQ, iters=8, activation_share=0.5)
     qm = rec.qm
     scales = {n: float(a.scale) for n, a in qm.acts.items()}
     with float_activations(qm):
