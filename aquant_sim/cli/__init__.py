@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "torch":
+            raise
+        print(f"aquant {args.command}: error: this command needs torch, which the engine install leaves out: "
+              f"pip install 'aquant-sim[calibrate]' (demo --synthetic, simulate, verify, evaluate and hw-report need none)",
+              file=sys.stderr)
+        return 2
     except (AquantError, OSError) as error:
         # Bad input, or an output path that cannot be written (OSError's text names the path), is
         # reported as one line naming what is wrong, never as a traceback.

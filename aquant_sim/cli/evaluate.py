@@ -22,7 +22,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from aquant_sim.artifact import load_program
     from aquant_sim.data import load_dataset
@@ -31,7 +30,7 @@ def run(args) -> int:
     program = load_program(args.artifact)
     dataset = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed)
     backend = Backend(args.backend)
-    logits = program_logits(program, torch.tensor(dataset.images), backend, progress=True)
+    logits = program_logits(program, dataset.images, backend, progress=True)
     accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
     print(f"images: {len(dataset)}")
     print(f"integer_accuracy: {accuracy:.2%}")
