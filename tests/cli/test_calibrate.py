@@ -77,3 +77,18 @@ def test_wrong_model_is_found_before_data(weights, tmp_path, capsys, data_stops)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "are of model resnet20" in err and "data reached" not in err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_state_dict_weights_are_accepted(tmp_path, capsys, data_stops, suffix):
+    """A plain state dict as .pt or .safetensors is read, matched to --model and accepted: the
+    command gets as far as the data."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = build_model("resnet20", 1, 10).state_dict()
+    path = tmp_path / f"w{suffix}"
+    torch.save(state, path) if suffix == ".pt" else save_file(state, str(path))
+    argv = ["calibrate", "--model", "resnet20", "--weights", str(path), "--data", "fashion-mnist", "--iters", "1", "--out", str(tmp_path / "p.aqp")]
+    assert main(argv) == 2
+    assert "data reached" in capsys.readouterr().err
