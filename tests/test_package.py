@@ -8,8 +8,8 @@ import sys
 import aquant_sim
 import hw_models
 
-TORCH_USERS = ("aquant_sim.frontend", "aquant_sim.models", "aquant_sim.cli.train", "aquant_sim.cli.__main__")
-"""Modules allowed to import torch (the front-end, the model zoo and its training command), and
+TORCH_USERS = ("aquant_sim.frontend", "aquant_sim.models", "aquant_sim.quantize", "aquant_sim.cli.train", "aquant_sim.cli.__main__")
+"""Modules allowed to import torch (the front-end, the model zoo, the library API and the training command), and
 ``__main__``, which runs the command when imported."""
 
 _BLOCK_TORCH = """
