@@ -4,7 +4,7 @@ The builder derives what the datapath needs from the real quantization parameter
 requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (docs/contract.md (6)), the residual add's
 integer input weights (D.9), the average pool's divisor, and ReLU6's upper level. It tracks each
 tensor's shape and border table so that callers (the synthetic networks, the calibration
-front-end's lowering) only say what the network is.
+front-end's lowering and its exact forward) only say what the network is.
 """
 
 from __future__ import annotations
@@ -41,8 +41,18 @@ class ProgramBuilder:
         self._borders[name] = borders
         return name
 
+    def declare(self, name: str, shape: tuple[int, ...], quant: QuantParams, borders: BorderTable) -> str:
+        """Declare a tensor computed elsewhere (besides the program input): the front-end's
+        exact forward builds the ops of a part of a network whose inputs it already holds."""
+        return self._declare(name, shape, quant, borders)
+
     def tensor(self, name: str) -> Tensor:
         return self._tensors[name]
+
+    @property
+    def ops(self) -> tuple:
+        """The ops emitted so far, in order."""
+        return tuple(self._ops)
 
     def _emit(self, op, quant, borders) -> str:
         shape = op.output_shape([self._tensors[name].shape for name in op.inputs])
@@ -56,7 +66,7 @@ class ProgramBuilder:
         m, n = rounding.quantize_multiplier(np.atleast_1d(np.asarray(real_multiplier, dtype=np.float64)))
         return Requantizer(m, n, borders)
 
-    def _weighted(self, kind, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, **geometry):
+    def _weighted(self, kind, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point, **geometry):
         s_x = self._tensors[x].quant.scale
         weight_scale = np.asarray(weight_scale, dtype=np.float64)
         if out_quant is None:
@@ -64,18 +74,19 @@ class ProgramBuilder:
         else:
             requant, quant = self.requantizer(s_x * weight_scale / out_quant.scale, borders), out_quant
         op = kind(name=name, input=x, output=name, weight=weight, weight_bits=weight_bits,
-                  weight_scale=weight_scale, bias=bias, requant=requant, **geometry)
+                  weight_scale=weight_scale, bias=bias, requant=requant, weight_zero_point=weight_zero_point, **geometry)
         return self._emit(op, quant, borders)
 
     def conv2d(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-               stride=1, padding=0, dilation=1, groups=1) -> str:
-        """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only)."""
+               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None) -> str:
+        """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only);
+        ``weight_zero_point`` None is the symmetric grid."""
         return self._weighted(Conv2d, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-                              stride=stride, padding=padding, dilation=dilation, groups=groups)
+                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders) -> str:
+    def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point=None) -> str:
         """Linear (D.2). ``out_quant`` None leaves accumulators (program output only)."""
-        return self._weighted(Linear, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders)
+        return self._weighted(Linear, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point)
 
     def add(self, name, a, b, out_quant: QuantParams, borders: BorderTable) -> str:
         """Residual add (D.9): the larger input scale gets weight 2^14, the other the rounded

@@ -72,16 +72,21 @@ class Evaluation:
 
 def evaluate(calibrated: Calibrated, images, labels, backend: Backend = Backend.NUMBA,
              level_samples: int = 256, batch: int = BATCH, progress: bool = False) -> Evaluation:
-    """Float, fake-quant (float64) and integer-program accuracy of a calibrated model on a labelled
-    set (images ``(N, C, H, W)`` and ``N`` integer labels, numpy arrays or CPU tensors), their top-1
+    """Float, fake-quant and integer-program accuracy of a calibrated model on a labelled set
+    (images ``(N, C, H, W)`` and ``N`` integer labels, numpy arrays or CPU tensors), their top-1
     agreement, and the per-tensor level differences on the first ``level_samples`` images.
 
-    The integer side runs ``calibrated.program`` in the simulator; the float and fake-quant sides
-    run the calibrated torch model. Labels are checked before any work.
+    The integer side runs ``calibrated.program`` in the simulator; the float side runs the captured
+    float graph; the fake-quant side runs the calibrated model's exact forward
+    (``ForwardMode.EXACT`` in float64, ``docs/calibration.md`` C.9), whose values are the
+    program's: its accuracy is the integer one, agreement is 1 and every level difference 0 unless
+    the front-end and the simulator disagree (which these figures would show). Labels are checked
+    before any work.
     """
     import torch
 
     from aquant_sim.frontend.graph import float_forward
+    from aquant_sim.frontend.qmodel import ForwardMode
 
     images, y = np.asarray(images), np.asarray(labels)
     if images.dtype.kind != "f":
@@ -91,6 +96,7 @@ def evaluate(calibrated: Calibrated, images, labels, backend: Backend = Backend.
     program = calibrated.program
     int_pred = program_logits(program, images, backend, batch, progress).argmax(1)
     fake = copy.deepcopy(calibrated.qmodel).double().eval()
+    fake.forward_mode = ForwardMode.EXACT
     float_pred, fake_pred = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch):
@@ -112,8 +118,8 @@ def evaluate(calibrated: Calibrated, images, labels, backend: Backend = Backend.
 
 
 def level_differences(fake: QuantModel, lowered: Lowered, sample, tensors: dict) -> dict:
-    """Per program tensor, the share of levels where the fake-quant model and the program differ
-    by exactly one and by more: ``op_*`` with each fake-quant op fed the program's own input levels
+    """Per program tensor, the share of levels where the fake-quant model (in its forward mode) and
+    the program differ by exactly one and by more: ``op_*`` with each fake-quant op fed the program's own input levels
     (the op's own difference), ``end_to_end_*`` with the fake-quant network run on its own
     (differences propagate from earlier ops). ``sample`` is a float tensor of images, ``tensors``
     the simulator's tensors for it (``keep_tensors=True``)."""

@@ -9,7 +9,7 @@ from aquant_sim.evaluation import evaluate, program_logits
 from aquant_sim.frontend.graph import float_forward
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
-from aquant_sim.frontend.qmodel import QuantConfig
+from aquant_sim.frontend.qmodel import ForwardMode, QuantConfig
 from aquant_sim.frontend.reconstruction import ReconstructionConfig
 from aquant_sim.models import build_model
 from aquant_sim.simulator import Backend, Simulator
@@ -40,10 +40,10 @@ def test_program_logits_do_not_depend_on_the_batch(calibrated, images):
 
 def test_evaluate_measures_each_side(calibrated, images):
     """With the float model's own predictions as labels, the float accuracy is 1; the integer and
-    fake-quant accuracies and their agreement are those of the program's and the fake-quant
-    model's predictions, computed here separately."""
+    fake-quant accuracies and their agreement are those of the program's and the exact fake-quant
+    model's predictions, computed here separately: agreement 1 and no level differences."""
     x = torch.from_numpy(images)
-    with torch.no_grad():
+    with torch.no_grad(), calibrated.qmodel.forward_mode_as(ForwardMode.EXACT):
         labels = float_forward(calibrated.graph, x).argmax(1).numpy()
         fake_pred = calibrated.qmodel.double()(x.double()).argmax(1).numpy()
     calibrated.qmodel.float()
@@ -54,7 +54,8 @@ def test_evaluate_measures_each_side(calibrated, images):
     assert report.fake_quant_accuracy == np.mean(fake_pred == labels)
     assert report.agreement == np.mean(fake_pred == int_pred)
     assert set(report.level_diff) <= {t.name for t in calibrated.program.tensors}
-    assert all(0 <= v <= 1 for shares in report.level_diff.values() for v in shares.values())
+    assert report.agreement == 1.0 and report.level_diff
+    assert all(v == 0 for shares in report.level_diff.values() for v in shares.values())
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -1,92 +1,204 @@
-"""The integer program's semantics in torch, exact: a second implementation of the datapath
-that the front-end uses to check lowering ("the simulator's output equals the emulation's, bit
-for bit").
+"""The integer program's semantics in torch, exact: the project's torch backend of the datapath.
 
-Sums of products run in float64 (``F.conv2d``/``F.linear`` on integer-valued tensors): every
-partial sum of b <= 16-bit operands stays far below 2^53, so float64 addition is exact and the
-result converts to int64 without loss. Everything after the sum is int64: the accumulator width
-(wrap or saturate, as ``rounding.apply_overflow``), the requantizer (6)-(8) with arithmetic
-shifts, clamps and the border table lookup. The input quantizer is real-valued border rounding
-(1)-(4) in float64, the same IEEE operations as ``rounding.border_round``.
+The front-end's exact forward (:mod:`aquant_sim.frontend.exact`, ``docs/calibration.md`` C.9)
+runs the ops that lowering writes through :func:`run_op`; :func:`emulate` runs a whole
+:class:`~aquant_sim.program.Program` (the tests compare it with the simulator, every tensor, bit
+for bit). The requantizer here is checked against ``rounding.requantize`` by the conformance
+suite (``aquant_sim.testing.conformance``, implementation "torch").
+
+Sums of products of a conv or linear run as ``F.conv2d``/``F.linear`` on integer-valued floats
+(:func:`sum_dtype`): float32 while ``K * max|x - z_x| * max|w - z_w| < 2^24`` (every partial
+sum, in any order, is then an integer that float32 holds exactly), else float64 (exact below
+2^53, which b <= 16-bit operands never reach); the result converts to int64 without loss. The
+float32 choice is made on CPU only, where torch's convolutions are direct or GEMM sums (no
+Winograd or FFT transforms, no TF32). Everything after the sum is int64: the bias, the
+accumulator width (wrap or saturate, as ``rounding.apply_overflow``), the requantizer (6)-(8)
+with arithmetic shifts, clamps and the border table lookup. The input quantizer is real-valued
+border rounding (1)-(4) in float64, the same IEEE operations as ``rounding.border_round``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aquant_sim.program import BorderTable, OpKind, Program, QuantParams, Requantizer
+from aquant_sim.program import (
+    AccumulatorParams, BorderTable, OpKind, Program, QuantParams, Requantizer,
+)
 from aquant_sim.rounding import OverflowPolicy, accumulator_range
+
+FLOAT32_EXACT = 1 << 24
+"""Integers of magnitude up to 2^24 are exact in float32: the bound of :func:`sum_dtype`."""
+
+WEIGHTED_KINDS = (OpKind.CONV2D, OpKind.LINEAR)
+REQUANTIZING_KINDS = WEIGHTED_KINDS + (OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL)
+"""Ops that accumulate and then requantize (or leave accumulators); the others map levels."""
 
 
 def _channel_vector(values, ndim: int) -> torch.Tensor:
-    t = torch.as_tensor(values, dtype=torch.int64)
+    t = torch.as_tensor(np.asarray(values), dtype=torch.int64)
     shape = [1] * ndim
     shape[1] = t.shape[0]
     return t.reshape(shape)
 
 
-def _lookup(table: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    groups, levels = table.shape
-    shape = [1] * j.dim()
-    shape[1] = -1
-    channel = torch.arange(j.shape[1]).reshape(shape) if groups > 1 else torch.zeros_like(j[:1, :1])
-    level = j if levels > 1 else torch.zeros_like(j)
-    return table[channel, level]
+def table_index(table_shape: tuple[int, int], j: torch.Tensor) -> torch.Tensor | None:
+    """Flat index ``g(c) * L + j`` into a (G, L) table for every element (channel on axis 1),
+    or None for a 1x1 table."""
+    groups, levels = table_shape
+    if groups == 1 and levels == 1:
+        return None
+    index = j if levels > 1 else torch.zeros_like(j)
+    if groups > 1:
+        shape = [1] * j.dim()
+        shape[1] = -1
+        index = index + torch.arange(j.shape[1], device=j.device).reshape(shape) * levels
+    return index
+
+
+def lookup(table: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """``table[g(c), j]`` for every element (channel on axis 1), as ``rounding.lookup_borders``."""
+    index = table_index(tuple(table.shape), j)
+    return table[0, 0] if index is None else table.reshape(-1)[index]
 
 
 def _border_step(k: torch.Tensor, up: torch.Tensor, quant: QuantParams) -> torch.Tensor:
+    """(4)/(8): ``clamp(k + [f >= beta], qmin, qmax)`` with (3)'s index already used for ``up``."""
     return torch.clamp(k + up.to(torch.int64), quant.qmin, quant.qmax)
 
 
+def _border_index(k: torch.Tensor, quant: QuantParams) -> torch.Tensor:
+    """(3): ``clamp(k, qmin, qmax - 1) - qmin``."""
+    return torch.clamp(k, quant.qmin, quant.qmax - 1) - quant.qmin
+
+
 def quantize_input(x: torch.Tensor, quant: QuantParams, borders: BorderTable) -> torch.Tensor:
-    """(1)-(4) in float64: ``u = x / s + z``, ``k = floor(u)``, ``f = u - k``."""
+    """(1)-(4) in float64: ``u = x / s + z``, ``k = floor(u)``, ``f = u - k``; int64 levels."""
     u = x.double() / quant.scale + quant.zero_point
     k_float = torch.floor(u)
     f = u - k_float
+    # Clip before the cast so that huge values cannot overflow int64; (4)'s clamp gives the same.
     k = torch.clamp(k_float, quant.qmin - 1, quant.qmax + 1).to(torch.int64)
-    j = torch.clamp(k, quant.qmin, quant.qmax - 1) - quant.qmin
-    beta = torch.as_tensor(borders.beta, dtype=torch.float64)
-    return _border_step(k, f >= _lookup(beta, j), quant)
+    beta = torch.as_tensor(borders.beta, dtype=torch.float64, device=x.device)
+    return _border_step(k, f >= lookup(beta, _border_index(k, quant)), quant)
+
+
+def scale_to_fixed_point(acc: torch.Tensor, requant: Requantizer, zero_point: int) -> torch.Tensor:
+    """(6): ``v = floor(acc m / 2^(n - F)) + z 2^F`` in int64 (a negative ``n - F`` shifts left)."""
+    frac = requant.frac_bits
+    m = _channel_vector(requant.multiplier, acc.dim()).to(acc.device)
+    s = _channel_vector(requant.shift, acc.dim()).to(acc.device) - frac
+    product = acc * m
+    shifted = torch.where(s >= 0, product >> s.clamp_min(0), product << (-s).clamp_min(0))
+    return shifted + (zero_point << frac)
+
+
+def round_fixed_point(v: torch.Tensor, borders: BorderTable, quant: QuantParams) -> torch.Tensor:
+    """(7)-(8): ``k = v >> F``, ``f = v & (2^F - 1)``, ``q = clamp(k + [f >= B[g, j]], qmin, qmax)``."""
+    frac = borders.frac_bits
+    k = v >> frac
+    f = v & ((1 << frac) - 1)
+    table = torch.as_tensor(borders.values, dtype=torch.int64, device=v.device)
+    return _border_step(k, f >= lookup(table, _border_index(k, quant)), quant)
 
 
 def requantize(acc: torch.Tensor, requant: Requantizer, quant: QuantParams) -> torch.Tensor:
-    """(6)-(8): ``v = floor(acc m / 2^(n - F)) + z 2^F``, ``k = v >> F``,
-    ``f = v & (2^F - 1)``, ``q = clamp(k + [f >= B[g, j]], qmin, qmax)``."""
-    frac = requant.frac_bits
-    m = _channel_vector(requant.multiplier, acc.dim())
-    s = _channel_vector(requant.shift, acc.dim()) - frac
-    product = acc * m
-    v = torch.where(s >= 0, product >> s.clamp_min(0), product << (-s).clamp_min(0)) + (quant.zero_point << frac)
-    k = v >> frac
-    f = v & ((1 << frac) - 1)
-    j = torch.clamp(k, quant.qmin, quant.qmax - 1) - quant.qmin
-    table = torch.as_tensor(requant.borders.values, dtype=torch.int64)
-    return _border_step(k, f >= _lookup(table, j), quant)
+    """The requantizer (6)-(8): int64 accumulators in, levels out."""
+    return round_fixed_point(scale_to_fixed_point(acc, requant, quant.zero_point), requant.borders, quant)
 
 
-def apply_overflow(acc: torch.Tensor, bits: int, policy: OverflowPolicy) -> torch.Tensor:
+def apply_overflow(acc: torch.Tensor, bits: int, policy: OverflowPolicy) -> tuple[torch.Tensor, int]:
+    """Fit exact int64 sums into an A-bit accumulator (``rounding.apply_overflow``): the result
+    and the count of elements that did not fit."""
     lo, hi = accumulator_range(bits)
+    count = int(((acc < lo) | (acc > hi)).sum())
+    if count == 0:
+        return acc, 0
     if policy is OverflowPolicy.SATURATE:
-        return torch.clamp(acc, lo, hi)
-    return ((acc - lo) & ((1 << bits) - 1)) + lo
+        return torch.clamp(acc, lo, hi), count
+    return ((acc - lo) & ((1 << bits) - 1)) + lo, count
+
+
+def sum_dtype(terms: int, max_input: int, max_weight: int, device: torch.device) -> torch.dtype:
+    """float32 when ``terms * max_input * max_weight < 2^24`` on CPU (every partial sum exact in
+    float32), else float64."""
+    if device.type == "cpu" and terms * max_input * max_weight < FLOAT32_EXACT:
+        return torch.float32
+    return torch.float64
 
 
 def _exact_long(y: torch.Tensor) -> torch.Tensor:
-    """Integer-valued float64 sums (exact, below 2^53) to int64."""
+    """Integer-valued float sums (exact) to int64."""
     return y.round().to(torch.int64)
 
 
-def _accumulate(op, x: torch.Tensor, zero_point: int) -> torch.Tensor:
-    centred = (x - zero_point).double()
-    weight = torch.as_tensor(op.weight, dtype=torch.float64)
+def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tensor:
+    """(5): ``bias[c] + sum (w[c, i] - z_w[c]) (x_i - z_x)``, exact, int64."""
+    weight = np.asarray(op.weight, dtype=np.int64)
+    weight = weight - op.weight_zero_point.reshape((-1,) + (1,) * (weight.ndim - 1))
+    terms = int(np.prod(weight.shape[1:]))
+    max_input = max(quant.zero_point - quant.qmin, quant.qmax - quant.zero_point)
+    dtype = sum_dtype(terms, max_input, int(np.abs(weight).max(initial=0)), x.device)
+    centred = (x - quant.zero_point).to(dtype)
+    w = torch.as_tensor(weight, device=x.device).to(dtype)
     if op.kind is OpKind.CONV2D:
-        acc = F.conv2d(centred, weight, None, op.stride, op.padding, op.dilation, op.groups)
-        bias = _channel_vector(op.bias, 4)
+        acc = F.conv2d(centred, w, None, op.stride, op.padding, op.dilation, op.groups)
     else:
-        acc = F.linear(centred, weight)
-        bias = _channel_vector(op.bias, 2)
-    return _exact_long(acc) + bias
+        acc = F.linear(centred, w)
+    return _exact_long(acc) + _channel_vector(op.bias, acc.dim()).to(x.device)
+
+
+def accumulate(op, ins: list[torch.Tensor], quants: list[QuantParams]) -> torch.Tensor:
+    """The exact int64 sum of a requantizing op (before the accumulator width is applied):
+    (5) for conv/linear, D.9 for the add, D.11/D.12 window sums for the pools."""
+    kind = op.kind
+    if kind in WEIGHTED_KINDS:
+        return _accumulate_weighted(op, ins[0], quants[0])
+    if kind is OpKind.ADD:
+        return op.weight_a * (ins[0] - quants[0].zero_point) + op.weight_b * (ins[1] - quants[1].zero_point)
+    centred = ins[0] - quants[0].zero_point
+    if kind is OpKind.AVGPOOL2D:
+        # Window sums of b <= 16-bit levels over at most 2^16 taps: exact in float64.
+        return _exact_long(F.avg_pool2d(centred.double(), op.kernel_size, op.stride, op.padding,
+                                        count_include_pad=True, divisor_override=1))
+    if kind is OpKind.GLOBAL_AVGPOOL:
+        return centred.sum(dim=(2, 3), keepdim=True)
+    raise ValueError(f"op '{op.name}' ({kind.value}) does not accumulate")
+
+
+def map_levels(op, x: torch.Tensor) -> torch.Tensor:
+    """Ops that map levels without requantizing: max pooling (D.10), clamp (D.13), flatten."""
+    kind = op.kind
+    if kind is OpKind.MAXPOOL2D:
+        # -inf padding of torch's max pooling never wins, as the program's qmin padding.
+        return _exact_long(F.max_pool2d(x.double(), op.kernel_size, op.stride, op.padding, op.dilation))
+    if kind is OpKind.CLAMP:
+        return torch.minimum(torch.maximum(x, _channel_vector(op.lo, x.dim()).to(x.device)), _channel_vector(op.hi, x.dim()).to(x.device))
+    if kind is OpKind.FLATTEN:
+        return x.reshape(x.shape[0], -1)
+    raise ValueError(f"op '{op.name}' ({kind.value}) accumulates")
+
+
+def run_op(op, ins: list[torch.Tensor], quants: list[QuantParams], out_quant, accumulator_bits: int,
+           overflow: OverflowPolicy) -> tuple[torch.Tensor, int]:
+    """One op on int64 input levels: its output (levels, or A-bit accumulators for an op without
+    a requantizer) and the count of accumulator overflows."""
+    if op.kind not in REQUANTIZING_KINDS:
+        return map_levels(op, ins[0]), 0
+    acc, count = apply_overflow(accumulate(op, ins, quants), accumulator_bits, overflow)
+    return (acc if op.requant is None else requantize(acc, op.requant, out_quant)), count
+
+
+def dequantize(values: torch.Tensor, quant, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Real values ``s (q - z)`` or ``acc scale[c]``, computed in float64 as
+    ``simulator.dequantize`` computes them (the same IEEE operations), then cast to ``dtype``."""
+    if isinstance(quant, AccumulatorParams):
+        scale = torch.as_tensor(quant.scale, dtype=torch.float64, device=values.device)
+        shape = [1] * values.dim()
+        shape[1] = -1
+        return (values.double() * scale.reshape(shape)).to(dtype)
+    return (quant.scale * (values.double() - quant.zero_point)).to(dtype)
 
 
 @torch.no_grad()
@@ -99,29 +211,7 @@ def emulate(program: Program, x: torch.Tensor, keep_tensors: bool = False):
     else:
         values = {program.input: x.to(torch.int64)}
     for op in program.ops:
-        out = program.tensor(op.output)
-        ins = [values[name] for name in op.inputs]
-        qin = [program.tensor(name).quant for name in op.inputs]
-        kind = op.kind
-        if kind in (OpKind.CONV2D, OpKind.LINEAR):
-            acc = _accumulate(op, ins[0], qin[0].zero_point)
-        elif kind is OpKind.ADD:
-            acc = op.weight_a * (ins[0] - qin[0].zero_point) + op.weight_b * (ins[1] - qin[1].zero_point)
-        elif kind is OpKind.AVGPOOL2D:
-            summed = F.avg_pool2d((ins[0] - qin[0].zero_point).double(), op.kernel_size, op.stride, op.padding,
-                                  count_include_pad=True, divisor_override=1)
-            acc = _exact_long(summed)
-        elif kind is OpKind.GLOBAL_AVGPOOL:
-            acc = (ins[0] - qin[0].zero_point).sum(dim=(2, 3), keepdim=True)
-        else:
-            if kind is OpKind.MAXPOOL2D:
-                result = _exact_long(F.max_pool2d(ins[0].double(), op.kernel_size, op.stride, op.padding, op.dilation))
-            elif kind is OpKind.CLAMP:
-                result = torch.minimum(torch.maximum(ins[0], _channel_vector(op.lo, ins[0].dim())), _channel_vector(op.hi, ins[0].dim()))
-            else:
-                result = ins[0].reshape(ins[0].shape[0], -1)
-            values[op.output] = result
-            continue
-        acc = apply_overflow(acc, program.accumulator_bits, program.overflow)
-        values[op.output] = acc if op.requant is None else requantize(acc, op.requant, out.quant)
+        quants = [program.tensor(name).quant for name in op.inputs]
+        values[op.output], _ = run_op(op, [values[name] for name in op.inputs], quants, program.tensor(op.output).quant,
+                                      program.accumulator_bits, program.overflow)
     return values if keep_tensors else values[program.output]

@@ -1,12 +1,18 @@
 """The fake-quant model: a captured graph with a weight quantizer per conv/linear and an
 activation quantizer per requantized tensor, computing what the integer program computes.
 
-Matching the program (docs/contract.md, ``docs/calibration.md`` C.7): the same scales,
-zero-points and clamps; conv padding is real 0 (the program pads with ``z``); biases are the
-program's integers ``round_half_up(b / (s_x * s_w[c]))`` times ``s_x * s_w[c]``; a fused ReLU is
-the requantizer's clamp at ``qmin = z = 0``; ReLU6 clamps levels at ``q(6)``; pass-through ops
-(max pooling, flatten, ReLU on levels) act on quantized values. What remains different: the
-31-bit multipliers, the residual add's 14-bit integer input weights, and float error.
+Two forward modes (:class:`ForwardMode`, set with ``qm.forward_mode = ...`` or for a block with
+``with qm.forward_mode_as(ForwardMode.EXACT): ...``):
+
+* ``EXACT``: the values are the integer program's, bit for bit, with straight-through gradients
+  from the float path (``aquant_sim.frontend.exact``, ``docs/calibration.md`` C.9). Needs hard
+  quantizers. The figures the project reports use it.
+* ``FLOAT``: float fake quantization (C.7), the fast path for training: the same scales,
+  zero-points and clamps; conv padding is real 0 (the program pads with ``z``); biases are the
+  program's integers ``round_half_up(b / (s_x * s_w[c]))`` times ``s_x * s_w[c]``; a fused ReLU is
+  the requantizer's clamp at ``qmin = z = 0``; ReLU6 clamps levels at ``q(6)``; pass-through ops
+  (max pooling, flatten, ReLU on levels) act on quantized values. What differs from the program:
+  the 31-bit multipliers, the residual add's 14-bit integer input weights, and float error.
 
 Bit widths: the network input and the input of the last conv/linear get ``first_last_bits``, as
 do the first and last layers' weights (BRECQ protocol); every other tensor read by a conv or
@@ -16,13 +22,17 @@ add, the feature map before global pooling) get ``internal_bits``.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from aquant_sim.errors import ConfigError, InputError
+from aquant_sim.frontend import exact
 from aquant_sim.frontend.graph import WEIGHTED, REQUANTIZED, Graph, Node, NodeKind, apply_node
+from aquant_sim.frontend.lowering import quant_params
 from aquant_sim.frontend.quantizers import ActQuantizer, WeightQuantizer
 from aquant_sim.program import MAX_ACCUMULATOR_BITS, MAX_BITS, MIN_ACCUMULATOR_BITS, MIN_BITS, BorderGranularity
 from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy
@@ -62,10 +72,19 @@ class QuantConfig:
             raise ConfigError(f"quant config: overflow must be an OverflowPolicy, got {self.overflow!r}")
 
 
+class ForwardMode(enum.Enum):
+    """What the fake-quant model's forward computes (see the module docstring)."""
+
+    FLOAT = "float"
+    """Float fake quantization (fast; close to the program, not equal)."""
+    EXACT = "exact"
+    """The integer program's values, straight-through gradients from the float path."""
+
+
 class QuantModel(nn.Module):
     """Weight quantizers (``weights[name]``) and activation quantizers (``acts[name]``) over a
-    captured graph. ``forward`` is the fake-quant network; :meth:`collect` and
-    :meth:`run_nodes` serve the block reconstruction."""
+    captured graph. ``forward`` is the fake-quant network in ``forward_mode``; :meth:`collect` and
+    :meth:`run_nodes` serve the block reconstruction; :meth:`levels` gives every tensor's levels."""
 
     def __init__(self, graph: Graph, config: QuantConfig, calib: torch.Tensor):
         super().__init__()
@@ -80,10 +99,29 @@ class QuantModel(nn.Module):
             for node in weighted
         })
         self.acts = nn.ModuleDict()
+        self.forward_mode = ForwardMode.FLOAT
+        self.exact_overflows: dict[str, int] = {}
+        """Accumulator overflows per program tensor in the last exact run."""
         self._init_acts(calib[:INIT_SAMPLES])
         # Only what a reconstruction step trains gets gradients (it switches them on).
         self.requires_grad_(False)
         self.eval()
+
+    @contextlib.contextmanager
+    def forward_mode_as(self, mode: ForwardMode):
+        """Run a block in ``mode``; the previous mode is restored afterwards."""
+        if not isinstance(mode, ForwardMode):
+            raise ConfigError(f"forward mode must be a ForwardMode, got {mode!r}")
+        previous, self.forward_mode = self.forward_mode, mode
+        try:
+            yield self
+        finally:
+            self.forward_mode = previous
+
+    def _exact(self) -> bool:
+        if not isinstance(self.forward_mode, ForwardMode):
+            raise ConfigError(f"QuantModel.forward_mode must be a ForwardMode, got {self.forward_mode!r}")
+        return self.forward_mode is ForwardMode.EXACT
 
     def act_bits(self, node: Node) -> int:
         """The width of a requantized tensor (see the module docstring)."""
@@ -133,9 +171,29 @@ class QuantModel(nn.Module):
         bias = self.bias_integers(node).to(inputs[0].dtype) * s_x * wq.scale
         return apply_node(node, inputs, wq(), bias)
 
+    def _run_exact(self, nodes: list[Node], sources: dict, raw: frozenset = frozenset()) -> exact.Exact:
+        result = exact.run(self, nodes, sources, raw)
+        self.exact_overflows = result.overflows
+        return result
+
+    def _sources(self, nodes: list[Node], env: dict) -> dict:
+        """Exact sources for ``nodes``: the tensors they read and do not produce, as (levels, value)."""
+        produced = {node.name for node in nodes}
+        names = dict.fromkeys(i for node in nodes for i in node.inputs if i not in produced)
+        sources = {}
+        for name in names:
+            quant = quant_params(self, self.graph.quant_source(name))
+            sources[name] = (exact.grid_levels(env[name], quant, name), env[name])
+        return sources
+
     def run_nodes(self, nodes: list[Node], env: dict, raw: frozenset = frozenset()) -> dict:
         """Run fake-quant nodes over ``env`` (values as read, i.e. quantized); tensors in
-        ``raw`` keep their value before their own quantizer."""
+        ``raw`` keep their value before their own quantizer. EXACT: the values in ``env`` that the
+        nodes read must be their quantizers' levels ``s (q - z)`` (InputError otherwise)."""
+        if self._exact():
+            result = self._run_exact(nodes, self._sources(nodes, env), raw)
+            env.update({node.name: result.raw.get(node.name, result.values[node.name]) for node in nodes})
+            return env
         for node in nodes:
             y = self._compute(node, [env[i] for i in node.inputs], quantized=True)
             if node.name in self.acts and node.name not in raw:
@@ -144,26 +202,42 @@ class QuantModel(nn.Module):
         return env
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._exact():
+            result = self._run_exact(self.graph.nodes[1:], {self.graph.input: exact.input_source(self, x)})
+            return result.values[self.graph.output]
         env = {self.graph.input: self.acts[self.graph.input](x)}
         return self.run_nodes(self.graph.nodes[1:], env)[self.graph.output]
 
     @torch.no_grad()
-    def collect(self, x: torch.Tensor, names, quantized: bool) -> dict[str, torch.Tensor]:
-        """Values of ``names`` before their own quantizer, in the fake-quant network
-        (``quantized``) or the float one; stops as soon as all are known."""
+    def collect(self, x: torch.Tensor, names, quantized: bool, after_quantizer: bool = False) -> dict[str, torch.Tensor]:
+        """Values of ``names`` before their own quantizer (after it with ``after_quantizer``: the
+        values as the next op reads them), in the fake-quant network (``quantized``, in
+        ``forward_mode``) or the float one; stops as soon as all are known. EXACT: the value
+        before the quantizer is the real value the requantizer rounds (``exact._raw_value``)."""
         wanted, found = set(names), {}
+        if quantized and self._exact():
+            last = max(i for i, node in enumerate(self.graph.nodes) if node.name in wanted)
+            nodes = self.graph.nodes[1 : last + 1]
+            raw = frozenset() if after_quantizer else frozenset(wanted)
+            result = self._run_exact(nodes, {self.graph.input: exact.input_source(self, x)}, raw)
+            if not after_quantizer and self.graph.input in wanted:
+                result.raw[self.graph.input] = x
+            return {name: (result.values if after_quantizer else result.raw)[name] for name in wanted}
         env = {}
         for node in self.graph.nodes:
             if node.kind is NodeKind.INPUT:
                 y = x
             else:
                 y = self._compute(node, [env[i] for i in node.inputs], quantized)
-            if node.name in wanted:
-                found[node.name] = y
-                if len(found) == len(wanted):
-                    break
             if quantized and node.name in self.acts:
-                y = self.acts[node.name](y)
+                q = self.acts[node.name](y)
+                if node.name in wanted:
+                    found[node.name] = q if after_quantizer else y
+                y = q
+            elif node.name in wanted:
+                found[node.name] = y
+            if len(found) == len(wanted):
+                break
             env[node.name] = y
         return found
 
@@ -171,6 +245,8 @@ class QuantModel(nn.Module):
     def op_levels(self, node: Node, inputs: list[torch.Tensor]) -> torch.Tensor:
         """The levels one node produces from given (quantized, real-valued) inputs: compares a
         single op with the datapath's, free of errors propagated from earlier ops."""
+        if self._exact():
+            return self._run_exact([node], self._sources([node], dict(zip(node.inputs, inputs)))).levels[node.name]
         y = self._compute(node, inputs, quantized=True)
         if node.name in self.acts:
             return self.acts[node.name].levels(y)
@@ -180,7 +256,13 @@ class QuantModel(nn.Module):
     @torch.no_grad()
     def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The integer levels of every quantized tensor (pass-through tensors included) for a
-        batch, as the fake-quant network produces them; and the output under ``graph.output``."""
+        batch, as the fake-quant network produces them; and the output (its value) under
+        ``graph.output``."""
+        if self._exact():
+            result = self._run_exact(self.graph.nodes[1:], {self.graph.input: exact.input_source(self, x)})
+            out = {name: result.levels[name] for name in result.levels if name != self.graph.output}
+            out[self.graph.output] = result.values[self.graph.output]
+            return out
         out, env = {}, {}
         for node in self.graph.nodes:
             y = x if node.kind is NodeKind.INPUT else self._compute(node, [env[i] for i in node.inputs], True)

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from aquant_sim.program import BorderGranularity
-from aquant_sim.rounding import integer_range
+from aquant_sim.frontend.emulation import lookup, table_index
+from aquant_sim.program import BorderGranularity, BorderTable
+from aquant_sim.rounding import encode_borders, integer_range
 
 SEARCH_STEPS = 64
 """Candidates of the clipping-range error search (fractions of the observed range)."""
@@ -127,32 +128,6 @@ class BorderMode(enum.Enum):
     """Learned borders, sigmoid relaxation of temperature ``tau`` (C.5)."""
     HARD = "hard"
     """Learned borders encoded to F bits, applied exactly (C.6)."""
-
-
-def encode_borders_torch(beta: torch.Tensor, frac_bits: int) -> torch.Tensor:
-    """``rounding.encode_borders`` in float64 torch: ``clamp(floor(beta * 2^F + 1/2), 1, 2^F)``."""
-    one = float(1 << frac_bits)
-    return torch.clamp(torch.floor(beta.detach().double() * one + 0.5), 1, one)
-
-
-def table_index(table_shape: tuple[int, int], j: torch.Tensor) -> torch.Tensor | None:
-    """Flat index ``g(c) * L + j`` into a (G, L) table for every element (channel on axis 1),
-    or None for a 1x1 table."""
-    groups, levels = table_shape
-    if groups == 1 and levels == 1:
-        return None
-    index = j if levels > 1 else torch.zeros_like(j)
-    if groups > 1:
-        shape = [1] * j.dim()
-        shape[1] = -1
-        index = index + torch.arange(j.shape[1], device=j.device).reshape(shape) * levels
-    return index
-
-
-def lookup(table: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    """``table[g(c), j]`` for every element, channel on axis 1 (``rounding.lookup_borders``)."""
-    index = table_index(tuple(table.shape), j)
-    return table[0, 0] if index is None else table.reshape(-1)[index]
 
 
 class _BorderRound(torch.autograd.Function):
@@ -262,18 +237,18 @@ class ActQuantizer(nn.Module):
 
     def beta(self) -> torch.Tensor:
         """The borders the forward applies in the current mode, shape (G, L)."""
-        one = float(1 << self.frac_bits)
         if self.mode is BorderMode.NEAREST:
             return torch.full_like(self.borders, 0.5)
         if self.mode is BorderMode.HARD:
-            return (encode_borders_torch(self.borders, self.frac_bits) / one).to(self.borders.dtype)
-        return self.borders.clamp(1.0 / one, 1.0)
+            return torch.as_tensor(self.border_table().beta, dtype=self.borders.dtype)
+        return self.borders.clamp(1.0 / (1 << self.frac_bits), 1.0)
 
-    def border_integers(self) -> np.ndarray:
-        """The table ``B`` (int64, (G, L)) the lowering writes: 1/2 or the learned borders."""
+    def border_table(self) -> BorderTable:
+        """The F-bit table the lowering writes: 1/2 for nearest rounding, else the learned borders
+        encoded by ``rounding.encode_borders`` (soft borders as they would be hardened)."""
         if self.mode is BorderMode.NEAREST:
-            return np.full(tuple(self.borders.shape), 1 << (self.frac_bits - 1), dtype=np.int64)
-        return encode_borders_torch(self.borders, self.frac_bits).numpy().astype(np.int64)
+            return BorderTable.nearest(self.frac_bits)
+        return BorderTable(self.frac_bits, encode_borders(self.borders.detach().double().cpu().numpy(), self.frac_bits))
 
     def levels(self, x: torch.Tensor) -> torch.Tensor:
         """The hard integer levels of ``x`` (no gradient), as the datapath would produce them."""

@@ -77,9 +77,10 @@ def _shuffle(builder, a, b, indices):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(indices)), indices))
 
 
-def _reduce_tile(builder, accumulators):
-    """Horizontal sums of 16 vectors of 16 lanes, packed into one vector in accumulator order:
-    four rounds of pairwise (lower blocks + upper blocks), 15 adds and 31 shuffles in all."""
+def _reduce_tile(builder, accumulators, order):
+    """Horizontal sums of 16 vectors of 16 lanes, packed into one vector whose lane ``L`` holds
+    accumulator ``order[L]``: four rounds of pairwise (lower blocks + upper blocks), 15 adds and
+    31 shuffles in all."""
     vectors, labels, width = list(accumulators), [[i] * LANES for i in range(len(accumulators))], LANES // 2
     while len(vectors) > 1:
         even = [i for start in range(0, 2 * LANES, 2 * width) for i in range(start, start + width)]
@@ -92,13 +93,13 @@ def _reduce_tile(builder, accumulators):
                                        _shuffle(builder, vectors[a], vectors[a + 1], odd)))
             reduced_labels.append([both[i] for i in even])
         vectors, labels, width = reduced, reduced_labels, width // 2
-    return _shuffle(builder, vectors[0], vectors[0], [labels[0].index(i) for i in range(LANES)])
+    return _shuffle(builder, vectors[0], vectors[0], [labels[0].index(i) for i in order])
 
 
 @intrinsic
 def dot_tile(typingctx, u, w, u0, u1, u2, u3, w0, w1, w2, w3, outer, u_outer, w_outer, inner, u_inner, w_inner,
              length, out):
-    """``out[4 * i + j] = sum_{a < outer} sum_{b < inner} sum_{k < length}
+    """``out[4 * j + i] = sum_{a < outer} sum_{b < inner} sum_{k < length}
     u[u_i + a*u_outer + b*u_inner + k] * w[w_j + a*w_outer + b*w_inner + k]`` in int32, for the
     four ``u8`` row offsets ``u_i`` of 1-d array ``u`` and four ``s8`` offsets ``w_j`` of ``w``;
     ``out`` is a contiguous int32 array of 16. Every offset is int64; segments of ``length``
@@ -164,7 +165,8 @@ def dot_tile(typingctx, u, w, u0, u1, u2, u3, w0, w1, w2, w3, outer, u_outer, w_
         builder.branch(head)
 
         builder.position_at_end(done)
-        sums = _reduce_tile(builder, accumulators)
+        # Lane 4 * j + i: channel-major, so that a channel's four positions are adjacent.
+        sums = _reduce_tile(builder, accumulators, [i * CHANNELS + j for j in range(CHANNELS) for i in range(PIXELS)])
         builder.store(sums, builder.bitcast(out_arr.data, ir.PointerType(_WORDS)), align=4)
         return context.get_dummy_value()
 
@@ -270,6 +272,7 @@ def _dense(u, w, pixels, image_stride, batch, cg, groups, per_group, row, outer,
         stop = min(first + BLOCK, (g + 1) * per_group)
         sums = np.empty(LANES, dtype=np.int32)
         window = np.zeros(LANES, dtype=np.int32)
+        shared = np.empty(PIXELS, dtype=np.int64)
         base = n * image_stride + g * cg
         last = positions - 1
         for p0 in range(0, positions, PIXELS):
@@ -279,17 +282,21 @@ def _dense(u, w, pixels, image_stride, batch, cg, groups, per_group, row, outer,
             u3 = base + pixels[min(p0 + 3, last)]
             if has_zero_point:
                 dot_tile(u, w, u0, u1, u2, u3, ones, ones, ones, ones, outer, u_outer, w_outer, inner,
-                              u_inner, w_inner, length, window)
+                         u_inner, w_inner, length, window)
+            for i in range(PIXELS):
+                shared[i] = np.int64(window[i]) - taps_fill
             for o0 in range(first, stop, CHANNELS):
-                dot_tile(u, w, u0, u1, u2, u3, o0 * row, min(o0 + 1, stop - 1) * row,
-                              min(o0 + 2, stop - 1) * row, min(o0 + 3, stop - 1) * row, outer, u_outer, w_outer,
-                              inner, u_inner, w_inner, length, sums)
-                for i in range(min(PIXELS, positions - p0)):
-                    shared = np.int64(window[CHANNELS * i]) - taps_fill
-                    for j in range(min(CHANNELS, stop - o0)):
-                        o = o0 + j
-                        out[n, o, p0 + i] = (np.int64(sums[CHANNELS * i + j]) - fill * weight_sum[o]
-                                             - zero_point[o] * shared)
+                dot_tile(u, w, u0, u1, u2, u3, o0 * row, min(o0 + 1, stop - 1) * row, min(o0 + 2, stop - 1) * row,
+                         min(o0 + 3, stop - 1) * row, outer, u_outer, w_outer, inner, u_inner, w_inner, length, sums)
+                for j in range(min(CHANNELS, stop - o0)):
+                    o = o0 + j
+                    constant, z_w = fill * weight_sum[o], zero_point[o]
+                    if p0 + PIXELS <= positions:
+                        for i in range(PIXELS):
+                            out[n, o, p0 + i] = np.int64(sums[PIXELS * j + i]) - constant - z_w * shared[i]
+                    else:
+                        for i in range(positions - p0):
+                            out[n, o, p0 + i] = np.int64(sums[PIXELS * j + i]) - constant - z_w * shared[i]
 
 
 @parallel_jit
@@ -326,6 +333,29 @@ def _depthwise(u, w, multiplier, sh, sw, dh, dw, kh_, kw_, ow, fill, weight_sum,
                 out[n, o, p] = acc[o] - fill * weight_sum[o] - zero_point[o] * (window[o // multiplier] - taps_fill)
 
 
+@parallel_jit
+def _gather_windows(u, kh_, kw_, sh, sw, dh, dw, ow, out):
+    """``out[n, p, (kh*KW + kw)*C + c] = u[n, oy*sh + kh*dh, ox*sw + kw*dw, c]`` for output
+    position ``p = oy*OW + ox`` of the packed bytes ``u`` (N, Hp, Wp, C)."""
+    batch, positions = out.shape[0], out.shape[1]
+    channels = u.shape[3]
+    oh = positions // ow
+    for t in prange(batch * oh):
+        n, oy = t // oh, t % oh
+        for ox in range(ow):
+            p = oy * ow + ox
+            for kh in range(kh_):
+                for kw in range(kw_):
+                    base = (kh * kw_ + kw) * channels
+                    for c in range(channels):
+                        out[n, p, base + c] = u[n, oy * sh + kh * dh, ox * sw + kw * dw, c]
+
+
+def _steps(length: int) -> int:
+    """64-byte steps of the tile over a run of ``length`` bytes."""
+    return -(-length // 64)
+
+
 def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None:
     """D.1 without the bias, batch-major ``(N, O, OH*OW)`` int64, or None when the operands do
     not fit the int8 kernels (:func:`operand_offset`)."""
@@ -347,6 +377,16 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
     if depthwise:
         _depthwise(u, weights.by_tap(), out_channels // channels, sh, sw, dh, dw, kh_, kw_, ow, fill,
                    weights.weight_sum, weights.zero_point, out)
+        return out
+    taps = kh_ * kw_ * cg
+    if op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
+        # Short kernel rows (a stem of 1-3 channels): gathering each window into one run of
+        # bytes at least halves the 64-byte steps of the tile.
+        windows = np.empty((batch, oh * ow, taps), dtype=np.uint8)
+        _gather_windows(u, kh_, kw_, sh, sw, dh, dw, ow, windows)
+        pixels = np.arange(oh * ow, dtype=np.int64) * taps
+        _dense(windows.ravel(), weights.rows, pixels, oh * ow * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
+               0, 0, taps, weights.weight_sum, fill, weights.zero_point, weights.has_zero_point, out)
         return out
     oy, ox = np.divmod(np.arange(oh * ow, dtype=np.int64), ow)
     pixels = (oy * sh * wp + ox * sw) * channels

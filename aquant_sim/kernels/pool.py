@@ -11,22 +11,30 @@ from aquant_sim.program import AvgPool2d, MaxPool2d, window_output_size
 
 @parallel_jit
 def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, out):
-    """``out[n, c, oy, ox]`` = max over the window of the input padded with ``qmin``."""
+    """``out[n, c, oy, ox]`` = max over the window of the input padded with ``qmin``. Each plane
+    is first copied into a scratch plane padded with ``qmin`` on every side the windows reach,
+    so the window loops have no bounds tests and run over a row of outputs at a time."""
     batch, channels, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
+    hp = max(h + ph, (oh - 1) * sh + (kh_ - 1) * dh + 1)
+    wp = max(w + pw, (ow - 1) * sw + (kw_ - 1) * dw + 1)
     for t in prange(batch * channels):
         n, c = t // channels, t % channels
+        padded = np.full((hp, wp), qmin, dtype=np.int64)
+        for iy in range(h):
+            for ix in range(w):
+                padded[iy + ph, ix + pw] = x[n, c, iy, ix]
+        best = np.empty(ow, dtype=np.int64)
         for oy in range(oh):
+            best[:] = qmin
+            for kh in range(kh_):
+                row = oy * sh + kh * dh
+                for kw in range(kw_):
+                    offset = kw * dw
+                    for ox in range(ow):
+                        best[ox] = max(best[ox], padded[row, ox * sw + offset])
             for ox in range(ow):
-                best = np.int64(qmin)
-                for kh in range(kh_):
-                    iy = oy * sh - ph + kh * dh
-                    if 0 <= iy < h:
-                        for kw in range(kw_):
-                            ix = ox * sw - pw + kw * dw
-                            if 0 <= ix < w and x[n, c, iy, ix] > best:
-                                best = x[n, c, iy, ix]
-                out[n, c, oy, ox] = best
+                out[n, c, oy, ox] = best[ox]
 
 
 def maxpool_into(x: np.ndarray, op: MaxPool2d, qmin: int, dtype) -> np.ndarray:

@@ -142,7 +142,7 @@ def _tile_by_numpy(u, w, u_rows, w_rows, outer, u_outer, w_outer, inner, u_inner
     taps = [a * u_outer + b * u_inner + k for a in range(outer) for b in range(inner) for k in range(length)]
     weights = [a * w_outer + b * w_inner + k for a in range(outer) for b in range(inner) for k in range(length)]
     return np.array([int(u[r + np.array(taps)].astype(np.int64) @ w[c + np.array(weights)].astype(np.int64))
-                     for r in u_rows for c in w_rows])
+                     for c in w_rows for r in u_rows])
 
 
 @needs_vnni
