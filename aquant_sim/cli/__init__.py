@@ -26,7 +26,11 @@ SUBCOMMANDS = (
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser, with a usage error reported as one line (which option, what is wrong,
-    where the help is) instead of the whole usage text."""
+    where the help is) instead of the whole usage text, and descriptions (the subcommands' module
+    docstrings) printed without their ``literal`` markers."""
+
+    def __init__(self, *args, description: str | None = None, **kwargs):
+        super().__init__(*args, description=description.replace("``", "") if description else description, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -1,7 +1,7 @@
 """``aquant calibrate``: quantize a zoo model, or your own (``--model package.module:factory``),
 with a calibration method and write the program.
 
-    aquant calibrate --model resnet20 --weights W.npz --data fashion-mnist --w-bits 4 --a-bits 4 \
+    aquant calibrate --model resnet20 --weights W.npz --data fashion-mnist --w-bits 4 --a-bits 4
         --method aquant --iters 20000 --calib-size 1024 --seed 0 --out PROGRAM.aqp [--summary S.json]
 
 Writes the integer program (``aquant_sim.artifact``) and a JSON summary: the accuracies (integer
