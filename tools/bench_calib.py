@@ -4,7 +4,9 @@ aquant in the same run (same block, data, batch size and thread count).
     python tools/bench_calib.py [--iters 300] [--image-size 28] [--threads 2] [--granularity channel_level]
 
 Prints ``name: value`` lines; ``aquant_over_qdrop`` is the ratio of the two times (target: 1.2 or
-less). The block is the first residual block of a ResNet-20 (16 channels) with random weights and
+less); ``exact_over_float`` is one forward+backward of the same block in ``ForwardMode.EXACT``
+(the integer program's values, straight-through gradients) against the float fake-quant one,
+same inputs, batch and hard quantizers. The block is the first residual block of a ResNet-20 (16 channels) with random weights and
 batch-norm statistics: timing does not depend on training.
 """
 
@@ -17,12 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import statistics
+import time
 
 import torch
 
 from aquant_sim.frontend.graph import capture
 from aquant_sim.frontend.methods import Method
-from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
+from aquant_sim.frontend.qmodel import ForwardMode, QuantConfig, QuantModel
+from aquant_sim.frontend.quantizers import BorderMode
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor
 from aquant_sim.models import build_model
 from aquant_sim.program import BorderGranularity
@@ -39,6 +44,35 @@ def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfi
         rec.claim_quantizers(index)
     report = rec.calibrate_unit(BLOCK)
     return report.train_seconds / iters * 1000
+
+
+def exact_and_float_ms(graph, images: torch.Tensor, quant: QuantConfig, iters: int, batch: int) -> dict:
+    """Median milliseconds of one forward+backward of the block's nodes in each forward mode
+    (nearest weights, hard borders, scale gradients on), the same on-grid inputs for both."""
+    qm = QuantModel(graph, quant, images)
+    for act in qm.acts.values():
+        act.mode = BorderMode.HARD
+        act.scale.requires_grad_(True)
+    unit = Reconstructor(qm, Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK]
+    nodes = [graph[n] for n in unit.nodes]
+    with torch.no_grad(), qm.forward_mode_as(ForwardMode.EXACT):
+        inputs = qm.collect(images[:batch], list(unit.inputs), quantized=True, after_quantizer=True)
+    target = qm.collect(images[:batch], [unit.output], quantized=False)[unit.output]
+
+    def step(mode: ForwardMode) -> None:
+        with qm.forward_mode_as(mode):
+            out = qm.run_nodes(nodes, dict(inputs), raw=frozenset({unit.output}))[unit.output]
+        ((out - target) ** 2).flatten(1).sum(1).mean().backward()
+
+    # The modes alternate step by step and each keeps its median, so that a load that changes
+    # during the run weighs on both alike.
+    times = {ForwardMode.FLOAT: [], ForwardMode.EXACT: []}
+    for _ in range(iters + 1):
+        for mode, spent in times.items():
+            started = time.perf_counter()
+            step(mode)
+            spent.append((time.perf_counter() - started) * 1000)
+    return {mode: statistics.median(spent[1:]) for mode, spent in times.items()}
 
 
 def main() -> None:
@@ -65,6 +99,8 @@ def main() -> None:
         for method in times:
             times[method].append(time_per_1000(method, graph, images, quant, args.iters))
     qdrop, aquant = min(times[Method.QDROP]), min(times[Method.AQUANT])
+    modes = [exact_and_float_ms(graph, images, quant, args.iters, ReconstructionConfig().batch_size) for _ in range(args.repeats)]
+    float_ms, exact_ms = (min(m[mode] for m in modes) for mode in (ForwardMode.FLOAT, ForwardMode.EXACT))
     print(f"block: {Reconstructor(QuantModel(graph, quant, images[:8]), Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK].name}")
     print(f"threads: {args.threads}")
     print(f"iters: {args.iters}")
@@ -73,6 +109,9 @@ def main() -> None:
     print(f"qdrop_seconds_per_1000: {qdrop:.2f}")
     print(f"aquant_seconds_per_1000: {aquant:.2f}")
     print(f"aquant_over_qdrop: {aquant / qdrop:.3f}")
+    print(f"float_forward_backward_ms: {float_ms:.2f}")
+    print(f"exact_forward_backward_ms: {exact_ms:.2f}")
+    print(f"exact_over_float: {exact_ms / float_ms:.3f}")
 
 
 if __name__ == "__main__":

@@ -60,17 +60,18 @@ def table_index(table_shape: tuple[int, int], j: torch.Tensor) -> torch.Tensor |
 def lookup(table: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """``table[g(c), j]`` for every element (channel on axis 1), as ``rounding.lookup_borders``."""
     index = table_index(tuple(table.shape), j)
-    return table[0, 0] if index is None else table.reshape(-1)[index]
+    return table[0, 0] if index is None else torch.take(table, index)
 
 
 def _border_step(k: torch.Tensor, up: torch.Tensor, quant: QuantParams) -> torch.Tensor:
     """(4)/(8): ``clamp(k + [f >= beta], qmin, qmax)`` with (3)'s index already used for ``up``."""
-    return torch.clamp(k + up.to(torch.int64), quant.qmin, quant.qmax)
+    return torch.clamp(k + up, quant.qmin, quant.qmax)
 
 
 def _border_index(k: torch.Tensor, quant: QuantParams) -> torch.Tensor:
     """(3): ``clamp(k, qmin, qmax - 1) - qmin``."""
-    return torch.clamp(k, quant.qmin, quant.qmax - 1) - quant.qmin
+    j = torch.clamp(k, quant.qmin, quant.qmax - 1)
+    return j - quant.qmin if quant.qmin else j
 
 
 def quantize_input(x: torch.Tensor, quant: QuantParams, borders: BorderTable) -> torch.Tensor:
@@ -90,7 +91,10 @@ def scale_to_fixed_point(acc: torch.Tensor, requant: Requantizer, zero_point: in
     m = _channel_vector(requant.multiplier, acc.dim()).to(acc.device)
     s = _channel_vector(requant.shift, acc.dim()).to(acc.device) - frac
     product = acc * m
-    shifted = torch.where(s >= 0, product >> s.clamp_min(0), product << (-s).clamp_min(0))
+    if requant.shift.min() >= frac:  # every shift is to the right (the common case): one pass
+        shifted = product >> s
+    else:
+        shifted = torch.where(s >= 0, product >> s.clamp_min(0), product << (-s).clamp_min(0))
     return shifted + (zero_point << frac)
 
 
@@ -112,9 +116,10 @@ def apply_overflow(acc: torch.Tensor, bits: int, policy: OverflowPolicy) -> tupl
     """Fit exact int64 sums into an A-bit accumulator (``rounding.apply_overflow``): the result
     and the count of elements that did not fit."""
     lo, hi = accumulator_range(bits)
-    count = int(((acc < lo) | (acc > hi)).sum())
-    if count == 0:
+    smallest, largest = torch.aminmax(acc) if acc.numel() else (lo, hi)
+    if lo <= smallest and largest <= hi:
         return acc, 0
+    count = int(((acc < lo) | (acc > hi)).sum())
     if policy is OverflowPolicy.SATURATE:
         return torch.clamp(acc, lo, hi), count
     return ((acc - lo) & ((1 << bits) - 1)) + lo, count
@@ -129,8 +134,8 @@ def sum_dtype(terms: int, max_input: int, max_weight: int, device: torch.device)
 
 
 def _exact_long(y: torch.Tensor) -> torch.Tensor:
-    """Integer-valued float sums (exact) to int64."""
-    return y.round().to(torch.int64)
+    """Integer-valued float sums (exact, so the cast loses nothing) to int64."""
+    return y.to(torch.int64)
 
 
 def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tensor:
@@ -191,13 +196,17 @@ def run_op(op, ins: list[torch.Tensor], quants: list[QuantParams], out_quant, ac
 
 
 def dequantize(values: torch.Tensor, quant, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Real values ``s (q - z)`` or ``acc scale[c]``, computed in float64 as
-    ``simulator.dequantize`` computes them (the same IEEE operations), then cast to ``dtype``."""
+    """Real values ``s (q - z)`` or ``acc scale[c]`` as ``simulator.dequantize`` computes them in
+    float64 (the same IEEE operations), then cast to ``dtype``. A float32 result with a scale that
+    float32 holds is computed in float32: ``q - z`` is exact, and the one rounding of the product
+    to float32 is the same as that of float64's exact product (24 + 17 bits) then cast."""
     if isinstance(quant, AccumulatorParams):
         scale = torch.as_tensor(quant.scale, dtype=torch.float64, device=values.device)
         shape = [1] * values.dim()
         shape[1] = -1
         return (values.double() * scale.reshape(shape)).to(dtype)
+    if dtype == torch.float32 and float(np.float32(quant.scale)) == quant.scale:
+        return (values - quant.zero_point).to(torch.float32) * quant.scale
     return (quant.scale * (values.double() - quant.zero_point)).to(dtype)
 
 

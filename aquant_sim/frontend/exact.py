@@ -111,9 +111,10 @@ def run(qm: QuantModel, nodes: list[Node], sources: dict[str, tuple[torch.Tensor
     """Run ``nodes`` exactly from ``sources`` (graph tensor -> (int64 levels, value)); nodes in
     ``raw`` also get their value before their own quantizer (:func:`_raw_value`) in ``raw``.
 
-    When autograd records, each node's value (and raw value) takes the gradient of its float
-    fake-quant op on the exact input values (``QuantModel``'s FLOAT path: the op, then the node's
-    quantizer for the value).
+    When autograd records, each node's value takes the gradient of its float fake-quant op on the
+    exact input values (``QuantModel``'s FLOAT path: the op, then the node's quantizer); a node
+    in ``raw`` gives that gradient to its raw value (the op without the quantizer) instead, and
+    its quantized value has none.
     """
     check_hard(qm, [*sources, *(node.name for node in nodes)])
     config = qm.config
@@ -151,10 +152,12 @@ def run(qm: QuantModel, nodes: list[Node], sources: dict[str, tuple[torch.Tensor
         value = emulation.dequantize(levels, builder.tensor(names[node.name]).quant, dtype)
         if gradients:
             before = qm._compute(node, [result.values[i] for i in node.inputs], quantized=True)
-            after = qm.acts[node.name](before) if node.name in qm.acts else before
-            value = _StraightThrough.apply(after, value)
             if node_raw is not None:
+                # The raw value is what a caller of raw reads; the quantized value stays
+                # without gradient (its quantizer's surrogate would be work for nothing).
                 node_raw = _StraightThrough.apply(before, node_raw)
+            else:
+                value = _StraightThrough.apply(qm.acts[node.name](before) if node.name in qm.acts else before, value)
         if node.name in raw:
             result.raw[node.name] = value if node_raw is None else node_raw
         result.levels[node.name], result.values[node.name] = levels, value

@@ -152,7 +152,7 @@ class _BorderRound(torch.autograd.Function):
         else:
             j = (k.clamp(qmin, qmax - 1) - qmin).long()
             index = table_index(tuple(table.shape), j)
-            beta = table.reshape(-1)[index]
+            beta = torch.take(table, index)
         up = torch.sigmoid((f - beta) / tau) if soft else (f >= beta).to(x.dtype)
         level = k + up
         q = level.clamp(qmin, qmax)

@@ -16,7 +16,10 @@ max u`` and every partial sum of ``R`` at most ``K * max u`` in magnitude; both 
 other operands (up to 16 bits, the contract's limit) take the general exact path of
 :mod:`aquant_sim.kernels.conv`. The depthwise kernel accumulates in int64 and needs no bound.
 
-Conv sums come back batch-major, ``(N, O, OH*OW)`` int64; linear sums channel-major ``(O, N, 1)``.
+Conv sums come back batch-major, ``(N, O, OH*OW)``; linear sums channel-major ``(O, N, 1)``; both
+int32 when ``max_c sum_i |w[c, i] - z_w[c]| * max |x - z_x|`` (a bound on every sum (5), padded
+taps adding 0) is below 2^31, else int64 (:func:`sums_dtype`): half the memory and bandwidth of
+int64 for the usual case.
 
 The VNNI dot tile
 -----------------
@@ -192,6 +195,7 @@ class _Int8Weights:
         self.taps = rows.shape[1] * rows.shape[2]
         self.row_sum = int(np.abs(rows.astype(np.int64)).sum(axis=(1, 2)).max())
         self.weight_sum = rows.astype(np.int64).sum(axis=(1, 2))
+        self.centred_row_sum = int(np.abs(rows.astype(np.int64) - zero_point.astype(np.int64)[:, None, None]).sum(axis=(1, 2)).max())
         self.zero_point = zero_point.astype(np.int64)
         self.has_zero_point = bool(np.any(zero_point))
         if weight.ndim == 4:
@@ -216,13 +220,20 @@ def _weights(op) -> _Int8Weights:
     return prepared
 
 
-def operand_offset(weights: _Int8Weights, x: np.ndarray, zero_point: int, depthwise: bool = False) -> int | None:
-    """``lo`` such that ``u = x - lo`` and ``z - lo`` are bytes, or None when the int8 kernels
-    do not apply (no VNNI for the dense ones, a weight or the input range too wide, or the
-    int32 bound of the module text broken)."""
+def sums_dtype(weights: _Int8Weights, x_min: int, x_max: int, zero_point: int):
+    """int32 when every sum (5) of these weights over inputs in ``[x_min, x_max]`` fits it, else
+    int64."""
+    bound = weights.centred_row_sum * max(x_max - zero_point, zero_point - x_min)
+    return np.int32 if bound < INT32_EXACT else np.int64
+
+
+def operand_offset(weights: _Int8Weights, x_min: int, x_max: int, zero_point: int, depthwise: bool = False) -> int | None:
+    """``lo`` such that ``u = x - lo`` and ``z - lo`` are bytes for inputs in ``[x_min,
+    x_max]``, or None when the int8 kernels do not apply (no VNNI for the dense ones, a weight
+    or the input range too wide, or the int32 bound of the module text broken)."""
     if not weights.usable or not (depthwise or AVAILABLE):
         return None
-    lo, hi = min(int(x.min()), zero_point), max(int(x.max()), zero_point)
+    lo, hi = min(x_min, zero_point), max(x_max, zero_point)
     span = hi - lo
     if span > 255:
         return None
@@ -357,13 +368,14 @@ def _steps(length: int) -> int:
 
 
 def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None:
-    """D.1 without the bias, batch-major ``(N, O, OH*OW)`` int64, or None when the operands do
-    not fit the int8 kernels (:func:`operand_offset`)."""
+    """D.1 without the bias, batch-major ``(N, O, OH*OW)`` (:func:`sums_dtype`), or None when
+    the operands do not fit the int8 kernels (:func:`operand_offset`)."""
     weights = _weights(op)
     batch, channels, h, w = x.shape
     out_channels, cg, kh_, kw_ = op.weight.shape
     depthwise = cg == 1 and op.groups == channels
-    lo = operand_offset(weights, x, zero_point, depthwise)
+    x_min, x_max = int(x.min()), int(x.max())
+    lo = operand_offset(weights, x_min, x_max, zero_point, depthwise)
     if lo is None:
         return None
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
@@ -373,7 +385,7 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
     fill = zero_point - lo
     u = np.empty((batch, hp, wp, channels), dtype=np.uint8)
     _pack(x, lo, fill, ph, pw, u)
-    out = np.empty((batch, out_channels, oh * ow), dtype=np.int64)
+    out = np.empty((batch, out_channels, oh * ow), dtype=sums_dtype(weights, x_min, x_max, zero_point))
     if depthwise:
         _depthwise(u, weights.by_tap(), out_channels // channels, sh, sw, dh, dw, kh_, kw_, ow, fill,
                    weights.weight_sum, weights.zero_point, out)
@@ -401,15 +413,17 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
 
 
 def linear_sums(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray | None:
-    """D.2 without the bias, channel-major ``(O, N, 1)`` int64, or None (:func:`operand_offset`)."""
+    """D.2 without the bias, channel-major ``(O, N, 1)`` (:func:`sums_dtype`), or None
+    (:func:`operand_offset`)."""
     weights = _weights(op)
-    lo = operand_offset(weights, x, zero_point)
+    x_min, x_max = int(x.min()), int(x.max())
+    lo = operand_offset(weights, x_min, x_max, zero_point)
     if lo is None:
         return None
     batch, features = x.shape
     out_channels = op.weight.shape[0]
     u = np.ascontiguousarray(x - lo, dtype=np.uint8).ravel()
-    out = np.empty((1, out_channels, batch), dtype=np.int64)
+    out = np.empty((1, out_channels, batch), dtype=sums_dtype(weights, x_min, x_max, zero_point))
     pixels = np.arange(batch, dtype=np.int64) * features
     _dense(u, weights.rows, pixels, 0, 1, features, 1, out_channels, features, 1, 0, 0, 1, 0, 0, features,
            weights.weight_sum, zero_point - lo, weights.zero_point, weights.has_zero_point, out)

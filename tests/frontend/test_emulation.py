@@ -25,3 +25,34 @@ def test_emulation_equals_simulator_on_synthetic_programs(granularity, overflow,
     assert expected.keys() == got.keys()
     for name in expected:
         assert np.array_equal(expected[name], got[name].numpy()), name
+
+
+@pytest.mark.parametrize("features, dtype", [(256, torch.float32), (1024, torch.float64)])
+def test_weighted_sums_are_exact_on_both_sides_of_the_float32_bound(features, dtype):
+    """8-bit levels and weights: with K * 255 * 128 below 2^24 the sum runs in float32, above it in
+    float64; either way it equals numpy's int64 sum (5) exactly, zero-points and bias included."""
+    from aquant_sim.frontend.emulation import accumulate, sum_dtype
+    from aquant_sim.program import Linear, QuantParams
+
+    rng = np.random.default_rng(features)
+    weight = rng.integers(-128, 128, (6, features))
+    z_w = rng.integers(-128, 128, 6)
+    bias = rng.integers(-1000, 1000, 6)
+    op = Linear("fc", "x", "fc", weight, 8, np.ones(6), bias, None, z_w)
+    quant = QuantParams(8, False, 0.1, 3)
+    x = rng.integers(0, 256, (5, features))
+    assert sum_dtype(features, 252, int(np.abs(weight - z_w[:, None]).max()), torch.device("cpu")) == dtype
+    expected = (x - 3) @ (weight - z_w[:, None]).T + bias
+    assert np.array_equal(accumulate(op, [torch.from_numpy(x)], [quant]).numpy(), expected)
+
+
+def test_float32_dequantization_is_float64_then_cast():
+    """s (q - z) computed in float32 (a float32 scale) equals float64's product cast to float32."""
+    from aquant_sim.frontend.emulation import dequantize
+    from aquant_sim.program import QuantParams
+
+    rng = np.random.default_rng(3)
+    for scale in np.float32(rng.uniform(1e-4, 3.0, 50)):
+        quant = QuantParams(16, False, float(scale), int(rng.integers(0, 1 << 16)))
+        q = torch.from_numpy(rng.integers(0, 1 << 16, 2000))
+        assert torch.equal(dequantize(q, quant, torch.float32), dequantize(q, quant, torch.float64).float())

@@ -34,6 +34,13 @@ def _accepted(op, x, zero_point, depthwise=False) -> bool:
             and not (np.any(op.weight_zero_point) and taps * (hi - lo) >= 1 << 31))
 
 
+def _dtype(op, x, zero_point):
+    """int32 exactly when max_c sum_i |w - z_w| * max |x - z| < 2^31 (the module text's rule)."""
+    w = op.weight.astype(np.int64).reshape(op.weight.shape[0], -1) - op.weight_zero_point[:, None]
+    bound = int(np.abs(w).sum(axis=1).max()) * max(int(x.max()) - zero_point, zero_point - int(x.min()))
+    return np.int32 if bound < 1 << 31 else np.int64
+
+
 @given(conv_cases())
 def test_conv2d_matches_reference_when_accepted(case):
     """Any stride, padding, dilation, groups (depthwise included), zero-points: the int8 sums
@@ -45,7 +52,7 @@ def test_conv2d_matches_reference_when_accepted(case):
     assert (got is not None) == _accepted(op, x, q.zero_point, depthwise)
     if got is not None:
         want = reference.conv2d_acc(x, op, q.zero_point) - op.bias[None, :, None, None]
-        assert got.dtype == np.int64 and np.array_equal(got, want.reshape(got.shape))
+        assert got.dtype == _dtype(op, x, q.zero_point) and np.array_equal(got, want.reshape(got.shape))
 
 
 @given(linear_cases())
@@ -56,7 +63,7 @@ def test_linear_matches_reference_when_accepted(case):
     assert (got is not None) == _accepted(case.op, x, q.zero_point)
     if got is not None:
         want = reference.linear_acc(x, case.op, q.zero_point) - case.op.bias[None, :]
-        assert got.dtype == np.int64 and np.array_equal(got[:, :, 0].T, want)
+        assert got.dtype == _dtype(case.op, x, q.zero_point) and np.array_equal(got[:, :, 0].T, want)
 
 
 def _extreme_linear(features: int) -> tuple[Linear, np.ndarray]:
@@ -73,6 +80,19 @@ def test_int32_bound_edge_is_exact():
     assert 65793 * 128 * 255 == (1 << 31) - 128
     got = int8.linear_sums(x, op, 0)
     assert got is not None and np.all(got == -65793 * 128 * 255)
+    assert np.array_equal(got[:, :, 0].T, reference.linear_acc(x, op, 0))
+
+
+@needs_vnni
+def test_sums_past_int32_come_back_int64():
+    """w = -128 with z_w = 127 against x = 255 with z = 0: the tile's bound (128 * 255 * K) holds
+    but each sum (5) is -255 * 255 * K < -2^31, so the sums come back int64, exact."""
+    features = 33100
+    op = Linear("fc", "x", "y", np.full((2, features), -128), 8, np.ones(2), np.zeros(2, dtype=np.int64), None,
+                weight_zero_point=np.array([127, 127]))
+    x = np.full((1, features), 255, dtype=np.int32)
+    got = int8.linear_sums(x, op, 0)
+    assert got.dtype == np.int64 and np.all(got == -255 * 255 * features) and -255 * 255 * features < -(1 << 31)
     assert np.array_equal(got[:, :, 0].T, reference.linear_acc(x, op, 0))
 
 
