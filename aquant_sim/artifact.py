@@ -29,24 +29,36 @@ import numpy as np
 from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
-    OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor, op_fields,
+    MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor,
+    op_fields,
 )
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
-2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``)."""
-KNOWN_VERSIONS = (1, 2)
-"""Version 1 files load with the fields they lack at their defaults (weight zero-points 0)."""
+2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
+added each requantizer's ``variant`` (:data:`VARIANT_SINCE`)."""
+KNOWN_VERSIONS = (1, 2, 3)
+"""Older files load with the fields they lack at their defaults (weight zero-points 0, the
+BORDER requantizer)."""
+VARIANT_SINCE = 3
+"""The format version whose requantizer objects hold ``variant``."""
 
 MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 64 << 20
-"""A manifest larger than this is not a program (the manifest holds no arrays)."""
+MAX_MANIFEST_BYTES = 16 << 20
+"""A manifest larger than this is not a program (the manifest holds no arrays; a thousand-op
+network's is well under 1 MiB)."""
 MAX_ARRAY_BYTES = 1 << 31
-"""Largest array member (2 GiB): far above any real layer, small enough to refuse zip bombs."""
-MAX_TENSOR_ELEMENTS = 1 << 31
-"""Largest tensor (per sample) that a manifest may declare."""
+"""Largest array member (2 GiB): far above any real layer."""
+MAX_EXPANSION = 32
+"""The members of a file may declare, in all, at most this many times the file's size of
+uncompressed bytes (or :data:`EXPANSION_FLOOR`, whichever is larger). Integer weights deflate
+by a factor of 1 to 4; a zip bomb by up to 1,032. Checked from the zip directory, before any
+member is decompressed, so that loading needs memory in proportion to the file."""
+EXPANSION_FLOOR = 8 << 20
+"""Small files may expand to this many bytes whatever their compression ratio (border tables of
+one repeated value deflate a thousandfold)."""
 _MEMBER_NAME = re.compile(r"^arrays/[A-Za-z0-9_.\-]+\.npy$")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed so that saving is deterministic
 
@@ -92,6 +104,7 @@ class _Writer:
             "multiplier": self.array(f"{prefix}.multiplier", requant.multiplier, _I32),
             "shift": self.array(f"{prefix}.shift", requant.shift, _I32),
             "borders": self.borders(f"{prefix}.borders", requant.borders),
+            "variant": requant.variant.value,
         }
 
 
@@ -177,11 +190,12 @@ def _reject_constant(name: str):
 
 
 def _unique_keys(pairs):
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"key '{duplicate}' appears twice in one object")
-    return dict(pairs)
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key '{key}' appears twice in one object")
+        result[key] = value
+    return result
 
 
 def _object(value, where: str, keys: tuple[str, ...]) -> dict:
@@ -235,6 +249,7 @@ class _Reader:
         self.archive = archive
         self.members = members
         self.used: set[str] = set()
+        self.version = FORMAT_VERSION
 
     def array(self, member, where: str, dtype: np.dtype, ndim: int) -> np.ndarray:
         if not isinstance(member, str) or not _MEMBER_NAME.match(member):
@@ -245,30 +260,11 @@ class _Reader:
         self.used.add(member)
         if info.file_size > MAX_ARRAY_BYTES:
             _fail(where, f"array '{member}' is {info.file_size} bytes, more than the limit {MAX_ARRAY_BYTES}")
-        data = _read_member(self.archive, info, where)
-        buffer = io.BytesIO(data)
         try:
-            version = np.lib.format.read_magic(buffer)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"NPY format version {version[0]}.{version[1]} (only 1.0 and 2.0 are allowed)")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran_order, stored = read_header(buffer)
-        except (ValueError, SyntaxError, TypeError) as error:
-            _fail(where, f"array '{member}' is not a valid .npy file: {error}")
-        if stored != dtype:
-            _fail(where, f"array '{member}' has dtype {stored.str if stored.kind != 'O' else 'object'}, expected {dtype.str}")
-        if len(shape) != ndim:
-            _fail(where, f"array '{member}' has shape {shape}, expected {ndim} dimensions")
-        if fortran_order:
-            _fail(where, f"array '{member}' is stored in Fortran order; the format requires C order")
-        expected_bytes = math.prod(shape) * dtype.itemsize
-        if expected_bytes != len(data) - buffer.tell():
-            _fail(where, f"array '{member}' declares shape {shape} but holds {len(data) - buffer.tell()} data bytes")
-        buffer.seek(0)
-        try:
-            return np.lib.format.read_array(buffer, allow_pickle=False)
-        except ValueError as error:
-            _fail(where, f"array '{member}' cannot be read: {error}")
+            with self.archive.open(info) as stream:
+                return _stream_array(stream, info, where, dtype, ndim)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error, NotImplementedError) as error:
+            _fail(where, f"member '{member}' is corrupt: {error}")
 
     def borders(self, value, parent: str) -> BorderTable:
         """A border table at ``{parent}borders``; ``parent`` ends in "." or ": "."""
@@ -281,11 +277,65 @@ class _Reader:
     def requant(self, value, parent: str) -> Requantizer:
         """A requantizer at ``{parent}requant``."""
         where = f"{parent}requant"
-        fields = _object(value, where, ("multiplier", "shift", "borders"))
+        has_variant = self.version >= VARIANT_SINCE
+        fields = _object(value, where, ("multiplier", "shift", "borders") + (("variant",) if has_variant else ()))
+        variant = RequantVariant.BORDER
+        if has_variant:
+            variants = {v.value: v for v in RequantVariant}
+            if not isinstance(fields["variant"], str) or fields["variant"] not in variants:
+                _fail(f"{where}.variant", f"expected one of {sorted(variants)}, got {fields['variant']!r:.60}")
+            variant = variants[fields["variant"]]
         multiplier = self.array(fields["multiplier"], f"{where}.multiplier", _I32, 1)
         shift = self.array(fields["shift"], f"{where}.shift", _I32, 1)
         borders = self.borders(fields["borders"], f"{where}.")
-        return _construct(parent, Requantizer, multiplier, shift, borders)
+        return _construct(parent, Requantizer, multiplier, shift, borders, variant)
+
+
+def _stream_array(stream, info: zipfile.ZipInfo, where: str, dtype: np.dtype, ndim: int) -> np.ndarray:
+    """Read one NPY member from its open zip stream: the header first (only its bytes are
+    decompressed), checked against the prescribed dtype, rank and order and against the member's
+    size in the zip directory; then the data straight into one array of that size, and the end of
+    the stream (which checks the CRC)."""
+    member = info.filename
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"NPY format version {version[0]}.{version[1]} (only 1.0 and 2.0 are allowed)")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, stored = read_header(stream)
+    except (ValueError, SyntaxError, TypeError) as error:
+        _fail(where, f"array '{member}' is not a valid .npy file: {error}")
+    if stored != dtype:
+        _fail(where, f"array '{member}' has dtype {stored.str if stored.kind != 'O' else 'object'}, expected {dtype.str}")
+    if len(shape) != ndim:
+        _fail(where, f"array '{member}' has shape {shape}, expected {ndim} dimensions")
+    if fortran_order:
+        _fail(where, f"array '{member}' is stored in Fortran order; the format requires C order")
+    data_bytes = info.file_size - stream.tell()
+    if math.prod(shape) * dtype.itemsize != data_bytes:
+        _fail(where, f"array '{member}' declares shape {shape} but holds {data_bytes} data bytes")
+    array = np.empty(shape, dtype=dtype)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    filled = 0
+    while filled < data_bytes:
+        count = stream.readinto(view[filled:])
+        if not count:
+            _fail(where, f"member '{member}' ends after {filled} of its {data_bytes} data bytes")
+        filled += count
+    if stream.read(1):
+        _fail(where, f"member '{member}' holds more bytes than the zip directory declares")
+    return array
+
+
+def _check_expansion(infos: list[zipfile.ZipInfo], file_bytes: int) -> None:
+    """Refuse, from the zip directory alone, a file whose members declare more uncompressed
+    bytes than :data:`MAX_EXPANSION` times its size (and :data:`EXPANSION_FLOOR`)."""
+    declared = sum(info.file_size for info in infos)
+    budget = max(EXPANSION_FLOOR, MAX_EXPANSION * file_bytes)
+    if declared > budget:
+        largest = max(infos, key=lambda info: info.file_size)
+        _fail("", f"its members declare {declared} uncompressed bytes ('{largest.filename}' {largest.file_size}), "
+                  f"more than the limit {budget} for a file of {file_bytes} bytes ({MAX_EXPANSION} times its size)")
 
 
 def _construct(prefix: str, cls, *args, **kwargs):
@@ -412,6 +462,7 @@ def load_program(path) -> Program:
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+            _check_expansion(infos, path.stat().st_size)
             members = {}
             for info in infos:
                 if info.filename in members:
@@ -422,7 +473,9 @@ def load_program(path) -> Program:
                     _fail("", f"member '{info.filename}' uses compression method {info.compress_type}; only stored and deflated are allowed")
                 members[info.filename] = info
             reader = _Reader(archive, members)
-            program = _build_program(_read_manifest(archive, members), reader)
+            manifest = _read_manifest(archive, members)
+            reader.version = manifest["version"]
+            program = _build_program(manifest, reader)
             unused = sorted(set(members) - reader.used - {MANIFEST})
             if unused:
                 _fail("", f"member '{unused[0]}' is not referenced by the manifest")

@@ -22,7 +22,10 @@ from typing import ClassVar, Union
 import numpy as np
 
 from aquant_sim.errors import ProgramError
-from aquant_sim.rounding import MAX_FRAC_BITS, OverflowPolicy, integer_range, nearest_borders, scaled_shift_range
+from aquant_sim.rounding import (
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, MAX_FRAC_BITS, MULTIPLIER_BITS, OverflowPolicy, RequantVariant,
+    gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
+)
 
 MIN_BITS, MAX_BITS = 2, 16
 """Operand widths (activations and weights) that the datapath supports."""
@@ -32,6 +35,16 @@ MIN_ACCUMULATOR_BITS, MAX_ACCUMULATOR_BITS = 8, 32
 
 MAX_ADD_WEIGHT = 1 << 16
 """Residual-add input weights are integers in [1, 2^16), D.9."""
+
+MAX_FIELD_INT = 1 << 16
+"""The default upper bound of every integer op field (strides, paddings, dilations, pooling
+windows, groups, widths): far above any real layer, and small enough that every product the
+kernels form of them fits int64 (a dilation of 2^64 once reached a numba kernel and crashed it)."""
+
+MAX_TENSOR_ELEMENTS = 1 << 28
+"""The largest tensor, per sample, a program may declare or hold: also the bound on a window
+op's padded input ``C * (H + 2 p_h) * (W + 2 p_w)``, so that the memory a simulation needs
+follows from the declared tensors and not from a padding alone."""
 
 
 def _fail(where: str, message: str) -> None:
@@ -71,10 +84,11 @@ class FieldKind(enum.Enum):
     """A :class:`Requantizer`, or None: the op leaves A-bit accumulators (program output only)."""
 
 
-def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int | None = None,
+def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int = MAX_FIELD_INT,
              since: int = 1, **options) -> dataclasses.Field:
     """Declare an op's dataclass field with its :class:`FieldKind`: ``rank`` of a weight array,
-    ``[minimum, maximum]`` of an INT or of each integer of a PAIR, ``since`` the artifact
+    ``[minimum, maximum]`` of an INT or of each integer of a PAIR (every integer is bounded:
+    :data:`MAX_FIELD_INT` unless told), ``since`` the artifact
     format version that introduced it (older files lack it and get the default). ``options``
     go to :func:`dataclasses.field` (a default, for instance; a default of None means "filled
     in by the op's own validation")."""
@@ -85,13 +99,13 @@ def op_field(kind: FieldKind, rank: int = 1, minimum: int = 0, maximum: int | No
 @dataclass(frozen=True)
 class OpField:
     """The declaration of one op field: its kind, the rank of a weight array, the bounds of an
-    integer (``maximum`` None: unbounded above) and the artifact version that introduced it;
+    integer and the artifact version that introduced it;
     ``name`` is set by :func:`op_fields`."""
 
     kind: FieldKind
     rank: int = 1
     minimum: int = 0
-    maximum: int | None = None
+    maximum: int = MAX_FIELD_INT
     since: int = 1
     fill_in: bool = False
     """A vector whose default None the op's own validation replaces (the weight zero-points)."""
@@ -130,9 +144,8 @@ class OpField:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             _fail(where, f"expected an integer, got {value!r:.60}")
         value = int(value)
-        if value < self.minimum or (self.maximum is not None and value > self.maximum):
-            upper = "" if self.maximum is None else f" and <= {self.maximum}"
-            _fail(where, f"expected integers >= {self.minimum}{upper}, got {value}")
+        if not self.minimum <= value <= self.maximum:
+            _fail(where, f"expected integers >= {self.minimum} and <= {self.maximum}, got {value}")
         return value
 
 
@@ -229,6 +242,8 @@ class Tensor:
         shape = tuple(int(d) for d in self.shape)
         if len(shape) not in (1, 3) or min(shape) < 1:
             _fail(f"tensor '{self.name}'.shape", f"must be (C, H, W) or (F,) of positive sizes, got {self.shape}")
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            _fail(f"tensor '{self.name}'.shape", f"{shape} has more than {MAX_TENSOR_ELEMENTS} elements")
         object.__setattr__(self, "shape", shape)
         if isinstance(self.quant, AccumulatorParams) and self.quant.scale.shape[0] != shape[0]:
             _fail(f"tensor '{self.name}'.quant.scale", f"has {self.quant.scale.shape[0]} entries for {shape[0]} channels")
@@ -294,12 +309,18 @@ class BorderTable:
 
 @dataclass(frozen=True, eq=False)
 class Requantizer:
-    """Equations (6)-(8): per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n``
-    (vectors of length C, or 1 when shared), and the border table applied to F fraction bits."""
+    """Per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n`` (vectors of length C, or
+    1 when shared), ``M = m * 2^-n``, applied by the rule ``variant`` names: this project's
+    (6)-(8) with the border table on F fraction bits (BORDER, the default), or a real runtime's
+    (GEMMLOWP (10)-(13), FP32 (14)-(16); ``docs/contract.md`` 2.1). Variants without a fraction
+    carry the plain round-to-nearest table (``BorderTable.nearest``), which they do not read:
+    borders apply only where the variant defines a fraction. FP32 also needs ``M`` to be exactly
+    a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``)."""
 
     multiplier: np.ndarray
     shift: np.ndarray
     borders: BorderTable
+    variant: RequantVariant = RequantVariant.BORDER
 
     def __post_init__(self):
         m = _int_array(self.multiplier, "requant.multiplier", ndim=1)
@@ -308,6 +329,18 @@ class Requantizer:
             _fail("requant.shift", f"shape {n.shape} does not match multiplier shape {m.shape}")
         if m.min() < (1 << 30) or m.max() >= (1 << 31):
             _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
+        if not isinstance(self.variant, RequantVariant):
+            _fail("requant.variant", f"must be a RequantVariant, got {self.variant!r:.60}")
+        if not self.variant.has_fraction and not (self.borders.values.shape == (1, 1) and self.borders.is_nearest):
+            _fail("requant.borders", f"variant '{self.variant.value}' has no fraction for borders; "
+                                     "its table must be the single round-to-nearest border")
+        if self.variant is RequantVariant.FP32:
+            low_bits = (1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1
+            if np.any(m & low_bits):
+                _fail("requant.multiplier", "variant 'fp32' needs m * 2^-n to be a float32: m's low 7 bits must be 0")
+            lo, hi = FLOAT32_SHIFT_RANGE
+            if n.min() < lo or n.max() > hi:
+                _fail("requant.shift", f"variant 'fp32' needs n in [{lo}, {hi}] (a normal float32), got [{n.min()}, {n.max()}]")
         object.__setattr__(self, "multiplier", m)
         object.__setattr__(self, "shift", n)
 
@@ -320,10 +353,16 @@ class Requantizer:
             _fail(where, "a requantizer must produce a quantized tensor")
         if self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
-        s = self.shift - self.frac_bits
-        lo, hi = scaled_shift_range(accumulator_bits)
-        if s.min() < lo or s.max() > hi:
-            _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
+        if self.variant is RequantVariant.BORDER:
+            s = self.shift - self.frac_bits
+            lo, hi = scaled_shift_range(accumulator_bits)
+            if s.min() < lo or s.max() > hi:
+                _fail(f"{where}.shift", f"n - F must be in [{lo}, {hi}] for A = {accumulator_bits} (D.6), got [{s.min()}, {s.max()}]")
+        elif self.variant is RequantVariant.GEMMLOWP:
+            lo, hi = gemmlowp_shift_range(accumulator_bits)
+            if self.shift.min() < lo or self.shift.max() > hi:
+                _fail(f"{where}.shift", f"variant 'gemmlowp' needs n in [{lo}, {hi}] for A = {accumulator_bits} "
+                                        f"(contract (10), (12)), got [{self.shift.min()}, {self.shift.max()}]")
         self.borders.check_fits(channels, quant, f"{where}.borders")
 
 
@@ -382,8 +421,7 @@ class Conv2d:
         shape = _expect_rank(shapes[0], 3, where)
         if shape[0] != self.weight.shape[1] * self.groups:
             _fail(f"{where}.weight", f"expects {self.weight.shape[1] * self.groups} input channels, input has {shape[0]}")
-        h, w = (_window_out(shape[1 + a], self.kernel_size[a], self.stride[a], self.padding[a], self.dilation[a], where) for a in (0, 1))
-        return (self.weight.shape[0], h, w)
+        return (self.weight.shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where))
 
 
 @dataclass(frozen=True, eq=False)
@@ -469,8 +507,8 @@ class MaxPool2d:
 
     def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         where = f"op '{self.name}' (maxpool2d)"
-        c, *hw = _expect_rank(shapes[0], 3, where)
-        return (c, *(_window_out(hw[a], self.kernel_size[a], self.stride[a], self.padding[a], self.dilation[a], where) for a in (0, 1)))
+        shape = _expect_rank(shapes[0], 3, where)
+        return (shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where))
 
 
 @dataclass(frozen=True, eq=False)
@@ -496,8 +534,8 @@ class AvgPool2d:
 
     def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         where = f"op '{self.name}' (avgpool2d)"
-        c, *hw = _expect_rank(shapes[0], 3, where)
-        return (c, *(_window_out(hw[a], self.kernel_size[a], self.stride[a], self.padding[a], 1, where) for a in (0, 1)))
+        shape = _expect_rank(shapes[0], 3, where)
+        return (shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, (1, 1), where))
 
 
 @dataclass(frozen=True, eq=False)
@@ -591,11 +629,20 @@ def window_output_size(size: int, kernel: int, stride: int, padding: int, dilati
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _window_out(size: int, kernel: int, stride: int, padding: int, dilation: int, where: str) -> int:
-    span = dilation * (kernel - 1) + 1
-    if size + 2 * padding < span:
-        _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding}")
-    return window_output_size(size, kernel, stride, padding, dilation)
+def _window_shape(shape: tuple[int, int, int], kernel, stride, padding, dilation, where: str) -> tuple[int, int]:
+    """Output (H, W) of a window op on a (C, H, W) input: every window must fit the padded
+    input, and the padded input must hold at most :data:`MAX_TENSOR_ELEMENTS` elements."""
+    c, h, w = shape
+    padded = c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    if padded > MAX_TENSOR_ELEMENTS:
+        _fail(f"{where}.padding", f"{tuple(padding)} pads the input {shape} to {padded} elements, more than {MAX_TENSOR_ELEMENTS}")
+    out = []
+    for a, size in enumerate((h, w)):
+        span = dilation[a] * (kernel[a] - 1) + 1
+        if size + 2 * padding[a] < span:
+            _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding[a]}")
+        out.append(window_output_size(size, kernel[a], stride[a], padding[a], dilation[a]))
+    return out[0], out[1]
 
 
 def _check_weights(op, where: str) -> None:

@@ -102,8 +102,8 @@ def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def requantize(acc: np.ndarray, requant: Requantizer, quant: QuantParams) -> np.ndarray:
-    """Equations (6)-(8) with the op's requantizer, channel on axis 1."""
-    return rounding.requantize(
-        acc, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
+    """The op's requantizer with its variant ((6)-(8), (10)-(13) or (14)-(16)), channel on axis 1."""
+    return rounding.requantize_variant(
+        requant.variant, acc, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
         quant.zero_point, quant.qmin, quant.qmax, channel_axis=1,
     )

@@ -4,7 +4,7 @@ This module is the single source of truth: every contract rule (border rounding,
 requantizer, border encoding, the accumulator range and the D.6 shift bound) is defined here
 once. The numba kernels (``aquant_sim.kernels``) and the front-end's torch forms are thin
 kernels of the same rules, and one conformance suite (``aquant_sim.testing.conformance``) checks
-every implementation against these functions bit for bit. Equation numbers (1)-(9) are those of
+every implementation against these functions bit for bit. Equation numbers (1)-(16) are those of
 ``docs/contract.md``; (D.n) are those of ``docs/datapath.md``.
 
 Conventions shared by every function here:
@@ -282,3 +282,167 @@ def apply_overflow(
         return np.clip(acc, lo, hi), count
     wrapped = ((acc - lo) & ((1 << bits) - 1)) + lo
     return wrapped, count
+
+
+# ---------------------------------------------------------------------------------------------
+# Requantizers of real integer runtimes (docs/contract.md 2.1, equations (10)-(16))
+
+
+class RequantVariant(enum.Enum):
+    """Which rule a requantizer applies to its accumulators (``docs/contract.md`` 2.1). Every
+    variant reads the same ``(m, n)`` pair, ``M = m * 2^-n`` with ``m`` in ``[2^30, 2^31)``."""
+
+    BORDER = "border"
+    """This project's (6)-(8): floor to F fraction bits, then the border lookup unit."""
+    GEMMLOWP = "gemmlowp"
+    """gemmlowp / TFLite / tflite-micro / CMSIS-NN, (10)-(13): a saturating rounding doubling high
+    multiply, then a rounding right shift, both round half away from zero. No fraction: no borders."""
+    FP32 = "fp32"
+    """ONNX Runtime (MLAS) and XNNPACK fp32, (14)-(16): ``float32(acc) * float32(M)``, round half to
+    even. ``M`` must be exactly a float32. No fraction: no borders."""
+
+    @property
+    def has_fraction(self) -> bool:
+        """True when the variant leaves a fraction that a border table can decide (only BORDER)."""
+        return self is RequantVariant.BORDER
+
+
+FLOAT32_MANTISSA_BITS = 24
+"""Significant bits of a float32: the FP32 variant's ``m`` has its low 31 - 24 = 7 bits zero."""
+
+FLOAT32_SHIFT_RANGE = (-97, 156)
+"""Shifts ``n`` whose ``m * 2^-n`` (``m`` in [2^30, 2^31)) is a normal float32: ``2^(30 - n) >=
+2^-126`` and ``2^(31 - n) <= 2^128``."""
+
+
+def gemmlowp_shift_range(accumulator_bits: int) -> tuple[int, int]:
+    """The allowed ``n`` of the GEMMLOWP variant for A-bit accumulators.
+
+    TFLite's exponent is ``e = 31 - n``. The rounding shift (12) takes ``r = -e`` in [0, 31], so
+    ``n <= 62``; the left shift (10) of an A-bit accumulator by ``l = e`` must stay within int32
+    (TFLite multiplies in int32, where overflow is undefined), so ``l <= 32 - A``, ``n >= A - 1``.
+
+    >>> gemmlowp_shift_range(32), gemmlowp_shift_range(16)
+    ((31, 62), (15, 62))
+    """
+    return accumulator_bits - 1, 62
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Equation (11), gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values held in
+    int64: ``(a * b + nudge) / 2^31`` truncated toward zero, ``nudge = 2^30`` when ``a * b >= 0``
+    else ``1 - 2^30``, which is ``floor(a * b / 2^31 + 1/2)``: round half *up* (toward +infinity;
+    -1.5 becomes -1), not away from zero. The one overflow, ``a = b = -2^31``, saturates to
+    ``2^31 - 1``.
+
+    >>> saturating_rounding_doubling_high_mul(np.array([3, -3, -5, 1 << 30]), np.array([1 << 30] * 4)).tolist()
+    [2, -1, -2, 536870912]
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    product = a * b
+    total = product + np.where(product >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    quotient = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C division: toward zero
+    overflow = (a == -(1 << 31)) & (b == -(1 << 31))
+    return np.where(overflow, np.int64((1 << 31) - 1), quotient)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """Equation (12), gemmlowp's ``RoundingDivideByPOT``: ``x / 2^r`` rounded half away from zero,
+    ``r`` in [0, 31]: ``(x >> r) + [x & mask > (mask >> 1) + [x < 0]]``, ``mask = 2^r - 1``.
+
+    >>> rounding_divide_by_pot(np.array([5, 6, 7, -5, -6, -7]), np.array([2] * 6)).tolist()
+    [1, 2, 2, -1, -2, -2]
+    """
+    x = np.asarray(x, dtype=np.int64)
+    r = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << r) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> r) + ((x & mask) > threshold)
+
+
+def _wrap_int32(x: np.ndarray) -> np.ndarray:
+    return ((x + (1 << 31)) & ((1 << 32) - 1)) - (1 << 31)
+
+
+def gemmlowp_requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The GEMMLOWP variant, equations (10)-(13), TFLite's ``MultiplyByQuantizedMultiplier`` plus
+    the output offset and the activation clamp. With ``e = 31 - n``, ``l = max(e, 0)``,
+    ``r = max(-e, 0)``:
+
+    (10) ``x = acc * 2^l`` (int32; the program keeps it in range, :func:`gemmlowp_shift_range`),
+    (11) ``h = SRDHM(x, m)``, (12) ``y = RDBPOT(h, r)``, (13) ``q = clamp(y + z, qmin, qmax)``.
+
+    It rounds twice: with M = 1/8 (m = 2^30, n = 33, so r = 2), 3/8 -> 1 (SRDHM takes 3/2 up to
+    2, then 2/4 is a tie away from zero), 4/8 -> 1, -3/8 -> 0, -4/8 -> -1.
+
+    >>> gemmlowp_requantize(np.array([[3, 4, 5, -3, -4]]), [1 << 30], [33], 0, -8, 7)
+    array([[ 1,  1,  1,  0, -1]])
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    m = _per_channel(multiplier, acc.ndim, channel_axis)
+    e = 31 - _per_channel(shift, acc.ndim, channel_axis)
+    x = _wrap_int32(acc << np.maximum(e, 0))
+    y = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), np.maximum(-e, 0))
+    return np.clip(y + zero_point, qmin, qmax)
+
+
+def float32_scale(multiplier, shift) -> np.ndarray:
+    """The float32 ``M = m * 2^-n`` of the FP32 variant (exact: the program checks that ``m`` has
+    at most 24 significant bits and that ``M`` is a normal float32)."""
+    return dyadic_value(multiplier, shift).astype(np.float32)
+
+
+def float32_multiplier(scale) -> tuple[np.ndarray, np.ndarray]:
+    """Encode float32 scales exactly as ``(m, n)`` with ``m`` in ``[2^30, 2^31)``, the inverse of
+    :func:`float32_scale`: the 24-bit significand shifted left by 7. Scales must be normal
+    positive float32 values.
+
+    >>> m, n = float32_multiplier(np.float32(0.75))
+    >>> int(m), int(n)
+    (1610612736, 31)
+    """
+    scale = np.asarray(scale, dtype=np.float32)
+    if not np.all(np.isfinite(scale)) or np.any(scale < np.finfo(np.float32).tiny):
+        raise ProgramError(f"float32 scales must be normal and positive, got {scale!r}")
+    mantissa, exponent = np.frexp(scale.astype(np.float64))
+    m = (mantissa * 2.0**MULTIPLIER_BITS).astype(np.int64)  # exact: 24 bits shifted left
+    return m, MULTIPLIER_BITS - exponent.astype(np.int64)
+
+
+def fp32_requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The FP32 variant, equations (14)-(16), ONNX Runtime's ``MlasRequantizeOutput``:
+
+    (14) ``a = float32(acc)`` (round to nearest even above 2^24), ``v = float32(a * float32(M))``
+    (one IEEE float32 product, round to nearest even);
+    (15) ``v`` clamped to ``[qmin - z, qmax - z]``, then ``k = round_half_even(v)``;
+    (16) ``q = k + z``.
+
+    With M = 1/8: 4/8 -> 0 and 12/8 -> 2 (ties to even), 5/8 -> 1, -12/8 -> -2.
+
+    >>> fp32_requantize(np.array([[4, 12, 5, -12]]), [1 << 30], [33], 0, -8, 7)
+    array([[ 0,  2,  1, -2]])
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    scale = _per_channel_float(float32_scale(multiplier, shift), acc.ndim, channel_axis)
+    with np.errstate(over="ignore"):  # IEEE: an overflowing product is an infinity, then clamped
+        v = acc.astype(np.float32) * scale
+    v = np.clip(v, np.float32(qmin - zero_point), np.float32(qmax - zero_point))
+    return np.rint(v).astype(np.int64) + zero_point
+
+
+def _per_channel_float(values: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[channel_axis] = values.shape[0]
+    return values.reshape(shape)
+
+
+def requantize_variant(variant: RequantVariant, acc, multiplier, shift, frac_bits: int, borders, zero_point: int,
+                       qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The requantizer of ``variant``: (6)-(8) for BORDER (with ``frac_bits`` and ``borders``),
+    (10)-(13) for GEMMLOWP, (14)-(16) for FP32 (which ignore the border table)."""
+    if variant is RequantVariant.BORDER:
+        return requantize(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax, channel_axis)
+    if variant is RequantVariant.GEMMLOWP:
+        return gemmlowp_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)
+    return fp32_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)

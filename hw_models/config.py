@@ -30,6 +30,27 @@ class Dataflow(enum.Enum):
     """Input stationary: each PE holds one input; weights stream right, partial sums down."""
 
 
+class MemoryModel(enum.Enum):
+    """How ``memory.py`` computes the DRAM traffic of an array layer."""
+
+    FOLD = "fold"
+    """Reuse per operand is all or nothing: fetched once when the whole operand fits half its
+    buffer, else once per pass of the fold schedule."""
+    TILING = "tiling"
+    """The loop order and tile sizes with the least traffic (``tiling.py``)."""
+
+
+def _check_enum(section_obj, section: str, name: str, kind: type[enum.Enum]) -> None:
+    """Accept a member of ``kind`` or its value as a string (any case, as TOML gives it); store
+    the member on the frozen dataclass, or raise ConfigError naming ``section.name``."""
+    value = getattr(section_obj, name)
+    if isinstance(value, str) and value.lower() in {m.value for m in kind}:
+        value = kind(value.lower())
+        object.__setattr__(section_obj, name, value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{section}.{name}: must be one of {', '.join(m.value for m in kind)}, got {value!r}")
+
+
 def _check_int(section: str, name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{section}.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
@@ -54,13 +75,7 @@ class ArrayConfig:
     def __post_init__(self):
         _check_int("array", "rows", self.rows, 1, 1 << 14)
         _check_int("array", "cols", self.cols, 1, 1 << 14)
-        if isinstance(self.dataflow, str):
-            try:
-                object.__setattr__(self, "dataflow", Dataflow(self.dataflow.lower()))
-            except ValueError:
-                raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}") from None
-        if not isinstance(self.dataflow, Dataflow):
-            raise ConfigError(f"array.dataflow: must be one of os, ws, is, got {self.dataflow!r}")
+        _check_enum(self, "array", "dataflow", Dataflow)
         check_positive("array", "clock_mhz", self.clock_mhz)
         _check_int("array", "operand_bits", self.operand_bits, 2, 16)
         _check_int("array", "accumulator_bits", self.accumulator_bits, 8, 64)
@@ -76,10 +91,13 @@ class MemoryConfig:
     filter_sram_kib: float = 256.0
     ofmap_sram_kib: float = 256.0
     dram_bytes_per_cycle: float = 16.0
+    model: MemoryModel = MemoryModel.FOLD
 
     def __post_init__(self):
         for f in fields(self):
-            check_positive("memory", f.name, getattr(self, f.name))
+            if f.name != "model":
+                check_positive("memory", f.name, getattr(self, f.name))
+        _check_enum(self, "memory", "model", MemoryModel)
 
     @property
     def ifmap_bytes(self) -> int:
@@ -104,6 +122,17 @@ class VectorConfig:
         _check_int("vector", "lanes", self.lanes, 1, 1 << 14)
 
 
+class TableResidency(enum.Enum):
+    """Where the border tables live between uses."""
+
+    PER_LAYER = "per_layer"
+    """The unit holds one layer's table: each layer that uses borders loads its table from DRAM
+    before it starts, on every inference."""
+    RESIDENT = "resident"
+    """The unit holds every layer's table and keeps it across inferences: loaded once, so an
+    inference reads no table from DRAM and waits for no load (the storage is the sum of all tables)."""
+
+
 @dataclass(frozen=True)
 class BorderUnitConfig:
     """The requantizer's output stage: ``lanes`` elements a cycle, each through one comparator
@@ -113,11 +142,13 @@ class BorderUnitConfig:
     frac_bits: int = 8
     lanes: int = 32
     pipeline_stages: int = 1
+    residency: TableResidency = TableResidency.PER_LAYER
 
     def __post_init__(self):
         _check_int("border_unit", "frac_bits", self.frac_bits, 1, 30)
         _check_int("border_unit", "lanes", self.lanes, 1, 1 << 14)
         _check_int("border_unit", "pipeline_stages", self.pipeline_stages, 0, 64)
+        _check_enum(self, "border_unit", "residency", TableResidency)
 
 
 @dataclass(frozen=True)

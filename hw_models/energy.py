@@ -10,6 +10,10 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
 - Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
   shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
+- Weight zero-points (docs/contract.md (5) with ``z_w != 0``): gemmlowp's row-sum trick, an
+  accumulator-wide add per window element of each output position (``sum(x - z_x)``, shared by
+  all output channels) and, per output element, a ``b_w x A`` multiply by ``z_w[c]`` and an
+  A-bit subtraction; zero for symmetric weights.
 - SRAM: every byte read or written, at the per-bit cost of its buffer's size (A3).
 - DRAM: every operand byte moved (the table's bytes are in the border unit's figure).
 """
@@ -40,10 +44,12 @@ class LayerEnergy:
     border: float
     sram: float
     dram: float
+    zero_point: float
+    """Weight zero-points by the row-sum trick: the row sums and the per-output corrections."""
 
     @property
     def total(self) -> float:
-        return self.mac + self.vector + self.requant + self.border + self.sram + self.dram
+        return self.mac + self.vector + self.requant + self.border + self.sram + self.dram + self.zero_point
 
 
 def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost, config: AcceleratorConfig,
@@ -64,5 +70,7 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
     sram = 8 * (memory.ifmap_sram_read * costs.sram_pj_per_bit(mem.ifmap_bytes)
                 + memory.filter_sram_read * costs.sram_pj_per_bit(mem.filter_bytes)
                 + (memory.ofmap_sram_write + memory.ofmap_sram_read) * costs.sram_pj_per_bit(mem.ofmap_bytes))
-    dram = 8 * (memory.dram_total - border.table_bytes) * costs.dram_pj_per_bit
-    return LayerEnergy(mac, vector, requant, border.energy_pj, sram, dram)
+    dram = 8 * (memory.dram_total - border.loaded_bytes) * costs.dram_pj_per_bit
+    zero_point = (layer.row_sum_adds * costs.add_pj(acc)
+                  + layer.zero_point_corrections * (costs.mul_pj(layer.weight_bits, acc) + costs.add_pj(acc)))
+    return LayerEnergy(mac, vector, requant, border.energy_pj, sram, dram, zero_point)

@@ -141,7 +141,7 @@ def estimate(program: Program, config: AcceleratorConfig, counters=None, borders
         else:
             cycles = vector_cycles(layer.vector_ops, config.vector.lanes)
         border = border_unit.layer_border_cost(layer, config) if borders else NO_BORDER_COST
-        memory = layer_memory(layer, config, cycles, border.table_bytes)
+        memory = layer_memory(layer, config, cycles, border.loaded_bytes)
         zero = zeros.get(op.inputs[0], 0.0) if layer.engine is Engine.ARRAY else 0.0
         energy = layer_energy(layer, memory, border, config, zero)
         pes = array.rows * array.cols

@@ -68,6 +68,19 @@ class LayerWork:
     """The border table of the requantizer, None when the op has none."""
     output_levels: int
     """``2^b - 1`` of the output tensor (0 when unquantized): the border unit's table width."""
+    asymmetric_weights: bool = False
+    """Some weight zero-point ``z_w[c]`` is not 0: (5) then needs gemmlowp's row-sum trick."""
+
+    @property
+    def row_sum_adds(self) -> int:
+        """Additions of ``sum(x - z_x)`` over each output position's window (per group), shared
+        by all its output channels: ``groups x P x K`` with asymmetric weights, else 0."""
+        return self.gemm.groups * self.gemm.pixels * self.gemm.window if self.asymmetric_weights and self.gemm else 0
+
+    @property
+    def zero_point_corrections(self) -> int:
+        """Per output element one ``z_w[c] x row sum`` multiply and one subtraction (else 0)."""
+        return self.output_elements if self.row_sum_adds else 0
 
     @property
     def macs(self) -> int:
@@ -135,11 +148,11 @@ def _layer(program: Program, op) -> LayerWork:
         gemm = Gemm(pixels=out.shape[1] * out.shape[2], window=c_in_per_group * kh * kw,
                     filters=c_out // op.groups, groups=op.groups)
         return LayerWork(engine=Engine.ARRAY, gemm=gemm, vector_ops=0, weight_elements=op.weight.size,
-                         weight_bits=op.weight_bits, **common)
+                         weight_bits=op.weight_bits, asymmetric_weights=bool(np.any(op.weight_zero_point)), **common)
     if op.kind is OpKind.LINEAR:
         gemm = Gemm(pixels=1, window=op.weight.shape[1], filters=op.weight.shape[0])
         return LayerWork(engine=Engine.ARRAY, gemm=gemm, vector_ops=0, weight_elements=op.weight.size,
-                         weight_bits=op.weight_bits, **common)
+                         weight_bits=op.weight_bits, asymmetric_weights=bool(np.any(op.weight_zero_point)), **common)
     if op.kind is OpKind.ADD:
         ops = out_elements
     elif op.kind in (OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):

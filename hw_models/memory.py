@@ -15,7 +15,10 @@ requantizer sits between the array and the ofmap SRAM). SCALE-Sim counts ``R + C
 writes per OS fold (writes of the empty skew slots); this model does not.
 
 **DRAM traffic** (bytes; each SRAM is double-buffered: half holds the working data while the
-other half fills). An operand whose whole layer-sized data fits in half its buffer is fetched
+other half fills) of an array layer follows ``memory.model`` (``config.MemoryModel``): under
+``tiling`` each group's GEMM runs at the loop order and tiles of ``tiling.best_tiling`` (its
+equations are in ``tiling.py``; |in| is the layer's unique input elements). Under
+``fold`` (the default) an operand whose whole layer-sized data fits in half its buffer is fetched
 once and reused from SRAM; otherwise it is fetched once per pass the dataflow makes over it:
 
     passes:  OS ifmap col_folds, filter row_folds;  WS ifmap col_folds, filter 1;
@@ -39,9 +42,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow
+from aquant_sim.errors import UnsupportedError
+from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryModel
 from hw_models.layers import Engine, Gemm, LayerWork
 from hw_models.systolic import map_gemm
+from hw_models.tiling import Tiling, Widths, best_tiling, units
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class LayerMemory:
     """Of the DRAM traffic, partial sums written out and read back."""
     dram_cycles: int
     stall_cycles: int
+    tiling: Tiling | None = None
+    """The loop order and tiles of the ``tiling`` memory model (None otherwise)."""
 
     @property
     def dram_total(self) -> int:
@@ -108,6 +115,8 @@ def layer_memory(layer: LayerWork, config: AcceleratorConfig, compute_cycles: in
         final = layer.output_elements
         sram = (_bytes(counts.ifmap_reads, layer.input_bits), _bytes(counts.filter_reads, layer.weight_bits),
                 outputs + _bytes(counts.ofmap_writes - final, acc_bits), _bytes(counts.psum_reads, acc_bits))
+        if mem.model is MemoryModel.TILING:
+            return _tiled(layer, config, compute_cycles, table_bytes, footprint, sram)
         m = map_gemm(layer.gemm, array.rows, array.cols, array.dataflow)
         ifmap_passes, filter_passes = {
             Dataflow.OS: (m.col_folds, m.row_folds), Dataflow.WS: (m.col_folds, 1), Dataflow.IS: (1, m.col_folds),
@@ -128,4 +137,25 @@ def layer_memory(layer: LayerWork, config: AcceleratorConfig, compute_cycles: in
         ifmap_sram_read=sram[0], filter_sram_read=sram[1], ofmap_sram_write=sram[2], ofmap_sram_read=sram[3],
         dram_read=reads + table_bytes, dram_write=writes, spill=spill,
         dram_cycles=dram_cycles, stall_cycles=max(0, dram_cycles - compute_cycles),
+    )
+
+
+def _tiled(layer: LayerWork, config: AcceleratorConfig, compute_cycles: int, table_bytes: int, footprint: int,
+           sram: tuple[int, int, int, int]) -> LayerMemory:
+    """An array layer under the ``tiling`` model: its groups' GEMMs at their best tiling, with
+    the layer's unique input elements as |in|."""
+    mem, array, g = config.memory, config.array, layer.gemm
+    widths = Widths(layer.input_bits, layer.weight_bits, layer.output_bits, array.accumulator_bits)
+    try:
+        t = best_tiling(g.pixels, g.window, g.filters, units(array.rows, array.cols, array.dataflow), widths,
+                        (mem.ifmap_bytes, mem.filter_bytes, mem.ofmap_bytes), layer.input_elements, g.groups)
+    except UnsupportedError as error:
+        raise UnsupportedError(f"layer '{layer.name}': {error}") from None
+    reads, writes = t.input_reads + t.weight_reads + t.psum_reads, t.output_writes
+    dram_cycles = math.ceil((reads + writes) / mem.dram_bytes_per_cycle)
+    return LayerMemory(
+        footprint=footprint, compulsory=footprint,
+        ifmap_sram_read=sram[0], filter_sram_read=sram[1], ofmap_sram_write=sram[2], ofmap_sram_read=sram[3],
+        dram_read=reads + table_bytes, dram_write=writes, spill=2 * t.psum_reads,
+        dram_cycles=dram_cycles, stall_cycles=max(0, dram_cycles - compute_cycles), tiling=t.tiling,
     )

@@ -115,7 +115,8 @@ def describe_config(config: AcceleratorConfig) -> str:
     a, m, b = config.array, config.memory, config.border_unit
     return (f"accelerator '{config.name}': {a.rows}x{a.cols} {a.dataflow.name}, {a.clock_mhz:g} MHz, "
             f"SRAM {m.ifmap_sram_kib:g}/{m.filter_sram_kib:g}/{m.ofmap_sram_kib:g} KiB, "
-            f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, border unit F={b.frac_bits} x{b.lanes} lanes")
+            f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, memory model {m.model.value}, "
+            f"border unit F={b.frac_bits} x{b.lanes} lanes, tables {b.residency.value}")
 
 
 def format_report(report: HardwareReport) -> str:
@@ -170,10 +171,13 @@ def _layer_json(row: LayerComparison) -> dict:
         "sram_write_bytes": mem.ofmap_sram_write,
         "dram_read_bytes": mem.dram_read, "dram_write_bytes": mem.dram_write, "spill_bytes": mem.spill,
         "energy_pj": {"mac": en.mac, "vector": en.vector, "requant": en.requant, "border": en.border,
-                      "sram": en.sram, "dram": en.dram, "total": en.total},
+                      "sram": en.sram, "dram": en.dram, "zero_point": en.zero_point, "total": en.total},
+        "row_sum_adds": layer.row_sum_adds,
         "zero_fraction": aq.zero_fraction, "overflows": aq.overflows,
         "uses_borders": layer.uses_borders, "border_lookups": aq.border.lookups,
         "border_table_bytes": aq.border.table_bytes,
+        "tiling": None if mem.tiling is None else {"order": mem.tiling.order.value, "tile_p": mem.tiling.tile_p,
+                                                   "tile_k": mem.tiling.tile_k, "tile_n": mem.tiling.tile_n},
         "rtn": {"cycles": rtn.cycles, "energy_pj": rtn.energy.total, "dram_bytes": rtn.memory.dram_total},
         "border_overhead": _overhead_json(row.overhead),
     }
@@ -201,8 +205,9 @@ def report_json(report: HardwareReport) -> dict:
         "config": {"name": c.name, "rows": array.rows, "cols": array.cols, "dataflow": array.dataflow.value,
                    "clock_mhz": array.clock_mhz, "ifmap_sram_kib": c.memory.ifmap_sram_kib,
                    "filter_sram_kib": c.memory.filter_sram_kib, "ofmap_sram_kib": c.memory.ofmap_sram_kib,
-                   "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle,
-                   "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes},
+                   "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle, "memory_model": c.memory.model.value,
+                   "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes,
+                   "border_tables": c.border_unit.residency.value},
         "counters_used": report.counters_used,
         "layers": [_layer_json(row) for row in report.layers],
         "totals": {"aquant": _totals_json(report.aquant), "rtn": _totals_json(report.rtn),
@@ -214,7 +219,7 @@ def report_json(report: HardwareReport) -> dict:
 CSV_COLUMNS = ("name", "kind", "engine", "macs", "compute_cycles", "stall_cycles", "border_cycles", "cycles",
                "utilization", "sram_read_bytes", "sram_write_bytes", "dram_read_bytes", "dram_write_bytes",
                "spill_bytes", "energy_mac_pj", "energy_vector_pj", "energy_requant_pj", "energy_border_pj",
-               "energy_sram_pj", "energy_dram_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
+               "energy_sram_pj", "energy_dram_pj", "energy_zero_point_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
                "border_extra_cycles", "border_extra_energy_pj", "border_extra_dram_bytes", "border_cycles_pct",
                "border_energy_pct", "border_dram_bytes_pct", "zero_fraction", "overflows")
 
@@ -230,7 +235,7 @@ def _csv_row(row: LayerComparison) -> list:
     return [layer.name, layer.kind.value, layer.engine.value, layer.macs, e.compute_cycles, e.stall_cycles,
             e.border.extra_cycles, e.cycles, e.utilization, mem.ifmap_sram_read + mem.filter_sram_read + mem.ofmap_sram_read,
             mem.ofmap_sram_write, mem.dram_read, mem.dram_write, mem.spill, en.mac, en.vector, en.requant, en.border,
-            en.sram, en.dram, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
+            en.sram, en.dram, en.zero_point, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
             "" if e.overflows is None else e.overflows]
 
 

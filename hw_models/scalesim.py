@@ -155,12 +155,9 @@ def _bandwidth(parser, section, path: Path, fallback: float) -> float:
     return values.pop()
 
 
-def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -> AcceleratorConfig:
-    """Import a SCALE-Sim ``.cfg``: ``[architecture_presets]`` ArrayHeight, ArrayWidth, the three
-    SRAM sizes in kB (SCALE-Sim multiplies them by 1024), Dataflow and Bandwidth (words a cycle,
-    one-byte words as in SCALE-Sim's default). Everything else (clock, widths, vector and border
-    unit, costs) comes from ``base`` (the default config when None)."""
-    path = Path(path)
+def parse_cfg(path: Path) -> configparser.ConfigParser:
+    """A SCALE-Sim ``.cfg`` parsed as data; unreadable or malformed files are a ConfigError
+    naming the file."""
     parser = configparser.ConfigParser()
     try:
         with path.open() as handle:
@@ -172,6 +169,16 @@ def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -
     except configparser.Error as error:
         # Some parser messages quote the offending lines below the first; one line is enough.
         raise ConfigError(f"{path}: not a valid SCALE-Sim config: {error.message.splitlines()[0]}") from None
+    return parser
+
+
+def read_scalesim_cfg(path: str | Path, base: AcceleratorConfig | None = None) -> AcceleratorConfig:
+    """Import a SCALE-Sim ``.cfg``: ``[architecture_presets]`` ArrayHeight, ArrayWidth, the three
+    SRAM sizes in kB (SCALE-Sim multiplies them by 1024), Dataflow and Bandwidth (words a cycle,
+    one-byte words as in SCALE-Sim's default). Everything else (clock, widths, vector and border
+    unit, costs) comes from ``base`` (the default config when None)."""
+    path = Path(path)
+    parser = parse_cfg(path)
     if "architecture_presets" not in parser:
         raise ConfigError(f"{path}: missing section [architecture_presets]")
     section = parser["architecture_presets"]

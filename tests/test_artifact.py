@@ -4,6 +4,9 @@ import dataclasses
 import functools
 import io
 import json
+import struct
+import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,11 +18,12 @@ from hypothesis import strategies as st
 from aquant_sim import artifact
 from aquant_sim.artifact import load_program, save_program
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import BorderGranularity, OpKind
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, OpKind
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
 from aquant_sim.testing.dyadic import DyadicConfig, dyadic_configs, dyadic_program
+from aquant_sim.testing.programs import programs
 
 SMALL = SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3)
 
@@ -90,11 +94,14 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 # --- malformed files -------------------------------------------------------------------------
 
 
-@functools.cache
-def _valid_members() -> dict:
-    program = dyadic_program(DyadicConfig(act_bits=4, weight_bits=4))
+def _members(program) -> dict:
     manifest, arrays = artifact.program_manifest(program)
     return {"manifest.json": json.dumps(manifest).encode(), **{m: _npy(a) for m, a in arrays.items()}}
+
+
+@functools.cache
+def _valid_members() -> dict:
+    return _members(dyadic_program(DyadicConfig(act_bits=4, weight_bits=4)))
 
 
 @pytest.fixture
@@ -174,7 +181,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 3), ["version", "unknown format version 3"]),
+    ("unknown version", _set(["version"], 4), ["version", "unknown format version 4"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -310,8 +317,9 @@ def test_bad_crc(saved, tmp_path):
 
 
 def _load_or_one_line_error(path):
-    """Load ``path``; a program that loads must save and load again to the same bytes, and a
-    refusal must be an ArtifactError of one line naming the file (as ``_expect`` requires)."""
+    """Load ``path``; a program that loads must save and load again to the same bytes and
+    simulate a batch on both backends to the same integers without any error, and a refusal must
+    be an ArtifactError of one line naming the file (as ``_expect`` requires)."""
     try:
         program = load_program(path)
     except ArtifactError as error:
@@ -320,6 +328,9 @@ def _load_or_one_line_error(path):
         return
     again = save_program(program, path.with_suffix(".again.aqp"))
     assert save_program(load_program(again), path.with_suffix(".third.aqp")).read_bytes() == again.read_bytes()
+    x = np.random.default_rng(0).standard_normal((2, *program.input_tensor.shape))
+    fast, slow = (Simulator(program, backend).run(x, keep_tensors=True) for backend in (Backend.NUMBA, Backend.REFERENCE))
+    assert all(np.array_equal(fast.tensors[name], slow.tensors[name]) for name in slow.tensors)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -341,21 +352,28 @@ JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 7
 
 
 def _leaves(node, prefix=()):
+    """Every path into a manifest: each object field, each list element, and the node itself."""
     if isinstance(node, dict):
         for key, value in node.items():
             yield from _leaves(value, prefix + (key,))
-    elif isinstance(node, list) and node and isinstance(node[0], (dict, list)):
+    elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _leaves(value, prefix + (i,))
     yield prefix
 
 
+@functools.cache
+def _resnet_members() -> dict:
+    """A program with a 1x1 conv (the downsample), whose window ignores its dilation."""
+    return _members(synthetic_resnet(SMALL))
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_manifest_never_crashes(tmp_path, data):
-    """Any manifest field replaced by any JSON value either loads (and round-trips) or raises a
-    one-line ArtifactError naming the file."""
-    saved = _valid_members()
+    """Any manifest field or list element replaced by any JSON value either loads (and then
+    round-trips and simulates) or raises a one-line ArtifactError naming the file."""
+    saved = data.draw(st.sampled_from([_valid_members, _resnet_members]))()
     manifest = json.loads(saved["manifest.json"])
     paths = [p for p in _leaves(manifest) if p]
     target = data.draw(st.sampled_from(paths))
@@ -365,6 +383,95 @@ def test_mutated_manifest_never_crashes(tmp_path, data):
     node[target[-1]] = data.draw(JSON_VALUES)
     path = _write(tmp_path / "m.aqp", {**saved, "manifest.json": json.dumps(manifest).encode()})
     _load_or_one_line_error(path)
+
+
+def test_huge_dilation_of_a_1x1_conv_is_refused(tmp_path):
+    """Regression (fuzzing, issue 10): a dilation of 2^64 on a 1x1 conv passed validation (its
+    window span is 1 whatever the dilation) and then crashed the numba kernel with an
+    OverflowError; every integer field is now bounded at load."""
+    members = _members(synthetic_resnet(SMALL))
+    path = _edit(members, tmp_path, _set([("op", "layer2.0.downsample"), "dilation"], [1 << 64, 1]))
+    _expect(path, "op 'layer2.0.downsample' (conv2d).dilation", f"<= {MAX_FIELD_INT}")
+
+
+def test_padding_that_outgrows_the_tensor_limit_is_refused(saved, tmp_path):
+    """A padding within the field bound that would pad a small input beyond the tensor limit (a
+    simulation would allocate the padded map) is refused at load, naming the op."""
+    path = _edit(saved, tmp_path, _set([("op", "avgpool"), "padding"], [MAX_FIELD_INT, MAX_FIELD_INT]))
+    _expect(path, "op 'avgpool' (avgpool2d).padding", "elements")
+
+
+def _patch_declared_size(path: Path, member: str, size: int) -> None:
+    """Rewrite the uncompressed size of ``member`` in its local header and the central directory
+    (what a hostile file can claim without holding the bytes)."""
+    raw = bytearray(path.read_bytes())
+    name = member.encode()
+    for signature, size_offset, name_offset in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        start = 0
+        while (start := raw.find(signature, start)) >= 0:
+            if raw[start + name_offset : start + name_offset + len(name)] == name:
+                raw[start + size_offset : start + size_offset + 4] = struct.pack("<I", size)
+            start += 4
+    path.write_bytes(bytes(raw))
+
+
+def _load_measured(path):
+    """Load ``path`` expecting a refusal; return the one-line message, the seconds and the peak
+    of traced memory it took."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        message = _expect(path)
+    finally:
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return message, seconds, peak
+
+
+@pytest.mark.parametrize("declared", [2047 << 20, 512 << 20])
+def test_member_declaring_gigabytes_is_refused_quickly(saved, tmp_path, declared):
+    """Regression (fuzzing, issue 10): a 2 MB file whose weight member declared 2,047 MiB made the
+    loader allocate 8 GiB (MemoryError after 81 s); a 515 KiB file declaring 512 MiB peaked at
+    2.6 GiB. Both are refused from the zip directory: one line, within a second, under 100 MB."""
+    manifest = json.loads(saved["manifest.json"])
+    member = _weight(manifest)
+    weight = np.zeros((declared - 128,), dtype=np.int8)[: 1 << 20]  # 1 MiB of the claimed data
+    path = _write(tmp_path / "bomb.aqp", {**saved, member: _npy(weight)})
+    _patch_declared_size(path, member, declared)
+    message, seconds, peak = _load_measured(path)
+    assert "uncompressed bytes" in message and member in message, message
+    assert seconds < 1.0 and peak < 100 << 20, (seconds, peak)
+
+
+def test_real_zip_bomb_is_refused_before_decompression(saved, tmp_path):
+    """A member that really deflates a thousandfold (64 MiB of zeros in a ~70 KiB file) is
+    refused before any of it is decompressed, under 100 MB of memory."""
+    manifest = json.loads(saved["manifest.json"])
+    bomb = _npy(np.zeros((64 << 20,), dtype=np.int8))
+    path = tmp_path / "bomb.aqp"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in {**saved, _weight(manifest): bomb}.items():
+            archive.writestr(name, data)
+    del bomb
+    message, seconds, peak = _load_measured(path)
+    assert "uncompressed bytes" in message, message
+    assert seconds < 1.0 and peak < 100 << 20, (seconds, peak)
+
+
+def test_arrays_stream_into_one_allocation(tmp_path):
+    """Loading reads each array member straight into its array: the peak of traced memory while
+    loading stays within a small multiple of the program's array bytes (the weights are widened
+    to int32 once, by the program)."""
+    program = synthetic_resnet(SyntheticConfig(**{**SMALL.__dict__, "widths": (64, 128), "input_shape": (3, 16, 16)}))
+    path = save_program(program, tmp_path / "p.aqp")
+    _, arrays = artifact.program_manifest(program)
+    array_bytes = sum(a.nbytes for a in arrays.values())
+    tracemalloc.start()
+    load_program(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * array_bytes, (peak, array_bytes)
 
 
 def test_limits_are_enforced(saved, tmp_path, monkeypatch):
@@ -384,3 +491,42 @@ def test_round_trip_weight_zero_points(tmp_path):
     for before, after in zip(program.ops, loaded.ops):
         if before.kind in (OpKind.CONV2D, OpKind.LINEAR):
             assert np.any(after.weight_zero_point) and np.array_equal(before.weight_zero_point, after.weight_zero_point)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(programs())
+def test_round_trip_requantizer_variants(tmp_path, program):
+    """Programs whose requantizers use every variant (BORDER, GEMMLOWP, FP32) save and load with
+    each variant recorded and the same integers."""
+    loaded = _assert_round_trip(program, tmp_path)
+    variants = lambda p: [op.requant.variant for op in p.ops if getattr(op, "requant", None) is not None]
+    assert variants(loaded) == variants(program)
+
+
+def test_unknown_variant_is_refused(saved, tmp_path):
+    """A requantizer variant that the format does not know is refused, naming the op and field."""
+    path = _edit(saved, tmp_path, _set([("op", "conv1"), "requant", "variant"], "tflite-single-rounding"))
+    _expect(path, "op 'conv1' (conv2d): requant.variant", "gemmlowp")
+
+
+def test_variant_with_borders_is_refused(saved, tmp_path):
+    """A runtime variant with a border table other than round-to-nearest is refused: such a
+    variant has no fraction for borders to decide."""
+    path = _edit(saved, tmp_path, _set([("op", "conv1"), "requant", "variant"], "gemmlowp"))
+    _expect(path, "op 'conv1' (conv2d): requant.borders", "no fraction")
+
+
+V2 = Path(__file__).parent / "data" / "artifact_v2"
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version2_file_loads_with_border_requantizers(backend):
+    """A version-2 file (written before requantizers recorded their variant) loads with every
+    requantizer BORDER and simulates to the integers stored beside it."""
+    program = load_program(V2 / "program.aqp")
+    assert all(op.requant.variant is RequantVariant.BORDER for op in program.ops if getattr(op, "requant", None))
+    result = Simulator(program, backend).run(np.load(Path(__file__).parent / "data" / "artifact_v1" / "input.npy"), keep_tensors=True)
+    np.testing.assert_array_equal(result.output, np.load(V2 / "output.npy"))
+    with np.load(V2 / "tensors.npz") as stored:
+        for name in stored.files:
+            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)

@@ -10,7 +10,8 @@ from aquant_sim.program import (
     OP_TYPES, AccumulatorParams, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten, GlobalAvgPool,
     Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim import rounding
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 Q4 = QuantParams(bits=4, signed=False, scale=0.1, zero_point=0)
 Q8 = QuantParams(bits=8, signed=False, scale=1 / 32, zero_point=128)
@@ -219,3 +220,35 @@ def test_none_for_a_required_vector_is_a_program_error(make, field):
     ProgramError naming the field (regression: it passed validation and raised AttributeError)."""
     with pytest.raises(ProgramError, match=field):
         make()
+
+
+def test_runtime_variants_carry_no_borders():
+    """GEMMLOWP and FP32 have no fraction for borders: only the single round-to-nearest border is
+    accepted (and not read), any other table is refused naming the variant."""
+    for variant in (RequantVariant.GEMMLOWP, RequantVariant.FP32):
+        assert Requantizer(np.array([1 << 30]), np.array([40]), BorderTable.nearest(4), variant).variant is variant
+        with pytest.raises(ProgramError, match=f"requant.borders.*'{variant.value}' has no fraction"):
+            Requantizer(np.array([1 << 30]), np.array([40]), BorderTable(4, np.array([[3]])), variant)
+        with pytest.raises(ProgramError, match="no fraction"):
+            Requantizer(np.array([1 << 30]), np.array([40]), BorderTable(4, np.full((1, 15), 8)), variant)
+
+
+def test_fp32_variant_needs_an_exact_float32_scale():
+    """FP32 multiplies by float32(M): m must have 24 significant bits and n keep M a normal float32."""
+    with pytest.raises(ProgramError, match="low 7 bits"):
+        Requantizer(np.array([(1 << 30) + 1]), np.array([40]), NEAREST, RequantVariant.FP32)
+    with pytest.raises(ProgramError, match=r"n in \[-97, 156\]"):
+        Requantizer(np.array([1 << 30]), np.array([157]), NEAREST, RequantVariant.FP32)
+    m, n = rounding.float32_multiplier(np.float32(0.0123))
+    assert rounding.float32_scale(m, n)[()] == np.float32(0.0123)
+
+
+def test_gemmlowp_shift_keeps_the_left_shift_within_int32():
+    """GEMMLOWP's left shift of an A-bit accumulator must stay within int32 (n >= A - 1) and its
+    rounding shift within 31 bits (n <= 62), contract (10) and (12)."""
+    gemmlowp = lambda shift: Requantizer(np.full(4, 1 << 30), np.full(4, shift), NEAREST, RequantVariant.GEMMLOWP)
+    with pytest.raises(ProgramError, match=r"'gemmlowp' needs n in \[31, 62\]"):
+        program(ops=(conv(requant=gemmlowp(30)),))
+    with pytest.raises(ProgramError, match=r"\[31, 62\]"):
+        program(ops=(conv(requant=gemmlowp(63)),))
+    assert program(ops=(conv(requant=gemmlowp(23)),), accumulator_bits=24)

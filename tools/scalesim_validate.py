@@ -1,35 +1,42 @@
-"""One-off validation against SCALE-Sim 3.0 (not part of CI): export a topology and a config,
-run SCALE-Sim in its own environment, then compare its reports with this project's model.
+"""Validation against SCALE-Sim 3.0 (not part of CI): run SCALE-Sim itself, in its own
+environment, on a topology and configs, and compare its reports figure by figure with the
+project's SCALE-Sim compatibility mode (``hw_models/scalesim_compat.py``).
 
-    PYTHONPATH=. python tools/scalesim_validate.py export DIR [--network resnet18|alexnet1] [--dataflow ws]
-                                                   [--input-size 224]
-    SCALESIM_PYTHON -c "from scalesim.scale_sim import scalesim; \\
-        s = scalesim(save_disk_space=True, verbose=False, config='DIR/scale.cfg', \\
-                     topology='DIR/topology.csv', layout='DIR/topology.csv'); s.run_scale(top_path='DIR/run')"
-    PYTHONPATH=. python tools/scalesim_validate.py compare DIR
+    python tools/scalesim_validate.py export DIR [--network resnet18|alexnet1] [--dataflow ws] [--input-size 224]
+    python tools/scalesim_validate.py run TOPOLOGY.csv CONFIG.cfg [CONFIG.cfg ...] --out DIR [--scalesim-python PY]
+    python tools/scalesim_validate.py compare TOPOLOGY.csv CONFIG.cfg REPORTS_DIR
 
-(SCALE-Sim 3.0 requires a layout file; its default layout reads the topology's numbers, so the
-topology itself is passed.) ``compare`` prints one line per layer and ``name: value`` totals:
-compute cycles (SCALE-Sim's Total Cycles minus Stall Cycles) and SRAM reads and writes
-(elements), which should match exactly, and DRAM traffic (SCALE-Sim's one-byte words against
-this model's bytes at 8-bit operands), which is a different model (see docs/hw_model.md).
+``export`` writes a topology (the synthetic ResNet-18's ungrouped convs and linears, or AlexNet
+conv1) and a SCALE-Sim config. ``run`` runs SCALE-Sim (``PY``: ``$SCALESIM_PYTHON``, else
+``../scalesim-venv/bin/python`` beside the repository; SCALE-Sim 3.0 requires a layout file, and
+its default layout reads the topology's numbers, so the topology itself is passed), copies its
+``COMPUTE_REPORT.csv`` and ``DETAILED_ACCESS_REPORT.csv`` to ``DIR/<run_name>/`` with the config
+and topology, and compares. ``compare`` compares existing reports. Both print, per config,
+``layers_equal: N/M`` for every figure, the seconds each side took, and every differing value.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from aquant_sim.program import OpKind
 from aquant_sim.synthetic import resnet18_config, synthetic_resnet
 from hw_models.config import Dataflow, shipped_config
-from hw_models.layers import Engine, LayerWork, touched
-from hw_models.memory import layer_memory, sram_accesses
-from hw_models.scalesim import TopologyLayer, program_topology, read_scalesim_cfg, read_topology, write_scalesim_cfg, write_topology
-from hw_models.systolic import compute_cycles, map_gemm
+from hw_models.scalesim import TopologyLayer, program_topology, read_topology, write_scalesim_cfg, write_topology
+from hw_models.scalesim_compat import FIGURES, read_config, read_reports, simulate_topology
 
 ALEXNET_CONV1 = TopologyLayer("Conv1", 224, 224, 11, 11, 3, 96, 4)
+REPOSITORY = Path(__file__).resolve().parent.parent
+RUNNER = """import sys
+from scalesim.scale_sim import scalesim
+config, topology, out = sys.argv[1:4]
+scalesim(save_disk_space=True, verbose=False, config=config, topology=topology, layout=topology).run_scale(top_path=out)
+"""
 
 
 def export(directory: Path, network: str, dataflow: str, input_size: int) -> None:
@@ -44,53 +51,62 @@ def export(directory: Path, network: str, dataflow: str, input_size: int) -> Non
     print(f"wrote {directory / 'topology.csv'} ({len(layers)} layers) and {directory / 'scale.cfg'}")
 
 
-def _rows(path: Path) -> list[list[str]]:
-    with path.open() as handle:
-        return [[cell.strip() for cell in row if cell.strip()] for row in list(csv.reader(handle))[1:]]
+def compare(topology: Path, config_path: Path, reports: Path, scalesim_s: float | None = None) -> bool:
+    """Print the per-figure comparison; True when every figure of every layer is equal."""
+    layers = read_topology(topology)
+    config = read_config(config_path)
+    start = time.perf_counter()
+    ours = simulate_topology(layers, config)
+    ours_s = time.perf_counter() - start
+    theirs = read_reports(reports)
+    if len(theirs) != len(layers):
+        raise SystemExit(f"{reports}: {len(theirs)} layers reported, the topology has {len(layers)}")
+    print(f"config: {config.name} ({config.rows}x{config.cols} {config.dataflow.name}, {config.mode.name} bandwidth mode)")
+    print(f"layers: {len(layers)}")
+    all_equal = True
+    for figure in FIGURES:
+        pairs = [(getattr(a, figure), getattr(b, figure)) for a, b in zip(ours, theirs)]
+        equal = sum(a == b for a, b in pairs)
+        print(f"{figure}: layers_equal: {equal}/{len(layers)}")
+        for layer, (a, b) in zip(layers, pairs):
+            if a != b:
+                all_equal = False
+                print(f"    {layer.name}: ours {a}, SCALE-Sim {b}")
+    print(f"compat_mode_s: {ours_s:.3f}")
+    if scalesim_s is not None:
+        print(f"scalesim_s: {scalesim_s:.1f}")
+    print(f"all_equal: {all_equal}")
+    return all_equal
 
 
-def _byte_layer(layer: TopologyLayer) -> LayerWork:
-    """The topology layer with one-byte operands and outputs, as SCALE-Sim counts words."""
-    g = layer.gemm
-    oh, ow = layer.ofmap
-    inputs = layer.channels * touched(layer.ifmap_h, oh, layer.filter_h, layer.stride) * touched(layer.ifmap_w, ow, layer.filter_w, layer.stride)
-    return LayerWork(layer.name, OpKind.CONV2D, Engine.ARRAY, g, 0, inputs, 8,
-                     g.window * g.filters, 8, g.pixels * g.filters, 8, 0, None, 0)
+def scalesim_python(given: str | None) -> Path:
+    path = Path(given or os.environ.get("SCALESIM_PYTHON") or REPOSITORY.parent / "scalesim-venv" / "bin" / "python")
+    if not path.exists():
+        raise SystemExit(f"no SCALE-Sim environment at {path}: install it with "
+                         f"python3 -m venv VENV && VENV/bin/pip install scalesim==3.0.0 'numpy<2.4', "
+                         f"then pass --scalesim-python VENV/bin/python")
+    return path
 
 
-def compare(directory: Path) -> None:
-    config = read_scalesim_cfg(directory / "scale.cfg")
-    array = config.array
-    layers = read_topology(directory / "topology.csv")
-    reports = directory / "run" / config.name
-    compute = _rows(reports / "COMPUTE_REPORT.csv")
-    access = _rows(reports / "DETAILED_ACCESS_REPORT.csv")
-    equal = {"compute": 0, "ifmap": 0, "filter": 0, "ofmap": 0}
-    ofmap_extra, dram_theirs, dram_ours = set(), 0, 0
-    print(f"{'layer':<22} {'cycles ours':>12} {'SCALE-Sim':>12} {'ifmap rd':>10} {'filter rd':>10} {'ofmap wr ours/theirs':>22} {'DRAM ours/theirs':>20}")
-    for layer, c, a in zip(layers, compute, access):
-        cycles = compute_cycles(layer.gemm, array)
-        theirs = int(c[2]) - int(c[3])
-        counts = sram_accesses(layer.gemm, array)
-        s_ifmap, s_filter, s_ofmap = int(float(a[3])), int(float(a[6])), int(float(a[9]))
-        equal["compute"] += cycles == theirs
-        equal["ifmap"] += counts.ifmap_reads == s_ifmap
-        equal["filter"] += counts.filter_reads == s_filter
-        equal["ofmap"] += counts.ofmap_writes == s_ofmap
-        ofmap_extra.add((s_ofmap - counts.ofmap_writes) / map_gemm(layer.gemm, array.rows, array.cols, array.dataflow).folds)
-        memory = layer_memory(_byte_layer(layer), config, cycles)
-        dram = int(float(a[12])) + int(float(a[15])) + int(float(a[18]))
-        dram_theirs += dram
-        dram_ours += memory.dram_total
-        print(f"{layer.name[:22]:<22} {cycles:>12,} {theirs:>12,} {counts.ifmap_reads - s_ifmap:>+10,} {counts.filter_reads - s_filter:>+10,} "
-              f"{counts.ofmap_writes:>11,}/{s_ofmap:<10,} {memory.dram_total:>9,}/{dram:<10,}")
-    n = len(layers)
-    print(f"layers: {n}")
-    for key, count in equal.items():
-        print(f"{key}_equal_layers: {count}/{n}")
-    print(f"scalesim_extra_ofmap_writes_per_fold: {sorted(ofmap_extra)}")
-    print(f"dram_bytes_ours: {dram_ours}")
-    print(f"dram_words_scalesim: {dram_theirs}")
+def run(topology: Path, configs: list[Path], out: Path, python: Path) -> bool:
+    """Run SCALE-Sim on each config, keep its reports under ``out/<run_name>``, compare."""
+    all_equal = True
+    for config_path in configs:
+        name = read_config(config_path).name
+        work = out / f".{name}.run"
+        shutil.rmtree(work, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        subprocess.run([str(python), "-c", RUNNER, str(config_path), str(topology), str(work)], check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        target = out / name
+        target.mkdir(parents=True, exist_ok=True)
+        for report in ("COMPUTE_REPORT.csv", "DETAILED_ACCESS_REPORT.csv"):
+            shutil.copyfile(work / name / report, target / report)
+        shutil.rmtree(work)
+        all_equal &= compare(topology, config_path, target, seconds)
+    return all_equal
 
 
 def main() -> None:
@@ -101,13 +117,22 @@ def main() -> None:
     e.add_argument("--network", choices=("resnet18", "alexnet1"), default="resnet18")
     e.add_argument("--dataflow", choices=[d.value for d in Dataflow], default="ws")
     e.add_argument("--input-size", type=int, default=224, help="the ResNet-18's input height and width")
+    r = sub.add_parser("run")
+    r.add_argument("topology", type=Path)
+    r.add_argument("configs", type=Path, nargs="+")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--scalesim-python")
     c = sub.add_parser("compare")
-    c.add_argument("directory", type=Path)
+    c.add_argument("topology", type=Path)
+    c.add_argument("config", type=Path)
+    c.add_argument("reports", type=Path)
     args = parser.parse_args()
     if args.command == "export":
         export(args.directory, args.network, args.dataflow, args.input_size)
+    elif args.command == "run":
+        sys.exit(0 if run(args.topology, args.configs, args.out, scalesim_python(args.scalesim_python)) else 1)
     else:
-        compare(args.directory)
+        sys.exit(0 if compare(args.topology, args.config, args.reports) else 1)
 
 
 if __name__ == "__main__":

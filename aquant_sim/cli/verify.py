@@ -1,4 +1,5 @@
 """``aquant verify ARTIFACT --input FILE.npy [--expect DUMPS.npz]``: check bit-exactness.
+(``aquant verify MODEL.onnx --against onnxruntime --input FILE.npy``: see ``verify_runtime``.)
 
 Runs the numba backend and the reference on the batch, keeping every tensor, and compares them
 exactly, tensor by tensor in program order (with ``--expect``, also the reference against integer
@@ -16,6 +17,7 @@ import numpy as np
 
 from aquant_sim.artifact import load_program
 from aquant_sim.cli.common import load_array, simulator, write_json
+from aquant_sim.cli.verify_runtime import RUNTIMES, run_against
 from aquant_sim.compare import check_dumps, compare_tensors, first_difference
 from aquant_sim.errors import InputError
 from aquant_sim.float_model import measure
@@ -30,9 +32,12 @@ COMPARED = (Backend.NUMBA, Backend.REFERENCE)
 def register(subparsers) -> None:
     parser = subparsers.add_parser("verify", help="check that numba, the reference and dumps agree bit for bit",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("artifact", help="program file written by save_program (.aqp)")
+    parser.add_argument("artifact", help="program file written by save_program (.aqp), or with --against a "
+                        "deployed model (.onnx)")
     parser.add_argument("--input", required=True, help=".npy batch (N, ...)")
     parser.add_argument("--expect", help=".npz of integer dumps: one array (N, ...) per tensor name")
+    parser.add_argument("--against", choices=RUNTIMES, help="compare a deployed model's every tensor with this "
+                        "runtime's own kernels (docs/deploy.md)")
     parser.add_argument("--json", help="write the comparison to this JSON file")
     parser.set_defaults(func=run)
 
@@ -58,6 +63,10 @@ def describe(comparison, left: str, right: str) -> str:
 
 
 def run(args) -> int:
+    if args.against:
+        if args.expect:
+            raise InputError("--expect and --against cannot be combined")
+        return run_against(args, describe)
     program = load_program(args.artifact)
     x = load_array(args.input)
     fast, oracle = (simulator(program, backend).run(x, keep_tensors=True) for backend in COMPARED)

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aquant_sim.errors import UnsupportedError
 from aquant_sim.program import (
     AccumulatorParams, BorderTable, OpKind, Program, QuantParams, Requantizer,
 )
-from aquant_sim.rounding import OverflowPolicy, accumulator_range
+from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
 
 FLOAT32_EXACT = 1 << 24
 """Integers of magnitude up to 2^24 are exact in float32: the bound of :func:`sum_dtype`."""
@@ -108,7 +109,10 @@ def round_fixed_point(v: torch.Tensor, borders: BorderTable, quant: QuantParams)
 
 
 def requantize(acc: torch.Tensor, requant: Requantizer, quant: QuantParams) -> torch.Tensor:
-    """The requantizer (6)-(8): int64 accumulators in, levels out."""
+    """The requantizer (6)-(8): int64 accumulators in, levels out. Only the BORDER variant:
+    calibration targets this project's requantizer, not a runtime's."""
+    if requant.variant is not RequantVariant.BORDER:
+        raise UnsupportedError(f"the front-end emulates the 'border' requantizer (6)-(8), not '{requant.variant.value}'")
     return round_fixed_point(scale_to_fixed_point(acc, requant, quant.zero_point), requant.borders, quant)
 
 

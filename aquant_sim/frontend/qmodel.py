@@ -229,15 +229,17 @@ class QuantModel(nn.Module):
                 y = x
             else:
                 y = self._compute(node, [env[i] for i in node.inputs], quantized)
-            if quantized and node.name in self.acts:
-                q = self.acts[node.name](y)
-                if node.name in wanted:
-                    found[node.name] = q if after_quantizer else y
-                y = q
-            elif node.name in wanted:
+            quantizes = quantized and node.name in self.acts
+            if node.name in wanted and not (after_quantizer and quantizes):
                 found[node.name] = y
             if len(found) == len(wanted):
                 break
+            if quantizes:
+                y = self.acts[node.name](y)
+                if node.name in wanted and after_quantizer:
+                    found[node.name] = y
+                    if len(found) == len(wanted):
+                        break
             env[node.name] = y
         return found
 

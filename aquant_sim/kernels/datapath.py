@@ -4,7 +4,8 @@ For an accumulating op (conv2d, linear, add, average pooling) one parallel numba
 exact sums (for conv2d and linear from the int8 VNNI kernels where the operands fit, else from
 the general exact GEMM), adds the bias in int64, records ``max |acc|``, applies the A-bit accumulator
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
-at the zero-point, writing int32 levels in NCHW order. Per-(n, c) counts are reduced afterwards
+at the zero-point, writing int32 levels in NCHW order (a requantizer of a runtime's variant,
+GEMMLOWP or FP32, takes a second pass over the A-bit accumulators). Per-(n, c) counts are reduced afterwards
 in a fixed order, so the counters do not depend on the thread count. The REFERENCE backend does
 the same steps one numpy pass at a time (:mod:`aquant_sim.reference_datapath`); the tests
 require identical integers and counters.
@@ -19,9 +20,9 @@ from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, clamp_into, count_equal
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
-from aquant_sim.kernels.requant import FINISH_KERNELS
+from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
-from aquant_sim.rounding import OverflowPolicy, accumulator_range
+from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
 
 _MAX_ABS, _OVERFLOWS, _ZEROS = range(3)
 
@@ -63,6 +64,14 @@ class NumbaDatapath:
         if op.requant is None:
             out = np.empty(shape, dtype=np.int64)
             finish_accumulate(sums, bias, lo, hi, saturate, out, stats)
+        elif op.requant.variant is not RequantVariant.BORDER:
+            acc = np.empty(shape, dtype=np.int64)
+            finish_accumulate(sums, bias, lo, hi, saturate, acc, stats)
+            out = np.empty(shape, dtype=np.int32)
+            requantize_rows_variant(acc, op.requant, out_quant, out)
+            values = out.reshape((batch, *out_shape))
+            return Accumulated(values, int(stats[:, _MAX_ABS].max()), int(stats[:, _OVERFLOWS].sum()),
+                               count_equal(values, out_quant.zero_point))
         else:
             r = op.requant
             out = np.empty(shape, dtype=np.int32)

@@ -1,4 +1,5 @@
-"""The requantizer with its border lookup unit, equations (6)-(8), and the accumulator width.
+"""The requantizer with its border lookup unit, equations (6)-(8), the runtimes' variants
+(10)-(13) and (14)-(16), and the accumulator width.
 
 The simulator's fused kernels live here too, beside the per-element helpers they inline:
 numba's on-disk cache is invalidated only when the file of a cached function changes, not
@@ -15,6 +16,7 @@ import numpy as np
 
 from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
 from aquant_sim.program import QuantParams, Requantizer
+from aquant_sim.rounding import RequantVariant, float32_scale
 
 
 @inline_jit
@@ -125,12 +127,75 @@ FINISH_KERNELS = {layout: _finish_kernels(layout) for layout in (True, False)}
 (:mod:`aquant_sim.kernels.datapath`)."""
 
 
+@inline_jit
+def gemmlowp_value(acc, m, e, zero_point, qmin, qmax):
+    """One element of the GEMMLOWP variant, contract (10)-(13), ``e = 31 - n`` (TFLite's shift):
+    (10) ``x = acc << max(e, 0)`` wrapped to int32, (11) ``h = SRDHM(x, m)`` (round half up),
+    (12) ``y = RDBPOT(h, max(-e, 0))`` (round half away from zero), (13) clamp(y + z)."""
+    x = np.int64(acc) << max(e, 0)
+    x = ((x + (np.int64(1) << 31)) & ((np.int64(1) << 32) - 1)) - (np.int64(1) << 31)
+    product = x * np.int64(m)
+    total = product + (np.int64(1) << 30) if product >= 0 else product + 1 - (np.int64(1) << 30)
+    h = total >> 31 if total >= 0 else -((-total) >> 31)
+    r = max(-e, 0)
+    mask = (np.int64(1) << r) - 1
+    threshold = (mask >> 1) + (1 if h < 0 else 0)
+    y = (h >> r) + (1 if (h & mask) > threshold else 0)
+    return min(max(y + zero_point, qmin), qmax)
+
+
+@inline_jit
+def fp32_value(acc, scale, zero_point, qmin, qmax):
+    """One element of the FP32 variant, contract (14)-(16): ``v = float32(float32(acc) * scale)``
+    (``scale`` a float32), clamped to ``[qmin - z, qmax - z]``, rounded half to even, plus z."""
+    v = np.float32(acc) * scale
+    v = min(max(v, np.float32(qmin - zero_point)), np.float32(qmax - zero_point))
+    return np.int64(np.rint(v)) + zero_point
+
+
+@parallel_jit
+def _requantize_rows_gemmlowp(acc, multiplier, shift, zero_point, qmin, qmax, out):
+    """``out[n, c, p]`` = (10)-(13) of ``acc[n, c, p]`` with channel ``c``'s (or the shared) m, n."""
+    batch, channels, positions = acc.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        i = c if multiplier.shape[0] > 1 else 0
+        m, e = multiplier[i], 31 - shift[i]
+        for p in range(positions):
+            out[n, c, p] = gemmlowp_value(acc[n, c, p], m, e, zero_point, qmin, qmax)
+
+
+@parallel_jit
+def _requantize_rows_fp32(acc, scale, zero_point, qmin, qmax, out):
+    """``out[n, c, p]`` = (14)-(16) of ``acc[n, c, p]`` with channel ``c``'s (or the shared)
+    float32 scale."""
+    batch, channels, positions = acc.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        s = scale[c if scale.shape[0] > 1 else 0]
+        for p in range(positions):
+            out[n, c, p] = fp32_value(acc[n, c, p], s, zero_point, qmin, qmax)
+
+
+def requantize_rows_variant(rows: np.ndarray, requant: Requantizer, quant: QuantParams, out: np.ndarray) -> None:
+    """Write into ``out`` (N, C, P) the levels of int64 accumulators ``rows`` (N, C, P) under a
+    variant without borders (GEMMLOWP or FP32), the same integers as ``rounding.requantize_variant``."""
+    if requant.variant is RequantVariant.GEMMLOWP:
+        _requantize_rows_gemmlowp(rows, requant.multiplier, requant.shift, quant.zero_point, quant.qmin, quant.qmax, out)
+    else:
+        scale = float32_scale(requant.multiplier, requant.shift)
+        _requantize_rows_fp32(rows, scale, quant.zero_point, quant.qmin, quant.qmax, out)
+
+
 def requantize(acc: np.ndarray, requant: Requantizer, quant: QuantParams) -> np.ndarray:
-    """Equations (6)-(8) with the op's requantizer, channel on axis 1; int64 levels out, the
-    same integers as ``reference.requantize``."""
+    """The op's requantizer (its variant: (6)-(8), (10)-(13) or (14)-(16)), channel on axis 1;
+    int64 levels out, the same integers as ``reference.requantize``."""
     acc = np.asarray(acc, dtype=np.int64)
     rows = np.ascontiguousarray(acc).reshape(acc.shape[0], acc.shape[1], -1)
     out = np.empty(rows.shape, dtype=np.int64)
-    _requantize_rows(rows, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
-                     quant.zero_point, quant.qmin, quant.qmax, out)
+    if requant.variant is RequantVariant.BORDER:
+        _requantize_rows(rows, requant.multiplier, requant.shift, requant.frac_bits, requant.borders.values,
+                         quant.zero_point, quant.qmin, quant.qmax, out)
+    else:
+        requantize_rows_variant(rows, requant, quant, out)
     return out.reshape(acc.shape)

@@ -28,6 +28,8 @@ got. See ``docs/conformance.md``.
 
 from __future__ import annotations
 
+import dataclasses
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -35,7 +37,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from aquant_sim import rounding
 from aquant_sim.program import QuantParams, Requantizer, BorderTable
-from aquant_sim.testing.strategies import RequantizerCase, requantizer_cases
+from aquant_sim.rounding import RequantVariant
+from aquant_sim.testing import runtime_oracles
+from aquant_sim.testing.strategies import RequantizerCase, VariantCase, requantizer_cases, variant_cases
 
 RequantizerFn = Callable[..., object]
 
@@ -50,8 +54,8 @@ class ConformanceError(AssertionError):
         self.case, self.expected, self.got = case, expected, got
 
 
-def _single(case: RequantizerCase, index: int) -> RequantizerCase:
-    return RequantizerCase(**{**case.__dict__, "acc": case.acc[index : index + 1]})
+def _single(case, index: int):
+    return dataclasses.replace(case, acc=case.acc[index : index + 1])
 
 
 def contract(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax) -> np.ndarray:
@@ -157,7 +161,7 @@ def _property_floor(fn, case):
 
 def _property_monotone_in_range(fn, case):
     order = np.argsort(case.acc, kind="stable")
-    sorted_case = RequantizerCase(**{**case.__dict__, "acc": case.acc[order]})
+    sorted_case = dataclasses.replace(case, acc=case.acc[order])
     got = _call(fn, sorted_case, "monotone")
     outside = np.flatnonzero((got < case.qmin) | (got > case.qmax))
     if outside.size:
@@ -181,6 +185,90 @@ PROPERTIES = (
     (_property_monotone_in_range, None),
 )
 """Each property and the border it fixes (None: drawn; -1: B = 2^(F-1); 0: B = 2^F)."""
+
+
+def _variant_contract(variant: RequantVariant) -> RequantizerFn:
+    """The numpy contract of ``variant`` in the kit's variant signature."""
+
+    def contract_fn(acc, multiplier, shift, zero_point, qmin, qmax):
+        return rounding.requantize_variant(variant, np.asarray(acc, dtype=np.int64), [multiplier], [shift], 1,
+                                           np.ones((1, 1), dtype=np.int64), zero_point, qmin, qmax, channel_axis=0)
+
+    return contract_fn
+
+
+def from_op_requantizer_variant(requantize: Callable, variant: RequantVariant) -> RequantizerFn:
+    """Adapt a backend's ``requantize(acc, Requantizer, QuantParams)`` to the kit's variant
+    signature ``fn(acc, multiplier, shift, zero_point, qmin, qmax) -> q``."""
+
+    def adapted(acc, multiplier, shift, zero_point, qmin, qmax):
+        bits = int(qmax - qmin + 1).bit_length() - 1
+        requant = Requantizer(np.array([multiplier]), np.array([shift]), BorderTable.nearest(1), variant)
+        quant = QuantParams(bits, qmin < 0, 1.0, zero_point)
+        return np.asarray(requantize(np.asarray(acc, dtype=np.int64)[None, :], requant, quant))[0]
+
+    return adapted
+
+
+def _variant_backend(module: str, variant: RequantVariant) -> RequantizerFn:
+    import importlib
+
+    return from_op_requantizer_variant(importlib.import_module(module).requantize, variant)
+
+
+VARIANT_IMPLEMENTATIONS: dict[str, Callable[[RequantVariant], RequantizerFn]] = {
+    "numpy": _variant_contract,
+    "reference": lambda variant: _variant_backend("aquant_sim.reference", variant),
+    "numba": lambda variant: _variant_backend("aquant_sim.kernels", variant),
+}
+"""Every implementation of the runtimes' variants (GEMMLOWP (10)-(13), FP32 (14)-(16)), by name:
+a function of the variant that returns it in the kit's variant signature. The front-end has no
+torch form of them: it calibrates for the BORDER requantizer."""
+
+RUNTIME_ORACLES = {RequantVariant.GEMMLOWP: runtime_oracles.tflite_requantize,
+                   RequantVariant.FP32: runtime_oracles.mlas_requantize}
+"""The per-element transcription of each variant's runtime source (``runtime_oracles``)."""
+
+
+def _variant_property_oracle(fn, case: VariantCase):
+    oracle = RUNTIME_ORACLES[case.variant]
+    expected = np.array([oracle(a, case.multiplier, case.shift, case.zero_point, case.qmin, case.qmax)
+                         for a in case.acc.tolist()], dtype=np.int64)
+    _compare(f"equals the {case.variant.value} runtime's source", case, expected, _call(fn, case, "runtime"))
+
+
+def _variant_property_near_real(fn, case: VariantCase):
+    """Where the exact real ``acc * M + z`` lies within ``[qmin, qmax]``, the output is less than
+    one level from it (each variant rounds to a neighbouring level, never further)."""
+    got = _call(fn, case, "near the real value")
+    for i, a in enumerate(case.acc.tolist()):
+        exact = Fraction(a * case.multiplier, 1 << case.shift) if case.shift >= 0 else Fraction(a * case.multiplier << -case.shift)
+        exact += case.zero_point
+        if case.qmin <= exact <= case.qmax and abs(got[i] - exact) >= 1:
+            raise ConformanceError(
+                f"[within one level of acc * M + z] got {int(got[i])}, the exact value is {float(exact)!r}\n"
+                f"  inputs: {case.describe(i)}", _single(case, i), None, int(got[i]))
+
+
+VARIANT_PROPERTIES = (_variant_property_oracle, _variant_property_near_real, _property_monotone_in_range)
+"""The properties every implementation of a variant must have, on every drawn case."""
+
+
+def check_requantizer_variant(fn: RequantizerFn, variant: RequantVariant, max_examples: int = 200,
+                              derandomize: bool = False, shrink: bool = True) -> None:
+    """Run every property of ``variant`` (GEMMLOWP or FP32) against ``fn``, called as
+    ``fn(acc, multiplier, shift, zero_point, qmin, qmax) -> q`` (per tensor, ``acc`` a 1-D int64
+    array of A-bit accumulators, ``(multiplier, shift)`` within the variant's ranges): equality
+    with the runtime's source transcribed element by element (``runtime_oracles``), less than one
+    level from the exact real value wherever that is on the grid, monotone in ``acc`` and within
+    ``[qmin, qmax]``. Raises :class:`ConformanceError` at the first property that fails."""
+    if variant not in RUNTIME_ORACLES:
+        raise ValueError(f"variant {variant.value!r} is not a runtime variant; use check_requantizer for 'border'")
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
+    for prop in VARIANT_PROPERTIES:
+        config(given(case=variant_cases(variant))(_bind(prop, fn)))()
 
 
 def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False,

@@ -3,7 +3,7 @@
 They draw what the datapath must handle: operand widths 2..8, signed and unsigned activations
 with non-zero zero-points, every border granularity (``BorderGranularity.table_shape``), shared
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
-allows (left shifts) to large right shifts, both overflow policies and accumulators narrow
+allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32), both overflow policies and accumulators narrow
 enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
 dilation, groups and depthwise, linear, residual add, max and average pooling, global average
 pooling, flatten and clamps.
@@ -24,7 +24,10 @@ from aquant_sim.program import (
     AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
     MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
-from aquant_sim.rounding import OverflowPolicy, integer_range, scaled_shift_range
+from aquant_sim.rounding import (
+    FLOAT32_MANTISSA_BITS, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
+    scaled_shift_range,
+)
 
 ACT_BITS = st.integers(2, 8)
 WEIGHT_BITS = st.integers(2, 8)
@@ -56,22 +59,40 @@ def border_tables(draw, channels: int, quant: QuantParams, frac_bits=FRAC_BITS) 
     return BorderTable(f, values)
 
 
+VARIANTS = st.sampled_from([RequantVariant.BORDER, RequantVariant.BORDER, RequantVariant.GEMMLOWP, RequantVariant.FP32])
+"""Requantizer variants drawn by :func:`requantizers`: half of them this project's (6)-(8)."""
+
+
+def _variant_shift_range(variant: RequantVariant, accumulator_bits: int, frac_bits: int) -> tuple[int, int]:
+    """The drawn ``n`` range: D.6's for BORDER (offset by F), the variant's own otherwise, all
+    capped at ``MAX_RIGHT_SHIFT`` (+ F) where sums still land on the grid."""
+    if variant is RequantVariant.BORDER:
+        return scaled_shift_range(accumulator_bits)[0] + frac_bits, MAX_RIGHT_SHIFT + frac_bits
+    if variant is RequantVariant.GEMMLOWP:
+        return gemmlowp_shift_range(accumulator_bits)[0], MAX_RIGHT_SHIFT
+    return 0, MAX_RIGHT_SHIFT
+
+
 @st.composite
-def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int) -> Requantizer:
-    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts with ``n - F`` from the smallest
-    that D.6 allows (``scaled_shift_range(A)``, negative: a left shift) to ``MAX_RIGHT_SHIFT``,
-    with a border table for ``quant``."""
-    borders = draw(border_tables(channels, quant))
+def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int, variants=VARIANTS) -> Requantizer:
+    """Shared or per-channel ``m`` in [2^30, 2^31) and shifts over the range the drawn variant
+    allows: for BORDER, ``n - F`` from the smallest that D.6 allows (``scaled_shift_range(A)``,
+    negative: a left shift) to ``MAX_RIGHT_SHIFT``, with a border table for ``quant``; GEMMLOWP
+    and FP32 (FP32 with 24-bit multipliers, exact float32 scales) carry the nearest table."""
+    variant = draw(variants)
+    borders = draw(border_tables(channels, quant)) if variant.has_fraction else BorderTable.nearest(draw(FRAC_BITS))
     count = draw(st.sampled_from([1, channels]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     multiplier = rng.integers(1 << 30, 1 << 31, size=count)
+    if variant is RequantVariant.FP32:
+        multiplier &= ~np.int64((1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1)
     # Centre the shifts where typical sums land on the grid; the extremes are still drawn.
-    smallest = scaled_shift_range(accumulator_bits)[0]
-    centre = draw(st.integers(smallest, MAX_RIGHT_SHIFT))
-    low, high = max(smallest, centre - 3), min(MAX_RIGHT_SHIFT, centre + 3)
-    shift = rng.integers(low, high + 1, size=count) + borders.frac_bits
-    return Requantizer(multiplier, shift, borders)
+    smallest, largest = _variant_shift_range(variant, accumulator_bits, borders.frac_bits)
+    centre = draw(st.integers(smallest, largest))
+    low, high = max(smallest, centre - 3), min(largest, centre + 3)
+    shift = rng.integers(low, high + 1, size=count)
+    return Requantizer(multiplier, shift, borders, variant)
 
 
 def random_levels(seed: int, shape: tuple[int, ...], quant: QuantParams) -> np.ndarray:

@@ -221,3 +221,80 @@ def requantizer_cases(draw, max_size: int = 32, border: int | None = None) -> Re
         borders=borders, zero_point=grid.zero_point, qmin=grid.qmin,
         qmax=grid.qmax, accumulator_bits=accumulator_bits,
     )
+
+
+@dataclass(frozen=True)
+class VariantCase:
+    """One per-tensor requantizer of a runtime's variant (GEMMLOWP or FP32, no borders) and a
+    vector of accumulators: the inputs of the conformance kit's variant callable."""
+
+    variant: rounding.RequantVariant
+    acc: np.ndarray
+    multiplier: int
+    shift: int
+    zero_point: int
+    qmin: int
+    qmax: int
+    accumulator_bits: int
+
+    def args(self) -> tuple:
+        """The positional arguments of a conformance-kit variant requantizer."""
+        return (self.acc.copy(), self.multiplier, self.shift, self.zero_point, self.qmin, self.qmax)
+
+    def describe(self, index: int | None = None) -> str:
+        acc = self.acc.tolist() if index is None else int(self.acc[index])
+        return (f"variant={self.variant.value}, acc={acc}, multiplier={self.multiplier}, shift={self.shift}, "
+                f"zero_point={self.zero_point}, qmin={self.qmin}, qmax={self.qmax}, A={self.accumulator_bits}")
+
+
+def variant_shifts(variant: rounding.RequantVariant, accumulator_bits: int) -> st.SearchStrategy[int]:
+    """Shifts n that ``variant`` allows for A-bit accumulators, favouring the ends and the band
+    where one accumulator step is about one output level (n near 31)."""
+    if variant is rounding.RequantVariant.GEMMLOWP:
+        lo, hi = rounding.gemmlowp_shift_range(accumulator_bits)
+    else:
+        lo, hi = rounding.FLOAT32_SHIFT_RANGE
+    return st.one_of(st.sampled_from([lo, hi]), st.integers(lo, hi), st.integers(max(lo, 28), min(hi, 50)))
+
+
+@st.composite
+def tie_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: int, accumulator_bits: int) -> int:
+    """Accumulators next to a half level, ``acc * m / 2^n`` close to ``level - z + 1/2``, where
+    round half up, half away from zero and half to even part ways; clamped to the A-bit range."""
+    level = draw(st.integers(grid.qmin - 1, grid.qmax))
+    half = 2 * (level - grid.zero_point) + 1  # twice the target value
+    acc = (half << (shift - 1)) // multiplier if shift >= 1 else half // (multiplier << (1 - shift))
+    lo, hi = accumulator_range(accumulator_bits)
+    return min(max(acc + draw(st.integers(-1, 1)), lo), hi)
+
+
+@st.composite
+def product_tie_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: int, accumulator_bits: int) -> int:
+    """Accumulators next to a half level whose ``acc * m`` is also an odd multiple of 2^30, where
+    gemmlowp's high multiply (11) rounds a tie (half up: -1.5 becomes -1) and the rounding shift
+    (12) then decides a second one. ``m = 2^t * odd`` needs ``acc = 2^(30 - t) * odd``."""
+    target = draw(tie_accumulators(grid, multiplier, shift, accumulator_bits))
+    t = (multiplier & -multiplier).bit_length() - 1
+    step = 1 << max(30 - t, 0)
+    lo, hi = accumulator_range(accumulator_bits)
+    k = target // step
+    acc = (k if k % 2 else k + 1) * step
+    return acc if lo <= acc <= hi else target
+
+
+@st.composite
+def variant_cases(draw, variant: rounding.RequantVariant, max_size: int = 32) -> VariantCase:
+    """A per-tensor case of ``variant``: an FP32 multiplier has 24 significant bits (its low 7
+    bits zero), so that ``m * 2^-n`` is a float32; accumulators at the type limits, powers of two,
+    next to half levels and on ties of the high multiply."""
+    grid = draw(integer_grids())
+    accumulator_bits = draw(accumulator_widths())
+    multiplier = draw(multipliers())
+    if variant is rounding.RequantVariant.FP32:
+        multiplier &= ~((1 << (rounding.MULTIPLIER_BITS - rounding.FLOAT32_MANTISSA_BITS)) - 1)
+    shift = draw(variant_shifts(variant, accumulator_bits))
+    acc = draw(st.lists(st.one_of(accumulators(accumulator_bits), tie_accumulators(grid, multiplier, shift, accumulator_bits),
+                                  product_tie_accumulators(grid, multiplier, shift, accumulator_bits)),
+                        min_size=1, max_size=max_size))
+    return VariantCase(variant, np.array(acc, dtype=np.int64), multiplier, shift, grid.zero_point, grid.qmin,
+                       grid.qmax, accumulator_bits)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from aquant_sim.frontend.emulation import emulate
-from aquant_sim.program import BorderGranularity
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.errors import UnsupportedError
+from aquant_sim.frontend.emulation import emulate, requantize
+from aquant_sim.program import BorderGranularity, BorderTable, QuantParams, Requantizer
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
 
@@ -25,6 +26,13 @@ def test_emulation_equals_simulator_on_synthetic_programs(granularity, overflow,
     assert expected.keys() == got.keys()
     for name in expected:
         assert np.array_equal(expected[name], got[name].numpy()), name
+
+
+def test_runtime_variants_are_not_emulated():
+    """The torch form computes (6)-(8) only; a runtime variant's requantizer is refused, named."""
+    requant = Requantizer(np.array([1 << 30]), np.array([40]), BorderTable.nearest(4), RequantVariant.GEMMLOWP)
+    with pytest.raises(UnsupportedError, match="'gemmlowp'"):
+        requantize(torch.zeros((1, 1), dtype=torch.int64), requant, QuantParams(8, True, 1.0, 0))
 
 
 @pytest.mark.parametrize("features, dtype", [(256, torch.float32), (1024, torch.float64)])

@@ -163,3 +163,13 @@ def test_soft_quantizers_are_a_config_error(images):
         qm(images)
     with pytest.raises(ConfigError, match="ForwardMode"), qm.forward_mode_as("exact"):
         pass
+
+
+def test_collect_after_the_quantizer_in_float_mode(images):
+    """``after_quantizer`` gives what the tensor's quantizer makes of the value before it."""
+    qm = _hard_model(images)
+    name = block_units(qm.graph)[1].inputs[0]
+    with torch.no_grad():
+        before = qm.collect(images, [name], quantized=True)[name]
+        after = qm.collect(images, [name], quantized=True, after_quantizer=True)[name]
+        assert torch.equal(after, qm.acts[name](before)) and not torch.equal(after, before)

@@ -8,7 +8,7 @@ from aquant_sim.errors import UnsupportedError
 from hw_models.border_unit import border_unit_area, layer_border_cost
 from hw_models.config import AcceleratorConfig, BorderUnitConfig, MemoryConfig
 from hw_models.layers import program_layers
-from hw_models.report import build_report
+from hw_models.report import build_report, format_report
 
 
 def test_table_sizing_load_and_lookup_energy(small_program):
@@ -67,3 +67,21 @@ def test_program_fraction_bits_must_fit_the_unit(small_program):
     config = AcceleratorConfig(border_unit=BorderUnitConfig(frac_bits=6))
     with pytest.raises(UnsupportedError, match="layer 'stem'.*F = 8"):
         build_report(small_program, config)
+
+
+def test_resident_tables_load_once(small_program):
+    """With resident tables the unit stores every layer's table (more storage than the largest
+    one), and an inference loads none: no load cycles, no table bytes from DRAM (the overhead
+    moves no DRAM byte), only the compare stage's latency; lookups cost the same."""
+    per_layer = build_report(small_program, AcceleratorConfig())
+    resident = build_report(small_program, AcceleratorConfig(border_unit=BorderUnitConfig(residency="resident")))
+    tables = [row.aquant.border for row in per_layer.layers if row.aquant.layer.uses_borders]
+    assert resident.overhead.storage_bits == sum(t.table_entries for t in tables) * 9 > per_layer.overhead.storage_bits
+    assert resident.overhead.dram_bytes == 0 < per_layer.overhead.dram_bytes
+    for row, base in zip(resident.layers, per_layer.layers):
+        border = row.aquant.border
+        assert border.loaded_bytes == border.load_cycles == border.load_energy_pj == 0
+        assert border.table_bytes == base.aquant.border.table_bytes
+        assert border.extra_cycles == (1 if row.aquant.layer.uses_borders else 0)
+        assert border.lookup_energy_pj == base.aquant.border.lookup_energy_pj
+    assert "tables resident" in format_report(resident).splitlines()[0]

@@ -3,7 +3,7 @@
 import pytest
 
 from aquant_sim.errors import ConfigError
-from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryConfig, config_from_dict, default_config, load_config, shipped_config
+from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryConfig, MemoryModel, config_from_dict, default_config, load_config, shipped_config
 from hw_models.costs import TechnologyCosts
 
 
@@ -21,11 +21,12 @@ def test_scalesim_example_config():
 def test_toml_round_trip(tmp_path):
     """A TOML file sets the fields it names and leaves the others at their defaults."""
     path = tmp_path / "hw.toml"
-    path.write_text('name = "tiny"\n[array]\nrows = 4\ncols = 8\ndataflow = "IS"\n[memory]\nofmap_sram_kib = 2\n[costs]\ndram_access64_pj = 1300\n')
+    path.write_text('name = "tiny"\n[array]\nrows = 4\ncols = 8\ndataflow = "IS"\n[memory]\nofmap_sram_kib = 2\nmodel = "tiling"\n[costs]\ndram_access64_pj = 1300\n')
     config = load_config(path)
     assert config.name == "tiny"
     assert (config.array.rows, config.array.cols, config.array.dataflow) == (4, 8, Dataflow.IS)
     assert config.memory.ofmap_bytes == 2048 and config.memory.ifmap_bytes == MemoryConfig().ifmap_bytes
+    assert config.memory.model is MemoryModel.TILING and MemoryConfig().model is MemoryModel.FOLD
     assert config.costs.dram_access64_pj == 1300 and config.costs.mul8_pj == TechnologyCosts().mul8_pj
     assert config.with_dataflow(Dataflow.WS).array.dataflow is Dataflow.WS
 
@@ -34,6 +35,8 @@ def test_toml_round_trip(tmp_path):
     ("[array]\nrows = 0\n", "array.rows"),
     ("[array]\nrows = \"32\"\n", "array.rows"),
     ("[array]\ndataflow = \"xs\"\n", "array.dataflow"),
+    ("[memory]\nmodel = \"lru\"\n", "memory.model: must be one of fold, tiling"),
+    ("[border_unit]\nresidency = \"rom\"\n", "border_unit.residency: must be one of per_layer, resident"),
     ("[array]\nzero_gating = 1\n", "array.zero_gating"),
     ("[memory]\ndram_bytes_per_cycle = -1\n", "memory.dram_bytes_per_cycle"),
     ("[memory]\nifmap_sram_kib = nan\n", "memory.ifmap_sram_kib"),

@@ -1,7 +1,11 @@
 """Layer energy: each part follows its counts and costs; zero gating only removes multiplies."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 
+from aquant_sim.program import Program
 from hw_models.border_unit import NO_BORDER_COST, layer_border_cost
 from hw_models.config import AcceleratorConfig, ArrayConfig
 from hw_models.energy import MULTIPLIER_BITS, layer_energy
@@ -51,3 +55,24 @@ def test_zero_gating(small_program):
     assert full.mac - gated.mac == pytest.approx(0.25 * layer.macs * CONFIG.costs.mul_pj(8, 8), rel=1e-9)
     ungated = AcceleratorConfig(array=ArrayConfig(zero_gating=False))
     assert layer_energy(layer, memory, NO_BORDER_COST, ungated, zero_fraction=0.25).mac == full.mac
+
+
+def test_weight_zero_points_cost_the_row_sums(small_program):
+    """Symmetric weights cost no zero-point energy; a conv with a non-zero z_w pays one
+    accumulator-wide add per window element of each output position (shared by its channels)
+    plus a b_w x A multiply and an add per output element, and nothing else changes."""
+    name = "layer1.0.conv1"
+    layer, memory = _conv(small_program, name)
+    assert layer.row_sum_adds == 0 and layer_energy(layer, memory, NO_BORDER_COST, CONFIG).zero_point == 0
+    ops = [dataclasses.replace(op, weight_zero_point=np.arange(op.weight.shape[0]) % 3 - 1) if op.name == name else op
+           for op in small_program.ops]
+    asymmetric = Program(small_program.tensors, ops, small_program.input, small_program.output,
+                         small_program.input_borders, small_program.accumulator_bits, small_program.overflow)
+    zw_layer, zw_memory = _conv(asymmetric, name)
+    g, costs = zw_layer.gemm, CONFIG.costs
+    assert zw_layer.row_sum_adds == g.groups * g.pixels * g.window and zw_layer.zero_point_corrections == zw_layer.output_elements
+    before, after = layer_energy(layer, memory, NO_BORDER_COST, CONFIG), layer_energy(zw_layer, zw_memory, NO_BORDER_COST, CONFIG)
+    expected = (zw_layer.row_sum_adds * costs.add_pj(32)
+                + zw_layer.output_elements * (costs.mul_pj(zw_layer.weight_bits, 32) + costs.add_pj(32)))
+    assert after.zero_point == pytest.approx(expected, rel=1e-12)
+    assert after.total - before.total == pytest.approx(expected, rel=1e-9)

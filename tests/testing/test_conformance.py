@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from aquant_sim import rounding
-from aquant_sim.testing.conformance import IMPLEMENTATIONS, ConformanceError, check_requantizer, contract
+from aquant_sim.rounding import RequantVariant
+from aquant_sim.testing import runtime_oracles
+from aquant_sim.testing.conformance import (
+    IMPLEMENTATIONS, VARIANT_IMPLEMENTATIONS, ConformanceError, check_requantizer, check_requantizer_variant, contract,
+)
 
 EXAMPLES = 50
 
@@ -83,3 +87,68 @@ def test_counterexample_is_exact():
     assert error.case.acc.shape == (1,)
     assert int(strict_greater(*error.case.args())[0]) == error.got
     assert int(contract(*error.case.args())[0]) == error.expected != error.got
+
+
+# --- the runtimes' variants (docs/contract.md 2.1) ---------------------------------------------
+
+RUNTIME_VARIANTS = [RequantVariant.GEMMLOWP, RequantVariant.FP32]
+
+
+@pytest.mark.parametrize("variant", RUNTIME_VARIANTS, ids=lambda v: v.value)
+@pytest.mark.parametrize("name", sorted(VARIANT_IMPLEMENTATIONS))
+def test_every_implementation_of_each_variant_conforms(name, variant):
+    """The numpy contract, the reference and the numba kernels of each runtime's variant equal the
+    runtime's source transcribed element by element, stay within one level of the real value and
+    are monotone and in range."""
+    check_requantizer_variant(VARIANT_IMPLEMENTATIONS[name](variant), variant, max_examples=EXAMPLES, derandomize=True)
+
+
+def gemmlowp_single_rounding(acc, m, n, z, qmin, qmax):
+    """Wrong for the default TFLite build: one rounding of acc * m / 2^n, half up (what
+    TFLITE_SINGLE_ROUNDING builds do, and what this project's (6)-(8) with B = 2^(F-1) does)."""
+    exact = [(a * m + (1 << (n - 1))) >> n for a in np.asarray(acc).tolist()]
+    return np.clip(np.array(exact) + z, qmin, qmax)
+
+
+def gemmlowp_half_away_twice(acc, m, n, z, qmin, qmax):
+    """Wrong: the high multiply rounds half away from zero (as DESIGN.md first said), not half up."""
+    out = []
+    for a in np.asarray(acc).tolist():
+        product = (a << max(31 - n, 0)) * m
+        high = (abs(product) + (1 << 30)) >> 31
+        high = high if product >= 0 else -high
+        out.append(runtime_oracles.rounding_divide_by_pot(high, max(n - 31, 0)))
+    return np.clip(np.array(out) + z, qmin, qmax)
+
+
+def fp32_half_up(acc, m, n, z, qmin, qmax):
+    """Wrong: rounds the float32 product half up instead of half to even."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = np.asarray(acc).astype(np.float32) * np.float32(m * 2.0**-n)
+        return np.clip(np.floor(v.astype(np.float64) + 0.5).astype(np.int64) + z, qmin, qmax)
+
+
+def fp32_in_float64(acc, m, n, z, qmin, qmax):
+    """Wrong: multiplies in float64 (no float32 rounding of acc or of the product)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = np.asarray(acc).astype(np.float64) * (m * 2.0**-n)
+        return np.clip(np.rint(v).astype(np.int64) + z, qmin, qmax)
+
+
+@pytest.mark.parametrize("variant, wrong", [
+    (RequantVariant.GEMMLOWP, gemmlowp_single_rounding),
+    (RequantVariant.GEMMLOWP, gemmlowp_half_away_twice),
+    (RequantVariant.FP32, fp32_half_up),
+    (RequantVariant.FP32, fp32_in_float64),
+], ids=["gemmlowp-single-rounding", "gemmlowp-half-away", "fp32-half-up", "fp32-in-float64"])
+def test_wrong_variant_implementations_are_caught(variant, wrong):
+    """Each deliberately wrong form of a runtime's requantizer fails with a counterexample."""
+    with pytest.raises(ConformanceError) as caught:
+        check_requantizer_variant(wrong, variant, max_examples=200, derandomize=True, shrink=False)
+    assert f"variant={variant.value}" in str(caught.value)
+
+
+def test_border_is_not_a_runtime_variant():
+    """The variant kit refuses BORDER, whose properties check_requantizer runs."""
+    with pytest.raises(ValueError, match="check_requantizer"):
+        check_requantizer_variant(contract, RequantVariant.BORDER)

@@ -1,0 +1,403 @@
+"""Import an int8 ONNX model in QDQ or QOperator form (what ``onnxruntime.quantization.quantize_static``
+writes) into an integer program whose requantizers are ONNX Runtime's own (the FP32 variant,
+contract (14)-(16)), so that the simulator computes the integers onnxruntime's CPU kernels compute.
+
+A QOperator model holds the integer ops themselves (``QLinearConv``, ``QGemm``,
+``QLinearMatMul``, ``QLinearGlobalAveragePool``; ``MaxPool`` and ``Flatten`` on the quantized
+tensor), translated one to one as below.
+
+A QDQ model holds float ops between ``DequantizeLinear`` (DQ) and ``QuantizeLinear`` (Q) nodes;
+onnxruntime fuses each ``DQ -> op -> Q`` group into one integer kernel (``QLinearConv``,
+``QGemm``, ``QLinearGlobalAveragePool``) and runs ``DQ -> MaxPool / Flatten -> Q`` with equal
+scales on the integers. Each group becomes one op of the program:
+
+* ``Conv`` (weights int8, per tensor or per output channel, int32 bias): ``conv2d`` with the
+  weights' zero-points, requantized with ``float32(s_x * s_w[c]) / s_y`` in float32, the scale
+  onnxruntime's ``QLinearConv`` computes;
+* ``Gemm`` (``transB = 1``) and ``MatMul`` on a vector: ``linear``, the same way;
+* ``GlobalAveragePool``: ``global_avgpool``, ``float32(s_x / (s_y * H * W))``;
+* ``MaxPool`` and ``Flatten`` between equal quantizations: ``maxpool2d`` and ``flatten``;
+* ``Relu`` between equal quantizations: a ``clamp`` at the zero-point.
+
+Anything else raises :class:`UnsupportedError` naming the node and its op type. The model is read
+with the ``onnx`` package (a protobuf parser; nothing in the file is executed). Program tensors
+keep the ONNX names of the ``Q`` outputs, so that each can be fetched from onnxruntime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aquant_sim import rounding
+from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
+from aquant_sim.program import (
+    BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+)
+
+ACCUMULATOR_BITS = 32
+"""onnxruntime accumulates in int32 and wraps."""
+NEAREST = BorderTable.nearest(1)
+"""The border table a variant without a fraction carries (and does not read)."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A program and what verification needs: the graph input's name, the ONNX name of the
+    program input (the first Q output) and the model path."""
+
+    program: Program
+    graph_input: str
+    path: Path
+
+
+def _load(path: Path):
+    try:
+        import onnx
+    except ImportError as error:  # pragma: no cover - the onnx extra is installed in CI
+        raise UnsupportedError("importing ONNX models needs the 'onnx' package (pip install aquant-sim[onnx])") from error
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf raises DecodeError and others; one clean error
+        raise ArtifactError(f"{path}: not a readable ONNX model: {error}") from None
+
+
+class _Graph:
+    """The nodes, initializers and producers of an ONNX graph, and the program being built."""
+
+    def __init__(self, model, path: Path):
+        from onnx import numpy_helper
+
+        self.path = path
+        self.constants = {}
+        for tensor in model.graph.initializer:
+            self.constants[tensor.name] = self._array(numpy_helper, tensor, f"initializer '{tensor.name}'")
+        for node in model.graph.node:
+            if node.op_type == "Constant":
+                if len(node.attribute) != 1 or not node.output:
+                    raise ArtifactError(f"{path}: Constant node '{node.name}' must hold one tensor")
+                self.constants[node.output[0]] = self._array(numpy_helper, node.attribute[0].t, f"Constant '{node.output[0]}'")
+        self.nodes = [n for n in model.graph.node if n.op_type != "Constant"]
+        self.producer = {out: node for node in self.nodes for out in node.output}
+        self.consumers: dict[str, list] = {}
+        for node in self.nodes:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list = []
+        self.outputs = {o.name for o in model.graph.output}
+
+    def _array(self, numpy_helper, tensor, where: str) -> np.ndarray:
+        """A tensor of the file as an array; a tensor whose data does not match its declared
+        type and shape is an ArtifactError naming it."""
+        try:
+            return numpy_helper.to_array(tensor)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ArtifactError(f"{self.path}: {where}: malformed tensor data: {error}") from None
+
+    def fail(self, node, message: str):
+        raise UnsupportedError(f"{self.path}: node '{node.name or node.output[0]}' ({node.op_type}): {message}")
+
+    def constant(self, name: str, node) -> np.ndarray:
+        if name not in self.constants:
+            self.fail(node, f"input '{name}' must be a constant")
+        return self.constants[name]
+
+    def attributes(self, node) -> dict:
+        from onnx import helper
+
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def quant(self, q_node) -> QuantParams:
+        """The format of a Q (or DQ) node's quantized side, from its scale and zero-point."""
+        if len(q_node.input) < 3:
+            self.fail(q_node, "needs an explicit zero-point")
+        scale = self.constant(q_node.input[1], q_node)
+        zero = self.constant(q_node.input[2], q_node)
+        if scale.size != 1 or zero.size != 1:
+            self.fail(q_node, "activations must be quantized per tensor")
+        if zero.dtype not in (np.uint8, np.int8):
+            self.fail(q_node, f"activations must be 8-bit, got {zero.dtype}")
+        return QuantParams(8, zero.dtype == np.int8, float(np.float32(scale.reshape(()))), int(zero.reshape(())))
+
+    def single_q(self, name: str, node):
+        """The one QuantizeLinear that consumes ``name`` (the op's output)."""
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear":
+            self.fail(node, "its output must feed exactly one QuantizeLinear (a QDQ model)")
+        return users[0]
+
+    def activation(self, name: str, node) -> str:
+        """The program tensor that a DQ output ``name`` dequantizes."""
+        dq = self.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.tensors:
+            self.fail(node, f"input '{name}' must be a DequantizeLinear of a quantized activation")
+        return dq.input[0]
+
+    def weight(self, name: str, node):
+        """Integer weights, per-channel float32 scales and zero-points of a DQ of a constant."""
+        dq = self.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.constants:
+            self.fail(node, f"input '{name}' must be a DequantizeLinear of constant weights")
+        values = self.constants[dq.input[0]]
+        scale = self.constant(dq.input[1], dq).astype(np.float32).reshape(-1)
+        zero = self.constant(dq.input[2], dq).astype(np.int64).reshape(-1) if len(dq.input) > 2 else np.zeros(1, np.int64)
+        return values, scale, zero
+
+    def add_tensor(self, name: str, shape, quant: QuantParams) -> str:
+        self.tensors[name] = Tensor(name, tuple(int(d) for d in shape), quant)
+        return name
+
+
+def _fp32_requant(real_scale) -> Requantizer:
+    """The FP32 requantizer (14)-(16) of float32 scales (one, or one per channel)."""
+    m, n = rounding.float32_multiplier(np.asarray(real_scale, dtype=np.float32).reshape(-1))
+    return Requantizer(m, n, NEAREST, rounding.RequantVariant.FP32)
+
+
+def _weight_fields(graph: _Graph, node, x: str, values, w_scale, w_zero, bias, out_quant: QuantParams) -> dict:
+    """The fields of a conv or linear op: int8 weights, their scales and zero-points per output
+    channel, the int32 bias and the FP32 requantizer ``M[c] = float32(s_x * s_w[c]) / s_y``,
+    computed in float32 as onnxruntime's ``QLinearConv`` and ``QGemm`` compute it."""
+    if values.dtype != np.int8:
+        graph.fail(node, f"weights must be int8, got {values.dtype}")
+    out_channels = values.shape[0]
+    if bias is None:
+        bias = np.zeros(out_channels, dtype=np.int32)
+    if bias.dtype != np.int32:
+        graph.fail(node, f"the bias must be int32, got {bias.dtype}")
+    w_scale = np.asarray(w_scale, dtype=np.float32).reshape(-1)
+    scale = (np.float32(graph.tensors[x].quant.scale) * w_scale) / np.float32(out_quant.scale)
+    return dict(weight=values, weight_bits=8, weight_scale=np.broadcast_to(w_scale.astype(np.float64), (out_channels,)).copy(),
+                bias=bias.astype(np.int64).reshape(-1), requant=_fp32_requant(scale),
+                weight_zero_point=np.broadcast_to(np.asarray(w_zero, dtype=np.int64).reshape(-1), (out_channels,)).copy())
+
+
+def _weighted(graph: _Graph, node, x: str, weight_input: str, bias_input: str | None):
+    """:func:`_weight_fields` of a QDQ conv or linear (weights and bias behind DQ nodes) and its
+    output Q node."""
+    values, w_scale, w_zero = graph.weight(weight_input, node)
+    bias = None if bias_input is None else graph.weight(bias_input, node)[0]
+    q = graph.single_q(node.output[0], node)
+    out_quant = graph.quant(q)
+    return _weight_fields(graph, node, x, values, w_scale, w_zero, bias, out_quant), q, out_quant
+
+
+def _conv(graph: _Graph, node) -> None:
+    x = graph.activation(node.input[0], node)
+    attrs = graph.attributes(node)
+    padding = _symmetric_pads(graph, node, attrs)
+    fields, q, out_quant = _weighted(graph, node, x, node.input[1], node.input[2] if len(node.input) > 2 else None)
+    op = Conv2d(name=q.output[0], input=x, output=q.output[0], stride=tuple(attrs.get("strides", [1, 1])),
+                padding=padding, dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
+                **fields)
+    shape = op.output_shape([graph.tensors[x].shape])
+    graph.add_tensor(q.output[0], shape, out_quant)
+    graph.ops.append(op)
+
+
+def _linear(graph: _Graph, node) -> None:
+    x = graph.activation(node.input[0], node)
+    attrs = graph.attributes(node)
+    if node.op_type == "Gemm" and (attrs.get("transA", 0) or not attrs.get("transB", 0)
+                                   or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+        graph.fail(node, "only Gemm with transB = 1, transA = 0, alpha = beta = 1 is supported")
+    fields, q, out_quant = _weighted(graph, node, x, node.input[1], node.input[2] if len(node.input) > 2 else None)
+    if node.op_type == "MatMul":
+        fields["weight"] = fields["weight"].T
+    op = Linear(name=q.output[0], input=x, output=q.output[0], **fields)
+    graph.add_tensor(q.output[0], op.output_shape([graph.tensors[x].shape]), out_quant)
+    graph.ops.append(op)
+
+
+def _global_avgpool(graph: _Graph, node) -> None:
+    x = graph.activation(node.input[0], node)
+    q = graph.single_q(node.output[0], node)
+    out_quant = graph.quant(q)
+    c, h, w = graph.tensors[x].shape
+    scale = np.float32(graph.tensors[x].quant.scale) / (np.float32(out_quant.scale) * np.float32(h * w))
+    op = GlobalAvgPool(q.output[0], x, q.output[0], _fp32_requant(scale))
+    graph.add_tensor(q.output[0], (c, 1, 1), out_quant)
+    graph.ops.append(op)
+
+
+def _pass_through(graph: _Graph, node) -> None:
+    """MaxPool, Flatten and Relu between a DQ and a Q of the same quantization."""
+    x = graph.activation(node.input[0], node)
+    q = graph.single_q(node.output[0], node)
+    out_quant = graph.quant(q)
+    in_quant = graph.tensors[x].quant
+    if out_quant != in_quant:
+        graph.fail(node, f"its Q node quantizes differently from its input ({out_quant} vs {in_quant}); "
+                         "onnxruntime would requantize, which the importer does not model")
+    op = _exact_op(graph, node, x, q.output[0])
+    graph.add_tensor(q.output[0], op.output_shape([graph.tensors[x].shape]), out_quant)
+
+
+def _exact_op(graph: _Graph, node, x: str, name: str):
+    """The program op of MaxPool, Flatten or Relu reading tensor ``x`` and writing ``name``
+    (appended to the program): exact on integers, no requantization."""
+    attrs = graph.attributes(node)
+    quant = graph.tensors[x].quant
+    if node.op_type == "MaxPool":
+        pads = _symmetric_pads(graph, node, attrs)
+        if attrs.get("ceil_mode", 0):
+            graph.fail(node, "ceil_mode 1 is not supported")
+        op = MaxPool2d(name, x, name, tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", [1, 1])), pads,
+                       tuple(attrs.get("dilations", [1, 1])))
+    elif node.op_type == "Flatten":
+        if attrs.get("axis", 1) != 1:
+            graph.fail(node, "only axis = 1 is supported")
+        op = Flatten(name, x, name)
+    else:
+        op = Clamp(name, x, name, np.array([quant.zero_point]), np.array([quant.qmax]))
+    graph.ops.append(op)
+    return op
+
+
+def _symmetric_pads(graph: _Graph, node, attrs: dict) -> tuple[int, int]:
+    """ONNX ``pads`` [top, left, bottom, right] as the program's symmetric (H, W) padding."""
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        graph.fail(node, "auto_pad is not supported; export with explicit pads")
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
+        graph.fail(node, f"pads {pads} are not symmetric")
+    return pads[0], pads[1]
+
+
+def _explicit_quant(graph: _Graph, node, scale_index: int) -> QuantParams:
+    """The quantization a QOperator node states with its (scale, zero-point) inputs at
+    ``scale_index`` and ``scale_index + 1``."""
+    scale = graph.constant(node.input[scale_index], node)
+    zero = graph.constant(node.input[scale_index + 1], node)
+    if scale.size != 1 or zero.size != 1 or zero.dtype not in (np.uint8, np.int8):
+        graph.fail(node, "activations must be 8-bit and quantized per tensor")
+    return QuantParams(8, zero.dtype == np.int8, float(np.float32(scale.reshape(()))), int(zero.reshape(())))
+
+
+def _quantized_input(graph: _Graph, node, scale_index: int) -> str:
+    """The program tensor a QOperator node reads, checked against the quantization it states."""
+    name = node.input[0]
+    if name not in graph.tensors:
+        graph.fail(node, f"input '{name}' is not a quantized tensor of the model")
+    if _explicit_quant(graph, node, scale_index) != graph.tensors[name].quant:
+        graph.fail(node, f"input '{name}' is stated with another scale or zero-point than it was produced with")
+    return name
+
+
+def _qlinear_conv(graph: _Graph, node) -> None:
+    """QLinearConv(x, s_x, z_x, w, s_w, z_w, s_y, z_y, [bias])."""
+    x = _quantized_input(graph, node, 1)
+    attrs = graph.attributes(node)
+    padding = _symmetric_pads(graph, node, attrs)
+    out_quant = _explicit_quant(graph, node, 6)
+    bias = graph.constant(node.input[8], node) if len(node.input) > 8 and node.input[8] else None
+    fields = _weight_fields(graph, node, x, graph.constant(node.input[3], node), graph.constant(node.input[4], node),
+                            graph.constant(node.input[5], node), bias, out_quant)
+    name = node.output[0]
+    op = Conv2d(name=name, input=x, output=name, stride=tuple(attrs.get("strides", [1, 1])), padding=padding,
+                dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), **fields)
+    graph.add_tensor(name, op.output_shape([graph.tensors[x].shape]), out_quant)
+    graph.ops.append(op)
+
+
+def _qgemm(graph: _Graph, node) -> None:
+    """QGemm (com.microsoft)(a, s_a, z_a, b, s_b, z_b, [c], s_y, z_y), transB = 1; and
+    QLinearMatMul(a, s_a, z_a, b, s_b, z_b, s_y, z_y) on a vector."""
+    x = _quantized_input(graph, node, 1)
+    attrs = graph.attributes(node)
+    weight = graph.constant(node.input[3], node)
+    if node.op_type == "QGemm":
+        if attrs.get("transA", 0) or not attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0 or len(node.input) < 9:
+            graph.fail(node, "only QGemm with transB = 1, transA = 0, alpha = 1 and a quantized output is supported")
+        bias = graph.constant(node.input[6], node) if node.input[6] else None
+        out_quant = _explicit_quant(graph, node, 7)
+    else:
+        weight, bias, out_quant = weight.T, None, _explicit_quant(graph, node, 6)
+    fields = _weight_fields(graph, node, x, weight, graph.constant(node.input[4], node), graph.constant(node.input[5], node),
+                            bias, out_quant)
+    name = node.output[0]
+    op = Linear(name=name, input=x, output=name, **fields)
+    graph.add_tensor(name, op.output_shape([graph.tensors[x].shape]), out_quant)
+    graph.ops.append(op)
+
+
+def _qlinear_global_avgpool(graph: _Graph, node) -> None:
+    """QLinearGlobalAveragePool (com.microsoft)(x, s_x, z_x, s_y, z_y), channels first."""
+    if graph.attributes(node).get("channels_last", 0):
+        graph.fail(node, "channels_last = 1 is not supported")
+    x = _quantized_input(graph, node, 1)
+    out_quant = _explicit_quant(graph, node, 3)
+    c, h, w = graph.tensors[x].shape
+    scale = np.float32(graph.tensors[x].quant.scale) / (np.float32(out_quant.scale) * np.float32(h * w))
+    name = node.output[0]
+    graph.add_tensor(name, (c, 1, 1), out_quant)
+    graph.ops.append(GlobalAvgPool(name, x, name, _fp32_requant(scale)))
+
+
+def _integer_pass_through(graph: _Graph, node) -> None:
+    """MaxPool and Flatten of a QOperator model, on the quantized tensor itself."""
+    x = node.input[0]
+    op = _exact_op(graph, node, x, node.output[0])
+    graph.add_tensor(node.output[0], op.output_shape([graph.tensors[x].shape]), graph.tensors[x].quant)
+
+
+_HANDLERS = {"Conv": _conv, "Gemm": _linear, "MatMul": _linear, "GlobalAveragePool": _global_avgpool,
+             "MaxPool": _pass_through, "Flatten": _pass_through, "Relu": _pass_through}
+"""The float ops of a QDQ model that the importer turns into program ops."""
+_QOPERATOR_HANDLERS = {"QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qgemm,
+                       "QLinearGlobalAveragePool": _qlinear_global_avgpool}
+"""The integer ops of a QOperator model; MaxPool and Flatten on a quantized tensor pass through."""
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def import_onnx(path) -> ImportedModel:
+    """Read a QDQ int8 ONNX model (one image input NCHW of fixed C, H, W) as an integer program
+    with onnxruntime's requantizers. Raises :class:`UnsupportedError` naming the first node the
+    importer cannot translate, and its op type."""
+    path = Path(path)
+    model = _load(path)
+    graph = _Graph(model, path)
+    inputs = [i for i in model.graph.input if i.name not in graph.constants]
+    if len(inputs) != 1:
+        raise UnsupportedError(f"{path}: the model must have one input, it has {len(inputs)}")
+    graph_input = inputs[0].name
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or min(dims[1:]) < 1:
+        raise UnsupportedError(f"{path}: input '{graph_input}' must be (N, C, H, W) with fixed C, H, W, got {dims}")
+    first = graph.consumers.get(graph_input, [])
+    if len(first) != 1 or first[0].op_type != "QuantizeLinear":
+        raise UnsupportedError(f"{path}: input '{graph_input}' must feed exactly one QuantizeLinear")
+    program_input = graph.add_tensor(first[0].output[0], dims[1:], graph.quant(first[0]))
+    supported = ", ".join(sorted({*_HANDLERS, *_QOPERATOR_HANDLERS}))
+    for node in graph.nodes:
+        if node.op_type == "DequantizeLinear" and node.output[0] in graph.outputs:
+            continue  # the model's float output
+        if node.op_type in _QDQ:
+            continue
+        if node.op_type in _QOPERATOR_HANDLERS:
+            handler = _QOPERATOR_HANDLERS[node.op_type]
+        elif node.op_type in ("MaxPool", "Flatten") and node.input and node.input[0] in graph.tensors:
+            handler = _integer_pass_through
+        elif node.op_type in _HANDLERS:
+            handler = _HANDLERS[node.op_type]
+        else:
+            graph.fail(node, f"op type {node.op_type} is not supported (supported: {supported})")
+        try:
+            handler(graph, node)
+        except ProgramError as error:
+            graph.fail(node, str(error))
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            # A node of a well-formed model cannot get here: missing inputs or attributes, or
+            # attributes of the wrong type, in a damaged file.
+            graph.fail(node, f"malformed node ({type(error).__name__}: {error})")
+    if not graph.ops:
+        raise UnsupportedError(f"{path}: the model has no op the importer translates")
+    try:
+        program = Program(tuple(graph.tensors.values()), tuple(graph.ops), program_input, graph.ops[-1].output,
+                          BorderTable.nearest(1), ACCUMULATOR_BITS, rounding.OverflowPolicy.WRAP)
+    except ProgramError as error:
+        raise UnsupportedError(f"{path}: the translated program is invalid: {error}") from None
+    return ImportedModel(program, graph_input, path)

@@ -1,0 +1,49 @@
+"""``aquant verify MODEL.onnx --against onnxruntime``: the per-layer report, the exit code and the
+JSON, on models quantized by onnxruntime's own tool."""
+
+import json
+
+import numpy as np
+
+from aquant_sim.cli import main
+from aquant_sim.importers import onnxruntime_run
+
+
+def test_onnxruntime_model_verifies_bit_exact(plain_model, batch, tmp_path, capsys):
+    """Every tensor of an onnxruntime-quantized model equals the simulator's: exit 0, a row per
+    layer naming onnxruntime's kernel, 0 differing elements everywhere."""
+    report = tmp_path / "report.json"
+    code = main(["verify", str(plain_model), "--against", "onnxruntime", "--input", str(tmp_path / "x.npy"),
+                 "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "QLinearConv" in out and "QGemm" in out and "PASS, bit-exact against onnxruntime" in out
+    data = json.loads(report.read_text())
+    assert data["equal"] and all(c["differing"] == 0 for checks in data["checks"].values() for c in checks)
+    assert len(data["checks"]["numba"]) == 9
+
+
+def test_a_difference_fails_and_is_named(plain_model, batch, tmp_path, capsys, monkeypatch):
+    """When onnxruntime's integers differ (here: one level of the last tensor changed; the command
+    imports run_tensors when it runs, so patching the module reaches it), verify exits 1 and names
+    the layer, the index and both values."""
+    original = onnxruntime_run.run_tensors
+
+    def changed(*args):
+        tensors = original(*args)
+        last = list(tensors)[-1]
+        tensors[last] = tensors[last].copy()
+        tensors[last][1, 2] += 1
+        return tensors
+
+    monkeypatch.setattr(onnxruntime_run, "run_tensors", changed)
+    code = main(["verify", str(plain_model), "--against", "onnxruntime", "--input", str(tmp_path / "x.npy")])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL" in out and "at index (1, 2)" in out, out
+
+
+def test_integer_input_is_refused(plain_model, tmp_path, capsys):
+    """--against needs the float batch the runtime quantizes itself: integers are a one-line error."""
+    np.save(tmp_path / "levels.npy", np.zeros((1, 3, 16, 16), dtype=np.int32))
+    code = main(["verify", str(plain_model), "--against", "onnxruntime", "--input", str(tmp_path / "levels.npy")])
+    assert code != 0 and "expected a float batch" in capsys.readouterr().err

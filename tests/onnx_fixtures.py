@@ -1,0 +1,83 @@
+"""Fixtures (a pytest plugin of tests/conftest.py) of small int8 ONNX models made in the tests: torch models exported with torch.onnx (the
+TorchScript exporter), then quantized by onnxruntime's own quantize_static (QDQ format, uint8
+activations and int8 weights, its defaults) with a tiny calibration reader."""
+
+import numpy as np
+import pytest
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+SHAPE = (3, 16, 16)
+
+
+class _Plain(torch.nn.Module):
+    """Conv, ReLU, max pooling, a strided conv, a depthwise conv, global average pooling and a
+    linear layer: every op the importer translates (a MobileNet-style body without residuals)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = torch.nn.Conv2d(16, 24, 1)
+        self.fc = torch.nn.Linear(24, 5)
+
+    def forward(self, x):
+        y = torch.nn.functional.max_pool2d(torch.relu(self.c1(x)), 2)
+        y = torch.relu(self.pw(torch.relu(self.dw(torch.relu(self.c2(y))))))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+class _Residual(torch.nn.Module):
+    """A conv and a residual add (QLinearAdd after onnxruntime's fusion)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.c1(x) + x)
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        self.batches = iter([{"x": rng.standard_normal((2, *SHAPE)).astype(np.float32)} for _ in range(4)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0):
+    """Export ``module`` and quantize it with onnxruntime's quantize_static; return the path."""
+    torch.manual_seed(seed)
+    module = module.eval()
+    float_path = tmp_path / "float.onnx"
+    path = tmp_path / f"int8_{quant_format.name}_{'channel' if per_channel else 'tensor'}.onnx"
+    torch.onnx.export(module, torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=quant_format, per_channel=per_channel)
+    return path
+
+
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
+def plain_model(request, tmp_path):
+    torch.manual_seed(0)
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, _Plain(), per_channel=per_channel, quant_format=quant_format)
+
+
+@pytest.fixture
+def residual_model(tmp_path):
+    torch.manual_seed(0)
+    return quantized_model(tmp_path, _Residual(), per_channel=False)
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """A float batch of 3 samples, wider than the calibration data (so that some saturate)."""
+    x = (1.5 * np.random.default_rng(7).standard_normal((3, *SHAPE))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    return x
