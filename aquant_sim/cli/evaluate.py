@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=positive, default=None, help="evaluate on at most this many images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset when --limit is given")
     p.add_argument("--backend", choices=[b.value for b in Backend], default="numba", help="simulator backend (default numba)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster ('auto', 'host:port', or 'local' for a new local one): one task per batch of images, "
+                        "results identical to a single-process run (needs the sweep extra)")
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,12 @@ def run(args) -> int:
     program = load_program(args.artifact)
     dataset = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed)
     backend = Backend(args.backend)
-    logits = program_logits(program, dataset.images, backend, progress=True)
+    if args.address:
+        from aquant_sim.ray_evaluation import program_logits_on_ray
+
+        logits = program_logits_on_ray(args.artifact, dataset.images, args.address, backend)
+    else:
+        logits = program_logits(program, dataset.images, backend, progress=True)
     accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
     print(f"images: {len(dataset)}")
     print(f"integer_accuracy: {accuracy:.2%}")
