@@ -27,7 +27,11 @@ SUBCOMMANDS = (
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser, with a usage error reported as one line (which option, what is wrong,
-    where the help is) instead of the whole usage text."""
+    where the help is) instead of the whole usage text, and descriptions (the subcommands' module
+    docstrings) printed without their ``literal`` markers."""
+
+    def __init__(self, *args, description: str | None = None, **kwargs):
+        super().__init__(*args, description=description.replace("``", "") if description else description, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -52,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "torch":
+            raise
+        print(f"aquant {args.command}: error: this command needs torch, which the engine install leaves out: "
+              f"pip install 'aquant-sim[calibrate]' (demo --synthetic, simulate, verify, evaluate and hw-report need none)",
+              file=sys.stderr)
+        return 2
     except (AquantError, OSError) as error:
         # Bad input, or an output path that cannot be written (OSError's text names the path), is
         # reported as one line naming what is wrong, never as a traceback.

@@ -10,7 +10,6 @@ parser.
 from __future__ import annotations
 
 import argparse
-import zipfile
 from pathlib import Path
 
 from aquant_sim.program import MAX_BITS, MIN_BITS
@@ -42,11 +41,20 @@ positive = int_in(1)
 non_negative = int_in(0)
 
 
-WEIGHT_FORMATS = {".npz": "a .npz weight file written by aquant train"}
-"""Weight-file suffixes that ``--weights`` accepts, and what each must hold."""
+WEIGHT_FORMATS = {
+    ".npz": ("a .npz archive of arrays (aquant train writes these)", lambda head: head.startswith(b"PK")),
+    ".safetensors": ("a .safetensors file", lambda head: len(head) > 8 and head[8:9] == b"{"),
+    ".pt": ("a torch state dict (torch.save(model.state_dict()))", lambda head: head.startswith((b"PK", b"\x80"))),
+    ".pth": ("a torch state dict (torch.save(model.state_dict()))", lambda head: head.startswith((b"PK", b"\x80"))),
+}
+"""Weight-file suffixes that ``--weights`` accepts: what each must hold, and a test of its first
+bytes (a zip's ``PK``, safetensors' JSON header after its 8-byte length, a pickle's protocol
+byte); aquant_sim/models/state_dict.py reads them, and checks the contents."""
+
+HEAD_BYTES = 16
 
 
-def _readable_file(text: str) -> Path:
+def _head(text: str) -> tuple[Path, bytes]:
     path = Path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text}: no such file")
@@ -54,21 +62,21 @@ def _readable_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text}: not a file")
     try:
         with open(path, "rb") as handle:
-            handle.read(1)
+            return path, handle.read(HEAD_BYTES)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"{text}: cannot read: {error.strerror}") from None
-    return path
 
 
 def weights_file(text: str) -> Path:
     """An argparse type: an existing, readable weight file of a known format (by suffix and by its
-    first bytes: a .npz is a zip archive). Its contents are checked when it is loaded."""
-    path = _readable_file(text)
+    first bytes). Its contents are checked when it is loaded."""
+    path, head = _head(text)
     if path.suffix not in WEIGHT_FORMATS:
-        known = "; ".join(f"{suffix} ({what})" for suffix, what in WEIGHT_FORMATS.items())
+        known = "; ".join(f"{suffix} ({what})" for suffix, (what, _) in WEIGHT_FORMATS.items())
         raise argparse.ArgumentTypeError(f"{text}: unknown weight format {path.suffix or '(no suffix)'}; expected {known}")
-    if path.suffix == ".npz" and not zipfile.is_zipfile(path):
-        raise argparse.ArgumentTypeError(f"{text}: not a .npz archive (no zip structure); expected {WEIGHT_FORMATS['.npz']}")
+    what, looks_right = WEIGHT_FORMATS[path.suffix]
+    if not looks_right(head):
+        raise argparse.ArgumentTypeError(f"{text}: does not start like {what}")
     return path
 
 

@@ -1,6 +1,7 @@
-"""``aquant calibrate``: quantize a zoo model with a calibration method and write the program.
+"""``aquant calibrate``: quantize a zoo model, or your own (``--model package.module:factory``),
+with a calibration method and write the program.
 
-    aquant calibrate --model resnet20 --weights W.npz --data fashion-mnist --w-bits 4 --a-bits 4 \
+    aquant calibrate --model resnet20 --weights W.npz --data fashion-mnist --w-bits 4 --a-bits 4
         --method aquant --iters 20000 --calib-size 1024 --seed 0 --out PROGRAM.aqp [--summary S.json]
 
 Writes the integer program (``aquant_sim.artifact``) and a JSON summary: the accuracies (integer
@@ -31,8 +32,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("calibrate", help="quantize a model (post-training) and write its integer program",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="zoo model name: resnet20, resnet18 or mobilenetv2 (the one the weights record)")
-    p.add_argument("--weights", required=True, type=weights_file, help="float weights (.npz written by aquant train)")
+    p.add_argument("--model", required=True, help="zoo model name: resnet20, resnet18 or mobilenetv2 (the one the weights record), "
+                   "or package.module:factory, a function of yours returning the nn.Module whose state dict --weights holds")
+    p.add_argument("--weights", required=True, type=weights_file, help="float weights: .npz written by aquant train, or a state dict as .safetensors, .pt or .pth (read without running pickle)")
     p.add_argument("--data", required=True, type=dataset, help="fashion-mnist, mnist-digits, or the path of an image folder (class per subfolder)")
     p.add_argument("--w-bits", type=bits, default=4, help=f"weight bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
     p.add_argument("--a-bits", type=bits, default=4, help=f"activation bits of the inner layers, {MIN_BITS}..{MAX_BITS} (default 4)")
@@ -64,17 +66,23 @@ def run(args) -> int:
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.reconstruction import ReconstructionConfig
     from aquant_sim.errors import InputError
-    from aquant_sim.models import load_model
+    from aquant_sim.models.state_dict import load_state_dict, read_state_dict
+    from aquant_sim.models.user import build_user_model, is_factory_spec
+    from aquant_sim.models.weights import load_zoo_model
     from aquant_sim.models.registry import BUILD_ATTRIBUTE, model_name
 
     started = time.perf_counter()
     # Everything that can be checked without the data is checked first: the model name, the
     # weights (read and matched against it) and the configs, so that a mistake costs no loading.
-    name = model_name(args.model)
-    model, _ = load_model(args.weights)
-    recorded = getattr(model, BUILD_ATTRIBUTE, {}).get("name")
-    if recorded is not None and recorded != name.value:
-        raise InputError(f"--model {args.model}: the weights in {args.weights} are of model {recorded}")
+    if is_factory_spec(args.model):
+        model = build_user_model(args.model)
+        load_state_dict(model, read_state_dict(args.weights), args.weights)
+    else:
+        name = model_name(args.model)
+        model, _ = load_zoo_model(name.value, args.weights)
+        recorded = getattr(model, BUILD_ATTRIBUTE, {}).get("name")
+        if recorded is not None and recorded != name.value:
+            raise InputError(f"--model {args.model}: the weights in {args.weights} are of model {recorded}")
     config = CalibrationConfig(
         method=Method(args.method),
         quant=QuantConfig(weight_bits=args.w_bits, act_bits=args.a_bits, first_last_bits=args.first_last_bits,

@@ -25,7 +25,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from aquant_sim.artifact import load_program
     from aquant_sim.data import load_dataset
@@ -39,7 +38,7 @@ def run(args) -> int:
 
         logits = program_logits_on_ray(args.artifact, dataset.images, args.address, backend)
     else:
-        logits = program_logits(program, torch.tensor(dataset.images), backend, progress=True)
+        logits = program_logits(program, dataset.images, backend, progress=True)
     accuracy = float(np.mean(logits.argmax(1) == dataset.labels))
     print(f"images: {len(dataset)}")
     print(f"integer_accuracy: {accuracy:.2%}")

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training {args.model} on {len(train_set)} {args.data} images {train_set.input_shape}, {threads} threads")
     result = train(model, train_set, args.epochs, args.batch_size, args.lr, args.seed, weight_decay=args.weight_decay, progress=not args.quiet)
     accuracy = evaluate(model, test_set)
-    print(f"test accuracy: {accuracy:.4f} on {len(test_set)} images; {result['seconds']:.1f} s training")
+    print(f"test accuracy: {accuracy:.2%} on {len(test_set)} images; {result['seconds']:.1f} s training")
     summary = {
         "model": model.aquant_build,
         "data": args.data,

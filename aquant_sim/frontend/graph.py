@@ -160,23 +160,83 @@ def float_forward(graph: Graph, x: torch.Tensor, keep: bool = False):
     return env if keep else env[graph.output]
 
 
+def _where(node: torch.fx.Node) -> str:
+    """The module path and the user's source line of an fx node, as far as the trace knows them."""
+    parts = []
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1]
+        path, cls = path if isinstance(path, tuple) else (path, None)
+        parts.append(f"in module '{path}'" + (f" ({cls.__name__})" if isinstance(cls, type) else ""))
+    frames = [line.strip() for line in (node.stack_trace or "").splitlines() if line.strip().startswith("File ")]
+    user = [f for f in frames if f"{_TORCH_DIR}" not in f]
+    if user:
+        parts.append(user[-1].replace("File ", "at ", 1))
+    return (", " + ", ".join(parts)) if parts else ""
+
+
+_TORCH_DIR = __import__("os").path.dirname(torch.__file__)
+
+
+def _bind(node: torch.fx.Node, names: tuple[str, ...], defaults: dict) -> dict:
+    """A functional call's arguments by name (positional or keyword), defaults filled in."""
+    bound = {**defaults, **dict(zip(names, node.args)), **node.kwargs}
+    missing = [name for name in names if name not in bound]
+    if missing:
+        raise _unsupported(f"{node.target.__name__} without {missing}", node)
+    return bound
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    """The path of the module whose forward made a functional call (for names and errors)."""
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return node.name
+    path = list(stack.values())[-1]
+    return path[0] if isinstance(path, tuple) else str(path)
+
+
+def _value_readers(node: torch.fx.Node) -> int:
+    """Readers of a node's values; reading only its shape (x.shape, x.ndim) does not count."""
+    return sum(1 for user in node.users if not (user.op == "call_function" and user.target is getattr))
+
+
+def _dims(args, kwargs) -> list[int] | None:
+    dims = args[0] if args else kwargs.get("dim")
+    return sorted(d % 4 for d in dims) if isinstance(dims, (tuple, list)) else None
+
+
 def _unsupported(what: str, node: torch.fx.Node) -> UnsupportedError:
-    return UnsupportedError(f"unsupported op {what} at graph node '{node.name}'")
+    return UnsupportedError(f"unsupported op {what} at graph node '{node.name}'{_where(node)}")
 
 
 class _Capture:
     def __init__(self, model: nn.Module):
-        self.gm = torch.fx.symbolic_trace(model)
+        tracer = torch.fx.Tracer()
+        tracer.record_stack_traces = True  # so that errors can name the user's source line
+        self.gm = torch.fx.GraphModule(model, tracer.trace(model))
         self.modules = dict(self.gm.named_modules())
+        self.params: dict[str, torch.Tensor] = {}  # get_attr fx nodes -> the parameter or buffer
+        self.pads: dict[str, tuple[int, int, int, int]] = {}  # zero-padded fx nodes -> (left, right, top, bottom)
+        self.shape_checks: list[tuple[str, tuple[int, ...], torch.fx.Node]] = []  # (graph node, shape it must have, fx node)
         self.nodes: list[Node] = []
         self.alias: dict[str, str] = {}  # fx node name -> graph tensor name
         self.last_fx: dict[str, torch.fx.Node] = {}  # graph tensor -> last fx node mapped to it
         self.shape_nodes: set[str] = set()  # fx nodes that hold x.size(...) results
 
-    def tensor(self, arg, fx_node) -> str:
+    def tensor(self, arg, fx_node, pad_ok: bool = False) -> str:
         if not isinstance(arg, torch.fx.Node) or arg.name not in self.alias:
             raise _unsupported(f"with a non-tensor or unsupported operand {arg!r}", fx_node)
+        if arg.name in self.pads and not pad_ok:
+            raise _unsupported(f"zero padding {self.pads[arg.name]} read by {fx_node.target} (only a conv2d can absorb it)", fx_node)
         return self.alias[arg.name]
+
+    def param(self, arg, fx_node) -> torch.Tensor | None:
+        if arg is None:
+            return None
+        if not isinstance(arg, torch.fx.Node) or arg.name not in self.params:
+            raise _unsupported(f"with a weight that is not a parameter or buffer of the model ({arg!r})", fx_node)
+        return self.params[arg.name]
 
     def emit(self, fx_node, node: Node) -> None:
         self.nodes.append(node)
@@ -193,7 +253,7 @@ class _Capture:
         fusable = (
             producer is not None and producer.name == source and producer.kind in REQUANTIZED
             and producer.kind is not NodeKind.INPUT and producer.activation is Activation.NONE
-            and len(self.last_fx[source].users) == 1
+            and _value_readers(self.last_fx[source]) == 1
         )
         if fusable:
             producer.activation = act
@@ -216,6 +276,9 @@ class _Capture:
                 self.call_function(n)
             elif n.op == "call_method":
                 self.call_method(n)
+            elif n.op == "get_attr":
+                self.params[n.name] = self.gm.get_parameter(n.target) if n.target in dict(self.gm.named_parameters()) \
+                    else self.gm.get_buffer(n.target)
             elif n.op == "output":
                 output = self.tensor(n.args[0], n)
             else:
@@ -227,21 +290,20 @@ class _Capture:
     def call_module(self, n, m: nn.Module) -> None:
         where = f"{type(m).__name__} (module '{n.target}')"
         if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise _unsupported(f"{where} with padding {m.padding!r}/{m.padding_mode}", n)
-            bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)
-            self.emit(n, Node(n.name, NodeKind.CONV, (self.tensor(n.args[0], n),), weight=m.weight.detach().clone(),
-                              bias=bias, kernel_size=_pair(m.kernel_size), stride=_pair(m.stride), padding=_pair(m.padding),
-                              dilation=_pair(m.dilation), groups=m.groups, module=n.target))
+            if m.padding_mode != "zeros":
+                raise _unsupported(f"{where} with padding_mode {m.padding_mode!r} (only zero padding is exact on the datapath)", n)
+            self.conv(n, n.args[0], m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, n.target)
         elif isinstance(m, nn.BatchNorm2d):
             self.fold_batchnorm(n, m)
         elif isinstance(m, nn.Linear):
-            bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_features)
-            self.emit(n, Node(n.name, NodeKind.LINEAR, (self.tensor(n.args[0], n),), weight=m.weight.detach().clone(),
-                              bias=bias, module=n.target))
-        elif isinstance(m, (nn.ReLU, nn.ReLU6)):
-            act = Activation.RELU6 if isinstance(m, nn.ReLU6) else Activation.RELU
+            self.linear(n, n.args[0], m.weight, m.bias, n.target)
+        elif isinstance(m, (nn.ReLU, nn.Hardtanh)):
+            act = Activation.RELU if isinstance(m, nn.ReLU) else self.hardtanh(n, m.min_val, m.max_val)
             self.activation(n, self.tensor(n.args[0], n), act)
+        elif isinstance(m, nn.ZeroPad2d):
+            self.zero_pad(n, n.args[0], m.padding)
+        elif isinstance(m, nn.ConstantPad2d) and m.value == 0:
+            self.zero_pad(n, n.args[0], m.padding)
         elif isinstance(m, nn.MaxPool2d):
             if m.ceil_mode or m.return_indices:
                 raise _unsupported(f"{where} with ceil_mode or return_indices", n)
@@ -258,26 +320,76 @@ class _Capture:
             if m.start_dim != 1 or m.end_dim != -1:
                 raise _unsupported(f"{where} other than flatten(1)", n)
             self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(n.args[0], n),)))
-        elif isinstance(m, (nn.Identity, nn.Dropout)):
+        elif isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd)):  # dropout is the identity in eval
             self.same(n, self.tensor(n.args[0], n))
         else:
             raise _unsupported(where, n)
 
     def fold_batchnorm(self, n, m: nn.BatchNorm2d) -> None:
-        source = self.tensor(n.args[0], n)
-        conv = self.nodes[-1]
-        if conv.name != source or conv.kind is not NodeKind.CONV or conv.activation is not Activation.NONE \
-                or len(self.last_fx[source].users) != 1:
-            raise _unsupported(f"BatchNorm2d (module '{n.target}') that does not directly follow a conv2d read by nothing else", n)
         if not m.track_running_stats or m.running_mean is None:
             raise _unsupported(f"BatchNorm2d (module '{n.target}') without running statistics", n)
-        gamma = m.weight.detach() if m.affine else torch.ones_like(m.running_var)
-        beta = m.bias.detach() if m.affine else torch.zeros_like(m.running_var)
-        factor = gamma / torch.sqrt(m.running_var + m.eps)
+        self.fold(n, n.args[0], m.running_mean, m.running_var, m.weight if m.affine else None, m.bias if m.affine else None, m.eps, n.target)
+
+    def fold(self, n, x, mean, var, gamma, beta, eps: float, name: str) -> None:
+        """Fold a batch norm (module or F.batch_norm) into the conv2d before it."""
+        source = self.tensor(x, n)
+        conv = self.nodes[-1]
+        if conv.name != source or conv.kind is not NodeKind.CONV or conv.activation is not Activation.NONE \
+                or _value_readers(self.last_fx[source]) != 1:
+            raise _unsupported(f"batch norm '{name}' that does not directly follow a conv2d read by nothing else", n)
+        if mean is None or var is None:
+            raise _unsupported(f"batch norm '{name}' without running statistics", n)
+        gamma = gamma.detach() if gamma is not None else torch.ones_like(var)
+        beta = beta.detach() if beta is not None else torch.zeros_like(var)
+        factor = gamma / torch.sqrt(var + eps)
         conv.weight = conv.weight * factor.reshape(-1, 1, 1, 1)
-        conv.bias = (conv.bias - m.running_mean) * factor + beta
-        conv.module = f"{conv.module}+{n.target}"
+        conv.bias = (conv.bias - mean) * factor + beta
+        conv.module = f"{conv.module}+{name}"
         self.same(n, source)
+
+    def conv(self, n, x, weight, bias, stride, padding, dilation, groups, module: str) -> None:
+        """A conv2d (module or F.conv2d); ``padding`` may be 'valid', 'same' (when the total
+        padding is even per axis) or ints, plus any zero padding of its input (left == right,
+        top == bottom)."""
+        kernel, dilation = tuple(weight.shape[2:]), _pair(dilation)
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            if any(t % 2 for t in total) or _pair(stride) != (1, 1):
+                raise _unsupported(f"conv2d padding='same' with kernel {kernel} (its padding is asymmetric; the program pads symmetrically)", n)
+            padding = tuple(t // 2 for t in total)
+        padding = _pair(padding)
+        if isinstance(x, torch.fx.Node) and x.name in self.pads:
+            left, right, top, bottom = self.pads[x.name]
+            if left != right or top != bottom:
+                raise _unsupported(f"asymmetric zero padding {(left, right, top, bottom)} before a conv2d (the program pads symmetrically)", n)
+            padding = (padding[0] + top, padding[1] + left)
+        source = self.tensor(x, n, pad_ok=True)
+        bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
+        self.emit(n, Node(n.name, NodeKind.CONV, (source,), weight=weight.detach().clone(), bias=bias, kernel_size=kernel,
+                          stride=_pair(stride), padding=padding, dilation=dilation, groups=groups, module=module))
+
+    def linear(self, n, x, weight, bias, module: str) -> None:
+        bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
+        self.emit(n, Node(n.name, NodeKind.LINEAR, (self.tensor(x, n),), weight=weight.detach().clone(), bias=bias, module=module))
+
+    def zero_pad(self, n, x, padding) -> None:
+        """Zero padding is remembered and absorbed by the conv2d that reads it (the datapath pads
+        with the zero-point, the level of the real 0)."""
+        pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        if len(pads) != 4 or any(p < 0 for p in pads):
+            raise _unsupported(f"zero padding {padding!r} (only 2-D (left, right, top, bottom) padding is supported)", n)
+        if isinstance(x, torch.fx.Node) and x.name in self.pads:
+            pads = tuple(a + b for a, b in zip(pads, self.pads[x.name]))
+        self.same(n, self.tensor(x, n, pad_ok=True))
+        self.pads[n.name] = pads
+
+    @staticmethod
+    def hardtanh(n, low, high) -> Activation:
+        if (low, high) == (0, 6):
+            return Activation.RELU6
+        raise _unsupported(f"hardtanh({low}, {high}) (only hardtanh(0, 6), i.e. ReLU6)", n)
 
     def pool(self, n, kind, kernel, stride, padding, dilation) -> None:
         kernel = _pair(kernel)
@@ -307,8 +419,64 @@ class _Capture:
             self.flatten(n, *args, **kwargs)
         elif f is F.adaptive_avg_pool2d and _pair(args[1] if len(args) > 1 else kwargs.get("output_size")) == (1, 1):
             self.emit(n, Node(n.name, NodeKind.GAP, (self.tensor(args[0], n),)))
+        elif f in (F.conv2d, torch.conv2d):
+            bound = _bind(n, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+                          {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+            self.conv(n, bound["input"], self.param(bound["weight"], n), self.param(bound["bias"], n), bound["stride"],
+                      bound["padding"], bound["dilation"], bound["groups"], _module_path(n))
+        elif f is F.linear:
+            bound = _bind(n, ("input", "weight", "bias"), {"bias": None})
+            self.linear(n, bound["input"], self.param(bound["weight"], n), self.param(bound["bias"], n), _module_path(n))
+        elif f is F.batch_norm:
+            bound = _bind(n, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+                          {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5})
+            if bound["training"]:
+                raise _unsupported("F.batch_norm in training mode (put the model in eval mode)", n)
+            self.fold(n, bound["input"], *(self.param(bound[k], n) for k in ("running_mean", "running_var", "weight", "bias")),
+                      bound["eps"], _module_path(n))
+        elif f in (F.max_pool2d, torch.max_pool2d):
+            bound = _bind(n, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                          {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
+            if bound["ceil_mode"] or bound["return_indices"]:
+                raise _unsupported("max_pool2d with ceil_mode or return_indices", n)
+            self.pool(n, NodeKind.MAXPOOL, bound["kernel_size"], bound["stride"] or None, bound["padding"], bound["dilation"])
+        elif f in (F.avg_pool2d, torch._C._nn.avg_pool2d):
+            bound = _bind(n, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+                          {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True, "divisor_override": None})
+            if bound["ceil_mode"] or not bound["count_include_pad"] or bound["divisor_override"] is not None:
+                raise _unsupported("avg_pool2d other than count_include_pad=True, ceil_mode=False", n)
+            self.pool(n, NodeKind.AVGPOOL, bound["kernel_size"], bound["stride"] or None, bound["padding"], 1)
+        elif f is F.hardtanh:
+            bound = _bind(n, ("input", "min_val", "max_val", "inplace"), {"min_val": -1.0, "max_val": 1.0, "inplace": False})
+            self.activation(n, self.tensor(bound["input"], n), self.hardtanh(n, bound["min_val"], bound["max_val"]))
+        elif f is torch.clamp:
+            self.clamp(n, *args, **kwargs)
+        elif f in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.dropout):
+            if (args[2] if len(args) > 2 else kwargs.get("training", f is torch.dropout)) is not False:
+                raise _unsupported(f"{f.__name__} in training mode (pass training=self.training and use eval mode)", n)
+            self.same(n, self.tensor(args[0], n))
+        elif f is F.pad:
+            bound = _bind(n, ("input", "pad", "mode", "value"), {"mode": "constant", "value": None})
+            if bound["mode"] != "constant" or bound["value"] not in (None, 0, 0.0):
+                raise _unsupported(f"F.pad mode {bound['mode']!r}, value {bound['value']!r} (only zero padding is exact on the datapath)", n)
+            self.zero_pad(n, bound["input"], bound["pad"])
+        elif f is getattr and args[1] in ("shape", "ndim"):
+            self.shape_nodes.add(n.name)  # a static shape: used by view/reshape and asserts only
+        elif f in (operator.getitem, operator.eq, operator.ne) and getattr(args[0], "name", None) in self.shape_nodes:
+            self.shape_nodes.add(n.name)
+        elif f is torch._assert and getattr(args[0], "name", None) in self.shape_nodes:
+            pass  # an assert on a static shape: checked by shape propagation
         else:
             raise _unsupported(f"function {getattr(f, '__name__', f)}", n)
+
+    def clamp(self, n, x, min=None, max=None) -> None:
+        if (min, max) == (0, None):
+            act = Activation.RELU
+        elif (min, max) == (0, 6):
+            act = Activation.RELU6
+        else:
+            raise _unsupported(f"clamp({min}, {max}) (only clamp(0) as ReLU and clamp(0, 6) as ReLU6)", n)
+        self.activation(n, self.tensor(x, n), act)
 
     def call_method(self, n) -> None:
         method, args, kwargs = n.target, n.args, n.kwargs
@@ -323,6 +491,16 @@ class _Capture:
         elif method in ("view", "reshape") and len(args) == 3 and args[2] == -1 \
                 and (isinstance(args[1], int) or getattr(args[1], "name", None) in self.shape_nodes):
             self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(args[0], n),)))
+        elif method in ("view", "reshape") and len(args) == 3 and args[1] == -1 and isinstance(args[2], int):
+            # x.view(-1, N): a flatten when N is the features per image, checked once shapes are known
+            self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(args[0], n),)))
+            self.shape_checks.append((n.name, (args[2],), n))
+        elif method == "squeeze" and (len(args) == 1 and not kwargs or _dims(args[1:], kwargs) == [2, 3]):
+            # x.squeeze() or x.squeeze((2, 3)) of a (N, C, 1, 1) tensor: a flatten, checked once shapes are known
+            self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(args[0], n),)))
+            self.shape_checks.append((n.name, None, n))
+        elif method in ("clamp", "clamp_", "clip"):
+            self.clamp(n, *args, **kwargs)
         elif method == "mean" and self.is_spatial_mean(args, kwargs):
             x = self.tensor(args[0], n)
             gap = Node(f"{n.name}_pool", NodeKind.GAP, (x,))
@@ -334,6 +512,15 @@ class _Capture:
                 self.emit(n, Node(n.name, NodeKind.FLATTEN, (gap.name,)))
         else:
             raise _unsupported(f"method .{method}()", n)
+
+    def check_shapes(self, graph: Graph) -> None:
+        """The flattens that stood for x.view(-1, N) or x.squeeze() give what the model's op gave."""
+        for name, expected, fx_node in self.shape_checks:
+            source = graph[graph[name].inputs[0]].shape
+            if expected is None:
+                expected = (source[0],) if len(source) == 3 and source[1:] == (1, 1) else None
+            if graph[name].shape != expected:
+                raise _unsupported(f"{fx_node.target} of a tensor {source} that is not a flatten of each image", fx_node)
 
     @staticmethod
     def is_spatial_mean(args, kwargs) -> bool:
@@ -371,9 +558,11 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
     norms and fuse its activations; errors name the op and the graph node."""
     model.eval()
     try:
-        graph = _Capture(model).run()
+        captured = _Capture(model)
+        graph = captured.run()
     except torch.fx.proxy.TraceError as error:
         raise UnsupportedError(f"the model cannot be traced with torch.fx: {error}") from None
     _check_finite(graph)
     _propagate_shapes(graph, tuple(input_shape))
+    captured.check_shapes(graph)
     return graph

@@ -19,6 +19,7 @@ from aquant_sim.frontend.channels import ChannelFinding, check_requantizers, rai
 from aquant_sim.frontend.graph import Graph, capture
 from aquant_sim.frontend.lowering import Lowered, lower
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
+from aquant_sim.frontend.quantizers import WeightQuantizer
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor, UnitReport
 from aquant_sim.program import Program
@@ -61,16 +62,34 @@ def check_images(images: torch.Tensor, where: str) -> torch.Tensor:
     return images.float()
 
 
-def calibrate(model: nn.Module, calib: torch.Tensor, config: CalibrationConfig, progress: bool = True) -> Calibrated:
-    """Quantize ``model`` with ``config.method`` on calibration images ``calib`` (N, C, H, W)."""
-    started = time.perf_counter()
-    calib = check_images(calib, "calibration data")
-    graph = capture(model, tuple(calib.shape[1:]))
+def prepare_graph(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[Graph, list[ChannelFinding]]:
+    """Capture ``model`` for inputs ``(C, H, W)`` and handle its degenerate channels
+    (frontend/channels.py): the graph and a :class:`DegenerateChannels` warning per finding."""
+    graph = capture(model, tuple(input_shape))
     channels = zero_variance_channels(model, graph) + zero_dead_channels(graph)
     for finding in channels:
-        warnings.warn(DegenerateChannels(finding.line()), stacklevel=2)
+        warnings.warn(DegenerateChannels(finding.line()), stacklevel=3)
+    return graph, channels
+
+
+def calibrate_graph(graph: Graph, calib: torch.Tensor, config: CalibrationConfig, progress: bool = True,
+                    weight_bits: dict[str, int] | None = None, channels: list[ChannelFinding] | None = None) -> Calibrated:
+    """Quantize a prepared graph on ``calib`` (N, C, H, W) and lower it. ``weight_bits`` gives
+    graph nodes (conv/linear) weight widths other than ``config.quant``'s."""
+    started = time.perf_counter()
+    calib = check_images(calib, "calibration data")
     qm = QuantModel(graph, config.quant, calib)
+    for name, bits in (weight_bits or {}).items():
+        node = graph[name]
+        qm.weights[name] = WeightQuantizer(node.weight, node.bias, bits)
     raise_findings(check_requantizers(qm))  # before the long part, not at lowering
     units = Reconstructor(qm, config.method, config.reconstruction, calib, progress).run()
     lowered = lower(qm)
-    return Calibrated(graph, qm, lowered, units, time.perf_counter() - started, channels)
+    return Calibrated(graph, qm, lowered, units, time.perf_counter() - started, channels or [])
+
+
+def calibrate(model: nn.Module, calib: torch.Tensor, config: CalibrationConfig, progress: bool = True) -> Calibrated:
+    """Quantize ``model`` with ``config.method`` on calibration images ``calib`` (N, C, H, W)."""
+    calib = check_images(calib, "calibration data")
+    graph, channels = prepare_graph(model, tuple(calib.shape[1:]))
+    return calibrate_graph(graph, calib, config, progress, channels=channels)

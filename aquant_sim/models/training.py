@@ -99,7 +99,7 @@ def train(
             total_loss += loss.item() * len(batch)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(batch)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}")
         bar.close()
         history.append({"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": correct / seen, "seconds": time.perf_counter() - epoch_start})
     return {

@@ -20,13 +20,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from aquant_sim.errors import ArtifactError, ConfigError
 from aquant_sim.models.registry import BUILD_ATTRIBUTE, build_model
+from aquant_sim.models.state_dict import HEADER_KEY, load_state_dict, read_state_dict
 
-META_KEY = "__aquant_meta__"
+META_KEY = HEADER_KEY
 FORMAT = "aquant-weights"
 VERSION = 1
 
@@ -94,17 +94,7 @@ def read_header(path: str | Path) -> dict:
 def load_weights(model: nn.Module, path: str | Path) -> dict:
     """Copy the weights in ``path`` into ``model`` (strictly: same names, same shapes); return meta."""
     header, arrays = _read(path)
-    state = model.state_dict()
-    missing = sorted(set(state) - set(arrays))
-    if missing:
-        raise ArtifactError(f"{path}: missing parameters {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    unexpected = sorted(set(arrays) - set(state))
-    if unexpected:
-        raise ArtifactError(f"{path}: parameters the model does not have {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-    for key, target in state.items():
-        if tuple(arrays[key].shape) != tuple(target.shape):
-            raise ArtifactError(f"{path}: parameter {key!r} has shape {tuple(arrays[key].shape)}, the model expects {tuple(target.shape)}")
-    model.load_state_dict({key: torch.from_numpy(array).to(state[key].dtype) for key, array in arrays.items()})
+    load_state_dict(model, arrays, path)
     return header["meta"]
 
 
@@ -118,3 +108,33 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     except (ConfigError, TypeError) as error:
         raise ArtifactError(f"{path}: the recorded model cannot be built ({error})") from None
     return model, load_weights(model, path)
+
+
+def load_zoo_model(name: str, path: str | Path) -> tuple[nn.Module, dict]:
+    """The zoo model ``name`` with the weights in ``path``; return it and the file's meta.
+
+    An aquant ``.npz`` (with its header) rebuilds the model it records (options included); any
+    other state dict (``.npz``, ``.safetensors``, ``.pt``/``.pth``, aquant_sim/models/state_dict.py)
+    builds ``name`` at its default options, with the input channels of its first conv weight and the
+    classes of its last linear weight as the file holds them, and loads strictly (a differing shape names the parameter).
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                has_header = META_KEY in archive.files
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, AttributeError) as error:
+            raise ArtifactError(f"{path}: not a readable .npz weight file ({error})") from None
+        if has_header:
+            return load_model(path)
+    arrays = read_state_dict(path)
+    # The input channels and classes from the file's first conv and last linear, found by the
+    # keys of a probe of the same model (files may store keys in any order).
+    probe = [(key, value.dim()) for key, value in build_model(name, 1, 1).state_dict().items()]
+    first = next(key for key, dim in probe if dim == 4)
+    last = [key for key, dim in probe if dim == 2][-1]
+    if first not in arrays or last not in arrays:
+        raise ArtifactError(f"{path}: no {first!r} or no {last!r}; not a state dict of the zoo model {name}")
+    model = build_model(name, int(arrays[first].shape[1]), int(arrays[last].shape[0]))
+    load_state_dict(model, arrays, path)
+    return model, {}

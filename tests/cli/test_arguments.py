@@ -32,7 +32,7 @@ def test_weights_file_refuses_each_bad_file(tmp_path):
     (tmp_path / "w.h5").write_bytes(b"x")
     cases[tmp_path / "w.h5"] = "unknown weight format .h5"
     (tmp_path / "text.npz").write_text("not weights\n")
-    cases[tmp_path / "text.npz"] = "not a .npz archive"
+    cases[tmp_path / "text.npz"] = "does not start like a .npz archive"
     for path, message in cases.items():
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             arguments.weights_file(str(path))

@@ -77,3 +77,38 @@ def test_wrong_model_is_found_before_data(weights, tmp_path, capsys, data_stops)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "are of model resnet20" in err and "data reached" not in err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_state_dict_weights_are_accepted(tmp_path, capsys, data_stops, suffix):
+    """A plain state dict as .pt or .safetensors is read, matched to --model and accepted: the
+    command gets as far as the data."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = build_model("resnet20", 1, 10).state_dict()
+    path = tmp_path / f"w{suffix}"
+    torch.save(state, path) if suffix == ".pt" else save_file(state, str(path))
+    argv = ["calibrate", "--model", "resnet20", "--weights", str(path), "--data", "fashion-mnist", "--iters", "1", "--out", str(tmp_path / "p.aqp")]
+    assert main(argv) == 2
+    assert "data reached" in capsys.readouterr().err
+
+
+def test_own_model_by_factory(tmp_path, monkeypatch, capsys, data_stops):
+    """--model module:factory builds the user's model and loads its .pt state dict before the
+    data is read; a state dict of another shape is refused naming the parameter."""
+    (tmp_path / "my_cnn.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_cnn
+
+    torch.save(my_cnn.build().state_dict(), tmp_path / "w.pt")
+    argv = ["calibrate", "--model", "my_cnn:build", "--weights", str(tmp_path / "w.pt"), "--data", "fashion-mnist",
+            "--iters", "1", "--out", str(tmp_path / "p.aqp")]
+    assert main(argv) == 2
+    assert "data reached" in capsys.readouterr().err
+    torch.save({**my_cnn.build().state_dict(), "4.weight": torch.zeros(3, 4)}, tmp_path / "w.pt")
+    assert main(argv) == 2
+    assert "parameter '4.weight' has shape (3, 4)" in capsys.readouterr().err

@@ -9,8 +9,8 @@ import pytest
 from aquant_sim import __version__
 from aquant_sim.cli import build_parser, main
 
-MARKUP = re.compile(r":(mod|func|class|meth|data|attr):`")
-"""Sphinx roles, which argparse would print raw."""
+MARKUP = re.compile(r":(mod|func|class|meth|data|attr):`|``")
+"""Sphinx roles and literal markers, which argparse would print raw."""
 
 
 def _subparsers():

@@ -120,3 +120,154 @@ def test_nan_weight_is_reported(tiny_resnet):
         tiny_resnet.block1.conv2.weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(InputError, match="block1.conv2.*block1_conv2.*NaN"):
         capture(tiny_resnet, (1, 8, 8))
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm's BatchNormAct2d form (timm/layers/norm_act.py): a BatchNorm2d subclass whose forward
+    asserts on x.ndim, calls F.batch_norm with its buffers, then dropout and the activation."""
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.drop = nn.Identity()
+        self.act = nn.ReLU6()
+
+    def forward(self, x):
+        torch._assert(x.ndim == 4, "expected a 4-D input")
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, 0.1, self.eps)
+        return self.act(self.drop(x))
+
+
+class FunctionalNet(nn.Module):
+    """The spellings users write: F.conv2d with a Parameter, ZeroPad2d and F.pad, padding='same',
+    F.max_pool2d, F.avg_pool2d, hardtanh, clamp, Dropout2d, F.dropout, the fused BN+act module,
+    x.view(-1, N) and F.linear with Parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 1, 3, 3) * 0.3)
+        self.pad = nn.ZeroPad2d(1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding="same")
+        self.bnact = BatchNormAct2d(6)
+        self.conv3 = nn.Conv2d(6, 6, 3)
+        self.hardtanh = nn.Hardtanh(0.0, 6.0)
+        self.drop = nn.Dropout2d(0.2)
+        self.fc_weight = nn.Parameter(torch.randn(3, 6) * 0.3)
+        self.fc_bias = nn.Parameter(torch.randn(3) * 0.1)
+
+    def forward(self, x):
+        x = F.hardtanh(F.conv2d(self.pad(x), self.weight), 0.0, 6.0)
+        x = F.max_pool2d(x, 2, 1, 1)
+        x = self.bnact(self.conv2(x))
+        x = self.hardtanh(self.conv3(F.pad(x, (1, 1, 1, 1))))
+        x = F.avg_pool2d(self.drop(x), 2)
+        x = F.dropout(torch.clamp(x, 0, 6), 0.5, self.training)
+        return F.linear(F.adaptive_avg_pool2d(x, 1).view(-1, 6), self.fc_weight, self.fc_bias)
+
+
+@pytest.fixture
+def functional_net():
+    torch.manual_seed(7)
+    return randomize_batchnorm(FunctionalNet()).eval()
+
+
+def test_functional_spellings_are_captured(functional_net, images):
+    """Every spelling of FunctionalNet captures to the program's ops (the padding absorbed by the
+    convs, the BN+act module folded) and computes the model's output to float32 tolerance."""
+    graph = capture(functional_net, (1, 8, 8))
+    kinds = [node.kind for node in graph.nodes]
+    assert kinds.count(NodeKind.CONV) == 3 and kinds.count(NodeKind.LINEAR) == 1
+    convs = [node for node in graph.nodes if node.kind is NodeKind.CONV]
+    assert [c.padding for c in convs] == [(1, 1), (1, 1), (1, 1)]
+    assert convs[1].module == "conv2+bnact" and convs[1].activation is Activation.RELU6
+    with torch.no_grad():
+        expected = functional_net(images)
+        got = float_forward(graph, images)
+    assert (got - expected).abs().max() <= TOLERANCE * expected.abs().max()
+
+
+def test_functional_spellings_lower_bit_exactly(functional_net, images):
+    """RTN W8A8 of FunctionalNet lowers, and numba equals the reference on every tensor."""
+    import numpy as np
+
+    from aquant_sim.frontend.methods import Method
+    from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
+    from aquant_sim.frontend.qmodel import QuantConfig
+    from aquant_sim.frontend.reconstruction import ReconstructionConfig
+    from aquant_sim.simulator import Backend, Simulator
+
+    config = CalibrationConfig(Method.RTN, QuantConfig(8, 8), ReconstructionConfig(iters=0))
+    program = calibrate(functional_net, images, config, progress=False).program
+    fast, slow = (Simulator(program, b).run(images.numpy(), keep_tensors=True).tensors for b in (Backend.NUMBA, Backend.REFERENCE))
+    assert all(np.array_equal(fast[name], slow[name]) for name in slow)
+
+
+class Head(nn.Module):
+    """conv, global pooling, one flatten spelling, linear."""
+
+    def __init__(self, flatten):
+        super().__init__()
+        self.conv, self.fc, self.flatten = nn.Conv2d(1, 2, 3), nn.Linear(2, 3), flatten
+
+    def forward(self, x):
+        return self.fc(self.flatten(F.adaptive_avg_pool2d(self.conv(x), 1)))
+
+
+@pytest.mark.parametrize("flatten", [lambda x: x.reshape(x.shape[0], -1), lambda x: x.view(-1, 2), lambda x: x.squeeze(),
+                                     lambda x: x.squeeze((2, 3)), lambda x: x.flatten(1), lambda x: x.view(x.size(0), -1)],
+                         ids=["reshape-shape0", "view-minus1", "squeeze", "squeeze-23", "flatten1", "view-size0"])
+def test_flatten_spellings(flatten, images):
+    """Each flatten spelling of a pooled (N, C, 1, 1) tensor is one flatten node and computes the
+    model's output."""
+    torch.manual_seed(8)
+    model = Head(flatten).eval()
+    graph = capture(model, (1, 8, 8))
+    assert [node.kind for node in graph.nodes].count(NodeKind.FLATTEN) == 1
+    with torch.no_grad():
+        assert torch.allclose(float_forward(graph, images), model(images), atol=1e-6)
+
+
+class AsymmetricPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))  # TF "SAME" at stride 2
+        self.conv = nn.Conv2d(1, 2, 3, 2)
+
+    def forward(self, x):
+        return self.conv(self.pad(x))
+
+
+class Cat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cat([y, y], 1)
+
+
+class WrongView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x).view(-1, 2)
+
+
+@pytest.mark.parametrize("model, words", [
+    (AsymmetricPad(), ["asymmetric zero padding (0, 1, 0, 1)", "module 'conv'"]),
+    (nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2)), ["zero padding (1, 1, 1, 1) read by 1", "only a conv2d"]),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), ["padding_mode 'reflect'"]),
+    (nn.Sequential(nn.Conv2d(1, 2, 4, padding="same")), ["padding='same' with kernel (4, 4)"]),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardtanh(-1, 1)), ["hardtanh(-1, 1)", "(Hardtanh)"]),
+    (Cat(), ["function cat", "test_graph.py"]),
+    (WrongView(), ["view of a tensor (2, 6, 6)"]),
+])
+def test_unsupported_forms_name_module_and_line(model, words):
+    """What the program cannot express is an UnsupportedError naming the op, the module and,
+    for functional calls, the user's source line."""
+    with pytest.raises(UnsupportedError) as error:
+        capture(model, (1, 8, 8))
+    for word in words:
+        assert word in str(error.value)
