@@ -12,7 +12,7 @@ from aquant_sim.frontend.graph import capture
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
-from aquant_sim.frontend.quantizers import BorderMode
+from aquant_sim.frontend.quantizers import BorderMode, WeightScheme
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, block_units, layer_units
 from aquant_sim.program import BorderGranularity
 from aquant_sim.simulator import Backend, Simulator
@@ -69,11 +69,12 @@ class TwoConvs(nn.Module):
 def test_learned_borders_beat_nearest(granularity):
     """On a fixed 2-bit problem (conv, ReLU, conv; seed 0), borders learned through the soft
     relaxation get gradients and end, hard and F-bit encoded, with a lower output error of the
-    second conv than nearest rounding of its input (weights fixed, rounded to nearest)."""
+    second conv than nearest rounding of its input (weights fixed: symmetric, rounded to nearest;
+    with asymmetric weights this problem's rounding errors leave borders 0.5% to gain, not 3%)."""
     torch.manual_seed(0)
     model = TwoConvs().eval()
     x = torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    qm = QuantModel(capture(model, (1, 8, 8)), QuantConfig(2, 2, 2, granularity=granularity), x)
+    qm = QuantModel(capture(model, (1, 8, 8)), QuantConfig(2, 2, 2, granularity=granularity, weight_scheme=WeightScheme.SYMMETRIC), x)
     act, node = qm.acts["a"], qm.graph["b"]
     raw = qm.collect(x, ["a"], quantized=True)["a"]
     target = qm.collect(x, ["b"], quantized=False)["b"]
