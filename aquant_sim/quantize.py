@@ -38,6 +38,7 @@ from aquant_sim.frontend.graph import Graph
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.pipeline import Calibrated, CalibrationConfig, calibrate_graph, prepare_graph
 from aquant_sim.frontend.qmodel import QuantConfig
+from aquant_sim.frontend.quantizers import WeightScheme
 from aquant_sim.frontend.reconstruction import ReconstructionConfig
 from aquant_sim.program import MAX_BITS, MIN_BITS, BorderGranularity, Program
 from aquant_sim.rounding import OverflowPolicy
@@ -57,6 +58,7 @@ class QConfig:
     first_last_bits: int = 8
     granularity: BorderGranularity = BorderGranularity.CHANNEL_LEVEL
     frac_bits: int = 8
+    weight_scheme: WeightScheme = WeightScheme.ASYMMETRIC
     accumulator_bits: int = 32
     overflow: OverflowPolicy = OverflowPolicy.WRAP
     module_weight_bits: Mapping[str | type, int] = field(default_factory=dict)
@@ -71,7 +73,8 @@ class QConfig:
 
     def quant_config(self) -> QuantConfig:
         return QuantConfig(self.weight_bits, self.act_bits, self.first_last_bits, frac_bits=self.frac_bits,
-                           granularity=self.granularity, accumulator_bits=self.accumulator_bits, overflow=self.overflow)
+                           granularity=self.granularity, weight_scheme=self.weight_scheme,
+                           accumulator_bits=self.accumulator_bits, overflow=self.overflow)
 
 
 @dataclass

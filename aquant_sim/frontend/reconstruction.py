@@ -327,7 +327,7 @@ class Reconstructor:
 
     @torch.no_grad()
     def _loss(self, unit: Unit, cache, p: float, chunk: int = 256) -> float:
-        quantized, floating, target = cache
+        quantized, _, target = cache
         total = 0.0
         for start in range(0, len(target), chunk):
             rows = slice(start, start + chunk)
