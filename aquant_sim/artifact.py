@@ -481,7 +481,8 @@ def load_program(path) -> Program:
                 _fail("", f"member '{unused[0]}' is not referenced by the manifest")
             return program
     except ArtifactError as error:
-        raise ArtifactError(f"{path}: {error}") from None
+        # Names come from the file: a newline in one must not split the one-line message.
+        raise ArtifactError(f"{path}: " + str(error).replace("\n", "\\n")) from None
     except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, ValueError) as error:
         raise ArtifactError(f"{path}: not a readable zip file: {error}") from None
     except OSError as error:
