@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -48,23 +48,16 @@ __all__ = ["QConfig", "Prepared", "prepare", "calibrate", "convert", "evaluate"]
 
 
 @dataclass(frozen=True)
-class QConfig:
-    """Number formats: inner layers at ``weight_bits``/``act_bits``, the first and last layers
-    (weights and inputs) at ``first_last_bits`` (BRECQ protocol), and per-module weight widths in
+class QConfig(QuantConfig):
+    """The network's number formats (every field of :class:`QuantConfig`: inner layers at
+    ``weight_bits``/``act_bits``, the first and last layers, weights and inputs, at
+    ``first_last_bits`` as in the BRECQ protocol, ...) and per-module weight widths in
     ``module_weight_bits`` (module path or module type -> bits)."""
 
-    weight_bits: int = 4
-    act_bits: int = 4
-    first_last_bits: int = 8
-    granularity: BorderGranularity = BorderGranularity.CHANNEL_LEVEL
-    frac_bits: int = 8
-    weight_scheme: WeightScheme = WeightScheme.ASYMMETRIC
-    accumulator_bits: int = 32
-    overflow: OverflowPolicy = OverflowPolicy.WRAP
     module_weight_bits: Mapping[str | type, int] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.quant_config()  # checks every global field
+        super().__post_init__()
         for key, bits in self.module_weight_bits.items():
             if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, nn.Module))):
                 raise ConfigError(f"QConfig.module_weight_bits: key {key!r} is neither a module path nor a module type")
@@ -72,9 +65,8 @@ class QConfig:
                 raise ConfigError(f"QConfig.module_weight_bits[{key!r}]: bits must be in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
 
     def quant_config(self) -> QuantConfig:
-        return QuantConfig(self.weight_bits, self.act_bits, self.first_last_bits, frac_bits=self.frac_bits,
-                           granularity=self.granularity, weight_scheme=self.weight_scheme,
-                           accumulator_bits=self.accumulator_bits, overflow=self.overflow)
+        """The global formats alone (what calibration and lowering read)."""
+        return QuantConfig(**{f.name: getattr(self, f.name) for f in fields(QuantConfig)})
 
 
 @dataclass

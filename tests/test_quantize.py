@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aquant_sim.artifact import save_program
 from aquant_sim.errors import ConfigError, InputError
+from aquant_sim.frontend.qmodel import QuantConfig
 from aquant_sim.quantize import QConfig, calibrate, convert, evaluate, prepare
 from aquant_sim.simulator import Backend, Simulator
 
@@ -116,6 +117,15 @@ def test_module_weight_bits_by_name_and_type(small, images):
     prepared = calibrate(prepare(small, images[:1], qconfig), [images], method="rtn", iters=0, progress=False)
     bits = {op.name: op.weight_bits for op in convert(prepared).ops if hasattr(op, "weight_bits")}
     assert list(bits.values()) == [3, 6, 8]  # conv1 by type, conv2 by name, fc first_last_bits
+
+
+def test_qconfig_is_the_quant_config_plus_overrides():
+    """Every number format is QuantConfig's own field (declared and checked once); quant_config()
+    hands all of them, changed or not, to calibration and lowering."""
+    qconfig = QConfig(weight_bits=3, act_bits=5, internal_bits=6, frac_bits=5, accumulator_bits=24,
+                      module_weight_bits={"conv1": 8})
+    assert isinstance(qconfig, QuantConfig)
+    assert qconfig.quant_config() == QuantConfig(weight_bits=3, act_bits=5, internal_bits=6, frac_bits=5, accumulator_bits=24)
 
 
 @pytest.mark.parametrize("qconfig, message", [
