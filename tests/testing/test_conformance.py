@@ -111,7 +111,7 @@ def gemmlowp_single_rounding(acc, m, n, z, qmin, qmax):
 
 
 def gemmlowp_half_away_twice(acc, m, n, z, qmin, qmax):
-    """Wrong: the high multiply rounds half away from zero (as DESIGN.md first said), not half up."""
+    """Wrong: the high multiply rounds half away from zero (as an early draft of the contract said), not half up."""
     out = []
     for a in np.asarray(acc).tolist():
         product = (a << max(31 - n, 0)) * m
