@@ -1,13 +1,24 @@
-"""Benchmark: reconstruction time per 1,000 iterations of one ResNet-20 block, qdrop against
-aquant in the same run (same block, data, batch size and thread count).
+"""Benchmark: reconstruction time of one ResNet-20 block, qdrop and aquant against a plain float
+forward+backward of the same block, all in the same run (same block, data, batch size, threads).
 
     python tools/bench_calib.py [--iters 300] [--image-size 28] [--threads 2] [--granularity channel_level]
 
-Prints ``name: value`` lines; ``aquant_over_qdrop`` is the ratio of the two times (target: 1.2 or
-less); ``exact_over_float`` is one forward+backward of the same block in ``ForwardMode.EXACT``
-(the integer program's values, straight-through gradients) against the float fake-quant one,
-same inputs, batch and hard quantizers. The block is the first residual block of a ResNet-20 (16 channels) with random weights and
-batch-norm statistics: timing does not depend on training.
+Prints ``name: value`` lines:
+
+* ``qdrop_over_float``: one qdrop iteration (the training loop's time per iteration: batch
+  draw, QDrop's mixing, the calibrated forward in the mode reconstruction uses, the loss, the
+  regulariser, backward and the optimiser steps) against one forward+backward of the float
+  ``nn.Module`` block on the same batch (target: 1.5 or less);
+* ``aquant_over_qdrop``: the same iteration with learned borders against qdrop's (target: 1.1);
+* ``exact_over_float``: one forward+backward of the block's fake-quant nodes in
+  ``ForwardMode.EXACT`` (the integer program's values, straight-through gradients) against
+  ``ForwardMode.FLOAT``, same inputs, batch and hard quantizers;
+* ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
+  alternated in the same run (target: 1.0 or less).
+
+The block is the first residual block of a ResNet-20 (16 channels) with random weights and
+batch-norm statistics: timing does not depend on training. Each figure is the best of
+``--repeats`` alternations, so that a load that changes during the run weighs on all alike.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import os
 import statistics
 import time
 
@@ -41,9 +53,23 @@ def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfi
     rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters), images, progress=False)
     for index in range(BLOCK):
         # Earlier units only need their quantizers claimed; their iterations are not timed.
-        rec.claim_quantizers(index)
+        rec.claim_scales(index)
+        rec.claim_borders(index)
     report = rec.calibrate_unit(BLOCK)
     return report.train_seconds / iters * 1000
+
+
+def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> float:
+    """Median milliseconds of one forward+backward of the float block (its parameters take
+    gradients) with the reconstruction's squared error summed over channels."""
+    target = block(x).detach() + 0.01
+    spent = []
+    for _ in range(iters + 1):
+        started = time.perf_counter()
+        block.zero_grad(set_to_none=True)
+        ((block(x) - target) ** 2).sum(1).mean().backward()
+        spent.append((time.perf_counter() - started) * 1000)
+    return statistics.median(spent[1:])
 
 
 def exact_and_float_ms(graph, images: torch.Tensor, quant: QuantConfig, iters: int, batch: int) -> dict:
@@ -75,7 +101,7 @@ def exact_and_float_ms(graph, images: torch.Tensor, quant: QuantConfig, iters: i
     return {mode: statistics.median(spent[1:]) for mode, spent in times.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--image-size", type=int, default=28)
@@ -83,7 +109,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default="channel_level")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the methods this many times; report the best")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model("resnet20", 1, 10).eval()
@@ -94,21 +121,39 @@ def main() -> None:
     images = torch.randn(args.samples, 1, args.image_size, args.image_size, generator=torch.Generator().manual_seed(1))
     graph = capture(model, tuple(images.shape[1:]))
     quant = QuantConfig(weight_bits=2, act_bits=2, granularity=BorderGranularity(args.granularity))
+    batch = ReconstructionConfig().batch_size
+    block = model.stages[0][0]
+    with torch.no_grad():
+        block_input = model.stem(images[:batch])
     times = {Method.QDROP: [], Method.AQUANT: []}
+    float_times, one_thread = [], []
     for _ in range(args.repeats):
         for method in times:
             times[method].append(time_per_1000(method, graph, images, quant, args.iters))
-    qdrop, aquant = min(times[Method.QDROP]), min(times[Method.AQUANT])
-    modes = [exact_and_float_ms(graph, images, quant, args.iters, ReconstructionConfig().batch_size) for _ in range(args.repeats)]
+        float_times.append(float_block_ms(block, block_input, args.iters))
+        if args.threads == 2:
+            torch.set_num_threads(1)
+            one_thread.append(time_per_1000(Method.QDROP, graph, images, quant, args.iters))
+            torch.set_num_threads(2)
+    qdrop, aquant, float_block = min(times[Method.QDROP]), min(times[Method.AQUANT]), min(float_times)
+    modes = [exact_and_float_ms(graph, images, quant, args.iters, batch) for _ in range(args.repeats)]
     float_ms, exact_ms = (min(m[mode] for m in modes) for mode in (ForwardMode.FLOAT, ForwardMode.EXACT))
     print(f"block: {Reconstructor(QuantModel(graph, quant, images[:8]), Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK].name}")
+    print(f"load_1min_before: {load_before:.2f}")
+    print(f"load_1min_after: {os.getloadavg()[0]:.2f}")
+    print(f"cores: {os.cpu_count()}")
     print(f"threads: {args.threads}")
     print(f"iters: {args.iters}")
     print(f"batch_size: {ReconstructionConfig().batch_size}")
     print(f"granularity: {args.granularity}")
     print(f"qdrop_seconds_per_1000: {qdrop:.2f}")
     print(f"aquant_seconds_per_1000: {aquant:.2f}")
+    print(f"float_block_forward_backward_ms: {float_block:.2f}")
+    print(f"qdrop_over_float: {qdrop / float_block:.3f}")
     print(f"aquant_over_qdrop: {aquant / qdrop:.3f}")
+    if one_thread:
+        print(f"qdrop_seconds_per_1000_one_thread: {min(one_thread):.2f}")
+        print(f"two_threads_over_one: {qdrop / min(one_thread):.3f}")
     print(f"float_forward_backward_ms: {float_ms:.2f}")
     print(f"exact_forward_backward_ms: {exact_ms:.2f}")
     print(f"exact_over_float: {exact_ms / float_ms:.3f}")
