@@ -41,6 +41,7 @@ from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.qmodel import ForwardMode, QuantConfig, QuantModel
 from aquant_sim.frontend.quantizers import BorderMode
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, Reconstructor
+from aquant_sim.frontend.threads import use_threads
 from aquant_sim.models import build_model
 from aquant_sim.program import BorderGranularity
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternate the methods this many times; report the best")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     torch.manual_seed(0)
     model = build_model("resnet20", 1, 10).eval()
     for m in model.modules():
@@ -132,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
             times[method].append(time_per_1000(method, graph, images, quant, args.iters))
         float_times.append(float_block_ms(block, block_input, args.iters))
         if args.threads == 2:
-            torch.set_num_threads(1)
+            use_threads(1)
             one_thread.append(time_per_1000(Method.QDROP, graph, images, quant, args.iters))
-            torch.set_num_threads(2)
+            use_threads(2)
     qdrop, aquant, float_block = min(times[Method.QDROP]), min(times[Method.AQUANT]), min(float_times)
     modes = [exact_and_float_ms(graph, images, quant, args.iters, batch) for _ in range(args.repeats)]
     float_ms, exact_ms = (min(m[mode] for m in modes) for mode in (ForwardMode.FLOAT, ForwardMode.EXACT))

@@ -259,11 +259,12 @@ def run_job(job: dict) -> dict:
     from aquant_sim.data import load_dataset
     from aquant_sim.evaluation import evaluate
     from aquant_sim.frontend.pipeline import calibrate
+    from aquant_sim.frontend.threads import use_threads
     from aquant_sim.models import load_model
     from aquant_sim.simulator import Backend
 
     started = time.perf_counter()
-    torch.set_num_threads(job["threads"])
+    use_threads(job["threads"])
     torch.manual_seed(job["seed"])
     host = socket.gethostname()
     if file_sha256(job["weights"]) != job["weights_sha256"]:

@@ -65,6 +65,7 @@ def run(args) -> int:
     from aquant_sim.frontend.qmodel import QuantConfig
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.reconstruction import ReconstructionConfig
+    from aquant_sim.frontend.threads import use_threads
     from aquant_sim.errors import InputError
     from aquant_sim.models.state_dict import load_state_dict, read_state_dict
     from aquant_sim.models.user import build_user_model, is_factory_spec
@@ -92,7 +93,7 @@ def run(args) -> int:
     if args.iters > LONG_ITERS and config.method is not Method.RTN:
         print(f"aquant calibrate: note: --iters {args.iters} reconstruction iterations per unit (the published protocol) "
               f"take hours on a CPU; the progress bar shows the estimate; --iters 200 gives a trial in minutes", file=sys.stderr)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     torch.manual_seed(args.seed)
     calib_set = load_dataset(args.data, "train", limit=args.calib_size, seed=args.seed)
     test_set = load_dataset(args.data, "test", limit=args.eval_size, seed=args.seed)

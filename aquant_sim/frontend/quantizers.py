@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from aquant_sim.frontend.emulation import lookup, table_index
+from aquant_sim.frontend.border_round import border_round, draw_uniform16, keep_threshold
+from aquant_sim.frontend.emulation import lookup
 from aquant_sim.program import BorderGranularity, BorderTable
 from aquant_sim.rounding import encode_borders, integer_range
 
@@ -221,58 +222,6 @@ class BorderMode(enum.Enum):
     """Learned borders encoded to F bits, applied exactly (C.6)."""
 
 
-class _BorderRound(torch.autograd.Function):
-    """Fake quantization (C.4)-(C.6) with hand-written gradients: one pass of elementwise
-    work instead of autograd's graph of a dozen ops (the training loop's hot spot).
-
-    Forward: ``u = x/s + z``, ``k = floor(u)``, ``f = u - k``, ``up`` hard ``[f >= beta]`` or
-    soft ``sigmoid((f - beta)/tau)``, ``q = clamp(k + up)``, ``out = s (q - z)``; elements where
-    ``keep`` is true pass ``x`` unchanged (QDrop). Backward, with ``m`` = inside the grid:
-    ``dx = g (keep + (1 - keep) m)``, ``ds = sum g' ((q - z) - m x / s)``,
-    ``dbeta[g, j] = sum g' m s (-up (1 - up) / tau)`` with ``g' = g (1 - keep)``.
-    """
-
-    @staticmethod
-    def forward(ctx, x, scale, table, zero_point, qmin, qmax, soft, tau, keep):
-        u = x / scale + zero_point
-        k = torch.floor(u)
-        f = u - k
-        index = None
-        if table.numel() == 1:
-            beta = table.reshape(())
-        else:
-            j = (k.clamp(qmin, qmax - 1) - qmin).long()
-            index = table_index(tuple(table.shape), j)
-            beta = torch.take(table, index)
-        up = torch.sigmoid((f - beta) / tau) if soft else (f >= beta).to(x.dtype)
-        level = k + up
-        q = level.clamp(qmin, qmax)
-        out = (q - zero_point) * scale
-        if keep is not None:
-            out = torch.where(keep, x, out)
-        ctx.save_for_backward(x, scale, q, level, up if soft else None, keep, index)
-        ctx.constants = (zero_point, qmin, qmax, soft, tau, tuple(table.shape))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, scale, q, level, up, keep, index = ctx.saved_tensors
-        zero_point, qmin, qmax, soft, tau, table_shape = ctx.constants
-        inside = ((level >= qmin) & (level <= qmax)).to(grad.dtype)
-        g_q = grad if keep is None else grad * (~keep)
-        grad_x = g_q * inside if keep is None else g_q * inside + grad * keep
-        grad_scale = (g_q * ((q - zero_point) - inside * x / scale)).sum().reshape(scale.shape)
-        grad_table = None
-        if soft and ctx.needs_input_grad[2]:
-            d = g_q * inside * scale * (-(up * (1 - up)) / tau)
-            size = table_shape[0] * table_shape[1]
-            if index is None:
-                grad_table = d.sum().reshape(table_shape)
-            else:
-                grad_table = torch.zeros(size, dtype=d.dtype, device=d.device).index_add_(0, index.reshape(-1), d.reshape(-1)).reshape(table_shape)
-        return grad_x, grad_scale, grad_table, None, None, None, None, None, None
-
-
 class ActQuantizer(nn.Module):
     """Per-tensor activation quantizer: ``u = x / s + z``, ``k = floor(u)``, ``f = u - k``,
     ``q = clamp(k + [f >= beta[g, j]], qmin, qmax)`` (docs/contract.md (1)-(4)), output ``s (q - z)``.
@@ -355,12 +304,10 @@ class ActQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
-        keep = None
-        if self.training and self.drop_prob > 0:
-            keep = torch.rand_like(x) < self.drop_prob
+        draws = draw_uniform16(tuple(x.shape)) if self.training and self.drop_prob > 0 else None
         if self.mode is BorderMode.NEAREST:
             table = torch.full((1, 1), 0.5, dtype=x.dtype)
         else:
             table = self.beta().to(x.dtype)
-        return _BorderRound.apply(x, self.scale.to(x.dtype), table, self.zero_point, self.qmin, self.qmax,
-                                  self.mode is BorderMode.SOFT, self.tau, keep)
+        return border_round(x, self.scale.to(x.dtype), table, self.zero_point, self.qmin, self.qmax,
+                            self.mode is BorderMode.SOFT, self.tau, draws, keep_threshold(self.drop_prob))

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from aquant_sim.errors import ConfigError
+from aquant_sim.frontend.border_round import draw_uniform16, keep_threshold, random_select
 from aquant_sim.frontend.borders import equation9_borders
 from aquant_sim.frontend.graph import REQUANTIZED, WEIGHTED, Graph
 from aquant_sim.frontend.methods import SPECS, Method
@@ -319,7 +320,7 @@ class Reconstructor:
         for name, value in quantized.items():
             x = qm.acts[name](value) if name in qm.acts else value
             if mix:
-                x = torch.where(torch.rand_like(x) < self.config.drop_prob, floating[name], x)
+                x = random_select(x, floating[name], draw_uniform16(tuple(x.shape)), keep_threshold(self.config.drop_prob))
             env[name] = x
         nodes = [qm.graph[n] for n in unit.nodes]
         raw = frozenset({unit.output}) if self.spec.layerwise else frozenset()

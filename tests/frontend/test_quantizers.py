@@ -6,7 +6,7 @@ import torch
 
 from aquant_sim import rounding
 from aquant_sim.frontend.emulation import lookup
-from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuantizer, WeightScheme, _BorderRound
+from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuantizer, WeightScheme
 from aquant_sim.program import BorderGranularity
 
 
@@ -106,40 +106,3 @@ def test_asymmetric_search_finds_the_best_candidate():
         assert float(err[c]) == pytest.approx(_brute_force_search(w[c].flatten().double(), 2), rel=1e-5)
     sym_err = ((sym.dequantized().double() - w.double()) ** 2).reshape(2, -1).sum(dim=1)
     assert float(err[0]) < 0.5 * float(sym_err[0])
-
-
-def _autograd_reference(act, x, keep):
-    """The quantizer written with plain autograd ops (straight-through estimator, C.4-C.5)."""
-    s = act.scale
-    u = x / s + act.zero_point
-    k = torch.floor(u).detach()
-    f = (u - k).detach()
-    j = (k.clamp(act.qmin, act.qmax - 1) - act.qmin).long()
-    beta = lookup(act.beta(), j)
-    up = torch.sigmoid((f - beta) / act.tau)
-    q = torch.clamp(k + up + (u - u.detach()), act.qmin, act.qmax)
-    return torch.where(keep, x, (q - act.zero_point) * s)
-
-
-@pytest.mark.parametrize("granularity", list(BorderGranularity))
-def test_hand_written_gradients_match_autograd(granularity):
-    """The custom backward pass gives the same gradients for input, scale and borders as the
-    same function written with autograd ops, with and without QDrop's mask (float64, 1e-9)."""
-    act = _act(granularity, bits=2, channels=3).double()
-    act.mode = BorderMode.SOFT
-    act.tau = 0.3
-    act.scale.requires_grad_(True)
-    act.borders.requires_grad_(True)
-    g = torch.Generator().manual_seed(9)
-    x = (torch.rand(16, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 0.9).requires_grad_(True)
-    weight = torch.randn(16, 3, 4, 4, generator=g, dtype=torch.float64)
-    for keep in (torch.zeros_like(x, dtype=torch.bool), torch.rand(x.shape, generator=g) < 0.5):
-        grads = []
-        ours = lambda: _BorderRound.apply(x, act.scale, act.beta(), act.zero_point, act.qmin, act.qmax, True, act.tau, keep)
-        for fn in (lambda: _autograd_reference(act, x, keep), ours):
-            for p in (x, act.scale, act.borders):
-                p.grad = None
-            (fn() * weight).sum().backward()
-            grads.append([p.grad.clone() for p in (x, act.scale, act.borders)])
-        for ref, got in zip(*grads):
-            assert torch.allclose(ref, got, atol=1e-9), granularity
