@@ -1,10 +1,12 @@
 """ZigZag's inputs describe the same accelerator and layers; its results pair with an estimate's layers."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryConfig
+from aquant_sim.synthetic import resnet18_config, synthetic_resnet
+from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryConfig, shipped_config
 from hw_models.estimate import estimate
 from hw_models.layers import Engine, program_layers
 from hw_models.zigzag import side_by_side, write_inputs, zigzag_accelerator, zigzag_mapping, zigzag_workload
@@ -61,3 +63,15 @@ def test_inputs_and_side_by_side(small_program, tmp_path):
     del results[names[-1]]
     with pytest.raises(KeyError, match=names[-1]):
         side_by_side(net, results)
+
+
+def test_recorded_zigzag_run_costs_the_same_macs():
+    """The recorded ZigZag run (tests/hw_models/data/zigzag) covers every array layer of the
+    synthetic ResNet-18 and charges exactly this project's MAC energy per layer: the same
+    constants and the same MAC counts reached it."""
+    results = json.loads((Path(__file__).parent / "data" / "zigzag" / "resnet18_224_default_os.json").read_text())
+    net = estimate(synthetic_resnet(resnet18_config(4, 4)), shipped_config("default"), borders=False)
+    assert len(side_by_side(net, results)) == len(results) == 21
+    for e in net.layers:
+        if e.layer.engine is Engine.ARRAY:
+            assert results[e.layer.name]["mac_energy_pj"] == pytest.approx(e.energy.mac, rel=1e-9)
