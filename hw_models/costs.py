@@ -36,7 +36,8 @@ ISQED 2013, abstract).
   points (wire length grows with the side of the array); it over-estimates Horowitz's 1 MB
   figure (100 pJ) by 13 %. Writes cost what reads cost.
 - A4. DRAM costs the midpoint of the published range, 1.95 nJ per 64 bits.
-- A5. An SRAM bit costs the 6T cell times 1.5 for decoders, sense amplifiers and wiring.
+- A5. An operand-buffer SRAM bit costs the 6T cell times 1.5 for decoders, sense amplifiers and
+  wiring (the border tables' small banks count their periphery instead, A9).
 - A6. Reading or writing a flip-flop bit (border-table registers, row registers) costs what a
   bit of an 8 KB SRAM read costs (an upper bound for storage far smaller than 8 KB).
 - A7. A comparator's energy is an adder's of its width (it is a subtractor's carry chain).
