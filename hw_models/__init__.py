@@ -6,5 +6,6 @@ non-torch parts of ``aquant_sim`` only.
 Data flows one way: program -> layer work (``layers``) -> compute demand (``systolic``) ->
 memory (``memory``) -> energy and area (``energy``, ``border_unit``) -> ``estimate`` -> ``report``.
 Beside it, ``scalesim_compat`` reproduces SCALE-Sim 3.0's per-layer figures for its topology
-and ``.cfg`` files (``scalesim_streams`` -> ``scalesim_buffers``).
+and ``.cfg`` files (``scalesim_streams`` -> ``scalesim_buffers``), and ``zigzag`` writes the same
+accelerator and layers as inputs for ZigZag and pairs its results with an estimate.
 """

@@ -133,22 +133,37 @@ class TableResidency(enum.Enum):
     inference reads no table from DRAM and waits for no load (the storage is the sum of all tables)."""
 
 
+class TableStorage(enum.Enum):
+    """What the border tables are stored in (``border_unit.py`` costs both)."""
+
+    SRAM = "sram"
+    """Single-ported SRAM banks, one row (a border group's entries) per word, rows interleaved
+    across ``read_ports`` banks."""
+    REGISTERS = "registers"
+    """Flip-flops, one clock gate per row, and ``read_ports`` row-wide read multiplexers."""
+
+
 @dataclass(frozen=True)
 class BorderUnitConfig:
     """The requantizer's output stage: ``lanes`` elements a cycle, each through one comparator
     of ``frac_bits + 1`` bits (F, docs/contract.md (8)) and one incrementer; ``pipeline_stages`` is the
-    latency the border lookup adds over round-to-nearest, once per layer."""
+    latency the border lookup adds over round-to-nearest, once per layer. The tables live in
+    ``storage`` with ``read_ports`` row reads a cycle (SRAM banks or register read ports)."""
 
     frac_bits: int = 8
     lanes: int = 32
     pipeline_stages: int = 1
     residency: TableResidency = TableResidency.PER_LAYER
+    storage: TableStorage = TableStorage.SRAM
+    read_ports: int = 1
 
     def __post_init__(self):
         _check_int("border_unit", "frac_bits", self.frac_bits, 1, 30)
         _check_int("border_unit", "lanes", self.lanes, 1, 1 << 14)
         _check_int("border_unit", "pipeline_stages", self.pipeline_stages, 0, 64)
         _check_enum(self, "border_unit", "residency", TableResidency)
+        _check_enum(self, "border_unit", "storage", TableStorage)
+        _check_int("border_unit", "read_ports", self.read_ports, 1, 1 << 10)
 
 
 @dataclass(frozen=True)

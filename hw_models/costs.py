@@ -12,9 +12,18 @@ ISSCC 2014, 45 nm, 0.9 V; the table as reproduced in W. Dally's and S. Han's tal
     64-bit read, 32 KB SRAM  20   pJ
     64-bit DRAM access       1.3-2.6 nJ
 
-Other figures: Intel's 45 nm 6T SRAM cell, 0.346 um^2 (K. Mistry et al., IEDM 2007); the
-Nangate 45 nm Open Cell Library's DFF_X1 flip-flop, 4.522 um^2, and MUX2_X1, 1.862 um^2 (as
-recalled from its liberty file: treat as approximate).
+Area figures for adders and multipliers (36, 137, 282, 3495 um^2): the table as reproduced in
+Dally's and Han's talks, attributed there to Horowitz; his paper's table is of energies, and the
+areas were not checked against a primary source here: treat them as estimates.
+
+Standard cells, read from the Nangate 45 nm Open Cell Library's LEF (``SIZE`` width x the 1.4 um
+row height; ``NangateOpenCellLibrary.macro.mod.lef``, the copy OpenROAD ships as
+``test/Nangate45/Nangate45_stdcell.lef``): DFF_X1 3.23 x 1.4 = 4.522 um^2, MUX2_X1 1.33 x 1.4 =
+1.862, FA_X1 3.04 x 1.4 = 4.256, INV_X1 0.38 x 1.4 = 0.532, BUF_X2 0.76 x 1.4 = 1.064, AND4_X1
+1.14 x 1.4 = 1.596, DLH_X1 (latch) 1.9 x 1.4 = 2.66, CLKGATE_X1 2.47 x 1.4 = 3.458.
+
+SRAM cell: 0.37 um^2, a 45 nm bulk 6T cell (K. Nii et al., "A cost-effective 45nm 6T-SRAM ...",
+ISQED 2013, abstract).
 
 **Assumptions** (no source; each is written where it is used, and here):
 
@@ -27,11 +36,19 @@ recalled from its liberty file: treat as approximate).
   points (wire length grows with the side of the array); it over-estimates Horowitz's 1 MB
   figure (100 pJ) by 13 %. Writes cost what reads cost.
 - A4. DRAM costs the midpoint of the published range, 1.95 nJ per 64 bits.
-- A5. An SRAM bit costs the 6T cell times 1.5 for decoders, sense amplifiers and wiring.
-- A6. A small register-file bit (the border table) costs one flip-flop of area, and reading it
-  costs what a bit of an 8 KB SRAM read costs (an upper bound for a table far smaller than 8 KB).
-- A7. A comparator costs an adder of its width (it is a subtractor's carry chain).
+- A5. An operand-buffer SRAM bit costs the 6T cell times 1.5 for decoders, sense amplifiers and
+  wiring (the border tables' small banks count their periphery instead, A9).
+- A6. Reading or writing a flip-flop bit (border-table registers, row registers) costs what a
+  bit of an 8 KB SRAM read costs (an upper bound for storage far smaller than 8 KB).
+- A7. A comparator's energy is an adder's of its width (it is a subtractor's carry chain).
 - A8. A multiplexer bit costs one MUX2_X1 per 2:1 stage (a K-entry select is K - 1 of them).
+- A9. A small SRAM bank of ``words x width`` bits (``sram_bank_um2``) is its cells plus the
+  periphery counted in Nangate cells: per word line a decoder gate and a driver (AND4_X1 +
+  BUF_X2), per bit line a precharge, a sense amplifier and a write driver (INV_X1 + DLH_X1 +
+  BUF_X2), per bank an address and control register (``ceil(log2 words) + 2`` DFF_X1). Wiring,
+  predecoders and timing control are not counted (as for every area here): a lower bound.
+- A10. A comparator of n bits is n full adders with one inverted input (n FA_X1 + n INV_X1: the
+  carry chain of a subtractor, whose carry out is the comparison).
 """
 
 from __future__ import annotations
@@ -78,14 +95,26 @@ class TechnologyCosts:
     """8-bit integer multiplier area, Horowitz 2014."""
     mul32_um2: float = 3495.0
     """32-bit integer multiplier area, Horowitz 2014."""
-    sram_cell_um2: float = 0.346
-    """6T SRAM cell, Intel 45 nm (Mistry et al., IEDM 2007)."""
+    sram_cell_um2: float = 0.37
+    """6T SRAM cell, 45 nm bulk (Nii et al., ISQED 2013)."""
     sram_overhead: float = 1.5
     """Periphery factor on the cell area (assumption A5)."""
     flipflop_um2: float = 4.522
-    """One flip-flop bit, Nangate 45 nm DFF_X1 (approximate, see module docstring)."""
+    """One flip-flop bit, Nangate 45 nm DFF_X1 (LEF 3.23 x 1.4)."""
     mux2_um2: float = 1.862
-    """One 2:1 multiplexer bit, Nangate 45 nm MUX2_X1 (approximate, see module docstring)."""
+    """One 2:1 multiplexer bit, Nangate 45 nm MUX2_X1 (LEF 1.33 x 1.4)."""
+    full_adder_um2: float = 4.256
+    """Nangate 45 nm FA_X1 (LEF 3.04 x 1.4)."""
+    inverter_um2: float = 0.532
+    """Nangate 45 nm INV_X1 (LEF 0.38 x 1.4)."""
+    buffer_um2: float = 1.064
+    """Nangate 45 nm BUF_X2 (LEF 0.76 x 1.4)."""
+    and4_um2: float = 1.596
+    """Nangate 45 nm AND4_X1 (LEF 1.14 x 1.4)."""
+    latch_um2: float = 2.66
+    """Nangate 45 nm DLH_X1 (LEF 1.9 x 1.4)."""
+    clock_gate_um2: float = 3.458
+    """Nangate 45 nm CLKGATE_X1 (LEF 2.47 x 1.4)."""
 
     def __post_init__(self):
         for f in fields(self):
@@ -116,7 +145,7 @@ class TechnologyCosts:
 
     @property
     def register_read_pj_per_bit(self) -> float:
-        """A6: a border-table bit read costs a bit of an 8 KB SRAM read (an upper bound)."""
+        """A6: a flip-flop bit read or written costs a bit of an 8 KB SRAM read (an upper bound)."""
         return self.sram8k_read64_pj / 64
 
     # Area, um^2 -----------------------------------------------------------------------------
@@ -131,8 +160,18 @@ class TechnologyCosts:
 
     @property
     def sram_um2_per_bit(self) -> float:
-        """A5."""
+        """A5 (the large operand buffers)."""
         return self.sram_cell_um2 * self.sram_overhead
+
+    def sram_bank_um2(self, words: int, width: int) -> float:
+        """A9: one single-ported bank of ``words`` words of ``width`` bits, cells and periphery."""
+        control = (max(1, math.ceil(math.log2(words))) + 2) * self.flipflop_um2
+        return (words * width * self.sram_cell_um2 + words * (self.and4_um2 + self.buffer_um2)
+                + width * (self.inverter_um2 + self.latch_um2 + self.buffer_um2) + control)
+
+    def comparator_um2(self, bits: int) -> float:
+        """A10: a ``bits``-wide magnitude comparator."""
+        return bits * (self.full_adder_um2 + self.inverter_um2)
 
 
 def _linear(bits: int, at8: float, at32: float) -> float:

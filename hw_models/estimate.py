@@ -20,7 +20,7 @@ from aquant_sim.errors import InputError, UnsupportedError
 from aquant_sim.program import Program
 from hw_models import border_unit
 from hw_models.area import AreaBreakdown, accelerator_area
-from hw_models.border_unit import NO_BORDER_COST, LayerBorderCost
+from hw_models.border_unit import NO_BORDER_COST, BorderUnitArea, LayerBorderCost
 from hw_models.config import AcceleratorConfig
 from hw_models.energy import LayerEnergy, layer_energy
 from hw_models.layers import Engine, LayerWork, program_layers
@@ -62,7 +62,11 @@ class NetworkEstimate:
     borders: bool
     layers: list[LayerEstimate]
     area: AreaBreakdown
-    border_storage_bits: int
+    border_area: BorderUnitArea
+
+    @property
+    def border_storage_bits(self) -> int:
+        return self.border_area.storage_bits
 
     @property
     def cycles(self) -> int:
@@ -132,6 +136,7 @@ def estimate(program: Program, config: AcceleratorConfig, counters=None, borders
     check_program_fits(layers, program, config)
     zeros, overflows = _per_inference(program, counters) if counters is not None else ({}, {})
     array = config.array
+    size = border_unit.unit_size(layers, config) if borders else None
     results = []
     for op, layer in zip(program.ops, layers):
         if layer.engine is Engine.FUSED:
@@ -140,11 +145,11 @@ def estimate(program: Program, config: AcceleratorConfig, counters=None, borders
             cycles = compute_cycles(layer.gemm, array)
         else:
             cycles = vector_cycles(layer.vector_ops, config.vector.lanes)
-        border = border_unit.layer_border_cost(layer, config) if borders else NO_BORDER_COST
+        border = border_unit.layer_border_cost(layer, config, size) if borders else NO_BORDER_COST
         memory = layer_memory(layer, config, cycles, border.loaded_bytes)
         zero = zeros.get(op.inputs[0], 0.0) if layer.engine is Engine.ARRAY else 0.0
         energy = layer_energy(layer, memory, border, config, zero)
         pes = array.rows * array.cols
         results.append(LayerEstimate(layer, cycles, memory, border, energy, zero, overflows.get(op.name), pes))
     unit = border_unit.border_unit_area(layers if borders else [], config)
-    return NetworkEstimate(config, borders, results, accelerator_area(config, unit), unit.storage_bits)
+    return NetworkEstimate(config, borders, results, accelerator_area(config, unit), unit)

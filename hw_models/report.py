@@ -116,7 +116,8 @@ def describe_config(config: AcceleratorConfig) -> str:
     return (f"accelerator '{config.name}': {a.rows}x{a.cols} {a.dataflow.name}, {a.clock_mhz:g} MHz, "
             f"SRAM {m.ifmap_sram_kib:g}/{m.filter_sram_kib:g}/{m.ofmap_sram_kib:g} KiB, "
             f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, memory model {m.model.value}, "
-            f"border unit F={b.frac_bits} x{b.lanes} lanes, tables {b.residency.value}")
+            f"border unit F={b.frac_bits} x{b.lanes} lanes, tables {b.residency.value} in {b.storage.value} "
+            f"({b.read_ports} read port{'s' if b.read_ports > 1 else ''})")
 
 
 def format_report(report: HardwareReport) -> str:
@@ -147,7 +148,31 @@ def format_report(report: HardwareReport) -> str:
         f"border unit overhead: +{o.cycles:,} cycles ({o.cycles_pct:.3f} %), +{o.energy_pj / 1e6:,.3f} uJ "
         f"({o.energy_pct:.3f} %), +{o.dram_bytes:,} DRAM bytes ({o.dram_bytes_pct:.3f} %), "
         f"+{o.area_um2 / 1e6:.4f} mm^2 ({o.area_pct:.3f} %), table {o.storage_bits:,} bits",
+        *_border_lines(report),
     ])
+
+
+def _border_lines(report: HardwareReport) -> list[str]:
+    """The border unit's area and, per layer that uses it, its table, row traffic and energy."""
+    area = report.aquant.border_area
+    if not area.storage_bits:
+        return []
+    header = ["layer", "entries", "DRAM B", "load+", "rows+", "row reads", "reg writes", "lookups",
+              "load nJ", "rows nJ", "lookup nJ"]
+    rows = []
+    for row in report.layers:
+        b = row.aquant.border
+        if row.aquant.layer.uses_borders:
+            rows.append([row.name, f"{b.table_entries:,}", f"{b.loaded_bytes:,}",
+                         f"{b.load_cycles:,}", f"{b.row_cycles:,}", f"{b.rows.table_reads:,}",
+                         f"{b.rows.register_writes:,}", f"{b.lookups:,}", f"{b.load_energy_pj / 1e3:.2f}",
+                         f"{b.row_energy_pj / 1e3:.2f}", f"{b.lookup_energy_pj / 1e3:.2f}"])
+    return [
+        f"border unit area (um^2): storage {area.storage_um2:,.0f}, read ports {area.read_ports_um2:,.0f}, "
+        f"row registers {area.row_registers_um2:,.0f}, comparators {area.comparators_um2:,.0f}, "
+        f"selects {area.selects_um2:,.0f}",
+        format_table(header, rows),
+    ]
 
 
 def _overhead_json(o: Overhead) -> dict:
@@ -176,6 +201,7 @@ def _layer_json(row: LayerComparison) -> dict:
         "zero_fraction": aq.zero_fraction, "overflows": aq.overflows,
         "uses_borders": layer.uses_borders, "border_lookups": aq.border.lookups,
         "border_table_bytes": aq.border.table_bytes,
+        "border": _border_json(aq.border),
         "tiling": None if mem.tiling is None else {"order": mem.tiling.order.value, "tile_p": mem.tiling.tile_p,
                                                    "tile_k": mem.tiling.tile_k, "tile_n": mem.tiling.tile_n},
         "rtn": {"cycles": rtn.cycles, "energy_pj": rtn.energy.total, "dram_bytes": rtn.memory.dram_total},
@@ -183,14 +209,27 @@ def _layer_json(row: LayerComparison) -> dict:
     }
 
 
+def _border_json(b) -> dict:
+    return {"table_entries": b.table_entries, "table_bytes": b.table_bytes, "loaded_bytes": b.loaded_bytes,
+            "load_cycles": b.load_cycles, "row_cycles": b.row_cycles, "extra_cycles": b.extra_cycles,
+            "table_row_reads": b.rows.table_reads, "row_register_writes": b.rows.register_writes,
+            "first_rows": b.rows.first_rows, "lookups": b.lookups,
+            "energy_pj": {"load": b.load_energy_pj, "rows": b.row_energy_pj, "lookups": b.lookup_energy_pj,
+                          "total": b.energy_pj}}
+
+
 def _totals_json(net: NetworkEstimate) -> dict:
     area = net.area
+    unit = net.border_area
     return {
         "cycles": net.cycles, "compute_cycles": net.compute_cycles, "stall_cycles": net.stall_cycles,
         "border_cycles": sum(e.border.extra_cycles for e in net.layers),
         "seconds": net.seconds, "macs": net.macs, "utilization": net.utilization,
         "energy_pj": net.energy_pj, "dram_bytes": net.dram_bytes, "footprint_bytes": net.footprint_bytes,
         "border_storage_bits": net.border_storage_bits,
+        "border_unit_area_um2": {"storage": unit.storage_um2, "read_ports": unit.read_ports_um2,
+                                 "row_registers": unit.row_registers_um2, "comparators": unit.comparators_um2,
+                                 "selects": unit.selects_um2, "incrementers": unit.incrementers_um2},
         "area_um2": {"pe_array": area.pe_array, "sram": area.sram, "vector": area.vector,
                      "requantizer": area.requantizer, "border_overhead": area.border_overhead, "total": area.total},
     }
@@ -207,7 +246,8 @@ def report_json(report: HardwareReport) -> dict:
                    "filter_sram_kib": c.memory.filter_sram_kib, "ofmap_sram_kib": c.memory.ofmap_sram_kib,
                    "dram_bytes_per_cycle": c.memory.dram_bytes_per_cycle, "memory_model": c.memory.model.value,
                    "border_frac_bits": c.border_unit.frac_bits, "border_lanes": c.border_unit.lanes,
-                   "border_tables": c.border_unit.residency.value},
+                   "border_tables": c.border_unit.residency.value, "border_storage": c.border_unit.storage.value,
+                   "border_read_ports": c.border_unit.read_ports},
         "counters_used": report.counters_used,
         "layers": [_layer_json(row) for row in report.layers],
         "totals": {"aquant": _totals_json(report.aquant), "rtn": _totals_json(report.rtn),
@@ -221,7 +261,8 @@ CSV_COLUMNS = ("name", "kind", "engine", "macs", "compute_cycles", "stall_cycles
                "spill_bytes", "energy_mac_pj", "energy_vector_pj", "energy_requant_pj", "energy_border_pj",
                "energy_sram_pj", "energy_dram_pj", "energy_zero_point_pj", "energy_pj", "rtn_cycles", "rtn_energy_pj", "rtn_dram_bytes",
                "border_extra_cycles", "border_extra_energy_pj", "border_extra_dram_bytes", "border_cycles_pct",
-               "border_energy_pct", "border_dram_bytes_pct", "zero_fraction", "overflows")
+               "border_energy_pct", "border_dram_bytes_pct", "border_table_row_reads", "border_row_register_writes",
+               "border_load_energy_pj", "border_row_energy_pj", "border_lookup_energy_pj", "zero_fraction", "overflows")
 
 
 def _overhead_cells(o: Overhead) -> list:
@@ -235,7 +276,9 @@ def _csv_row(row: LayerComparison) -> list:
     return [layer.name, layer.kind.value, layer.engine.value, layer.macs, e.compute_cycles, e.stall_cycles,
             e.border.extra_cycles, e.cycles, e.utilization, mem.ifmap_sram_read + mem.filter_sram_read + mem.ofmap_sram_read,
             mem.ofmap_sram_write, mem.dram_read, mem.dram_write, mem.spill, en.mac, en.vector, en.requant, en.border,
-            en.sram, en.dram, en.zero_point, en.total, *_overhead_cells(row.overhead), e.zero_fraction,
+            en.sram, en.dram, en.zero_point, en.total, *_overhead_cells(row.overhead), e.border.rows.table_reads,
+            e.border.rows.register_writes, e.border.load_energy_pj, e.border.row_energy_pj, e.border.lookup_energy_pj,
+            e.zero_fraction,
             "" if e.overflows is None else e.overflows]
 
 

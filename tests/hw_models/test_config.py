@@ -37,6 +37,8 @@ def test_toml_round_trip(tmp_path):
     ("[array]\ndataflow = \"xs\"\n", "array.dataflow"),
     ("[memory]\nmodel = \"lru\"\n", "memory.model: must be one of fold, tiling"),
     ("[border_unit]\nresidency = \"rom\"\n", "border_unit.residency: must be one of per_layer, resident"),
+    ("[border_unit]\nstorage = \"dram\"\n", "border_unit.storage: must be one of sram, registers"),
+    ("[border_unit]\nread_ports = 0\n", "border_unit.read_ports"),
     ("[array]\nzero_gating = 1\n", "array.zero_gating"),
     ("[memory]\ndram_bytes_per_cycle = -1\n", "memory.dram_bytes_per_cycle"),
     ("[memory]\nifmap_sram_kib = nan\n", "memory.ifmap_sram_kib"),

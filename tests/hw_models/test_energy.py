@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aquant_sim.program import Program
-from hw_models.border_unit import NO_BORDER_COST, layer_border_cost
+from hw_models.border_unit import NO_BORDER_COST, layer_border_cost, unit_size
 from hw_models.config import AcceleratorConfig, ArrayConfig
 from hw_models.energy import MULTIPLIER_BITS, layer_energy
 from hw_models.layers import program_layers
@@ -39,7 +39,7 @@ def test_parts_follow_counts_and_costs(small_program):
 def test_border_energy_excludes_table_dram_from_operand_dram(small_program):
     """The table's DRAM bytes are charged once, to the border unit, not again as operand traffic."""
     layer, _ = _conv(small_program)
-    border = layer_border_cost(layer, CONFIG)
+    border = layer_border_cost(layer, CONFIG, unit_size(program_layers(small_program), CONFIG))
     memory = layer_memory(layer, CONFIG, compute_cycles(layer.gemm, CONFIG.array), border.table_bytes)
     with_table = layer_energy(layer, memory, border, CONFIG)
     without = layer_energy(layer, layer_memory(layer, CONFIG, compute_cycles(layer.gemm, CONFIG.array)), NO_BORDER_COST, CONFIG)

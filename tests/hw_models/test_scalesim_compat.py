@@ -133,3 +133,17 @@ def test_bad_report(tmp_path):
 def test_figures_are_integers(layers):
     figures = simulate_layer(layers[0], read_config(CONFIGS[0]))
     assert all(type(v) is int for v in astuple(figures)) and len(astuple(figures)) == len(FIGURES) == 21
+
+
+ALEXNET = DATA / "alexnet_conv1"
+
+
+@pytest.mark.parametrize("path", sorted((ALEXNET / "configs").glob("*.cfg")), ids=lambda p: p.stem)
+def test_alexnet_conv1_equals_scalesim(path):
+    """AlexNet conv1 (224x224x3, 11x11, 96 filters, stride 4) on SCALE-Sim's 32x32 / 64 kB
+    config, OS, WS and IS, USER and CALC: every figure equals SCALE-Sim 3.0's report."""
+    layers = read_topology(ALEXNET / "topology.csv")
+    config = read_config(path)
+    ours, theirs = simulate_topology(layers, config), read_reports(ALEXNET / "reports" / config.name)
+    assert len(ours) == len(theirs) == 1
+    assert [figure for figure in FIGURES if getattr(ours[0], figure) != getattr(theirs[0], figure)] == []
