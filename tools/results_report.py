@@ -111,6 +111,13 @@ def _fake_quant_cell(runs: list[dict]) -> str:
     return f"{_pct([r['fake_quant_accuracy'] for r in runs])} / {100 * min(r['top1_agreement'] for r in runs):.2f}"
 
 
+def _soft_cell(runs: list[dict]) -> str:
+    """The largest share of rounding variables still soft at hardening over every unit of the
+    cell's runs (%), or "-" where no run learned its weight rounding."""
+    shares = [u["soft_share"] for r in runs for u in r.get("units", []) if u.get("loss_soft") is not None]
+    return f"{100 * max(shares):.2f}" if shares else "-"
+
+
 def _section(model: str, runs: list[dict], axes, plot: Path) -> str:
     main = [r for r in runs if not r["ablation"]]
     first = runs[0]
@@ -140,6 +147,10 @@ def _section(model: str, runs: list[dict], axes, plot: Path) -> str:
              "Fake-quant model accuracy (mean ± std (n)) / the lowest top-1 agreement (%) between the fake-quant "
              "model and the integer program over the cell's runs:",
              _table(["method"] + configs, fake),
+             "Convergence: the largest share (%) of a unit's rounding variables still soft (h(V) in (0.01, 0.99)) "
+             "when they were hardened, over every unit of the cell's runs (the protocol's bound is 1; \"-\": no "
+             "learned rounding):",
+             _table(["method"] + configs, [[m] + [_soft_cell(cell[m, c]) for c in configs] for m in methods]),
              f"Calibration settings of the main table (each run's full config is in its record): "
              f"{_shared_settings(main, axes) if main else '-'}."]
     text += _ablations(runs, main)

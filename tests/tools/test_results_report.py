@@ -54,3 +54,16 @@ def test_ablations_and_other_models_have_their_own_tables(tmp_path):
 
 def test_no_runs_yet(tmp_path):
     assert "No run finished yet." in _write(tmp_path, [])
+
+
+def test_convergence_table_shows_the_largest_soft_share_of_learned_rounding(tmp_path):
+    """Per cell the largest unit soft share over its runs; units that learned no rounding (rtn's,
+    loss_soft None) are not counted, and a cell of them shows "-"."""
+    unit = lambda share, soft=0.1: {"unit": "u", "stage": "joint", "loss_before": 1.0, "loss_soft": soft,
+                                    "loss_after": 1.0, "soft_share": share, "seconds": 1.0, "train_seconds": 1.0}
+    runs = [dict(_run("qdrop", "W2A2", 0, 0.7), units=[unit(0.001), unit(0.0004)]),
+            dict(_run("qdrop", "W2A2", 1, 0.7), units=[unit(0.0123)]),
+            dict(_run("rtn", "W2A2", 0, 0.3), units=[unit(0.5, soft=None)])]
+    text = _write(tmp_path, runs)
+    assert "| qdrop | - | - | - | 1.23 |" in text
+    assert "| rtn | - | - | - | - |" in text
