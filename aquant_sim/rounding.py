@@ -480,6 +480,15 @@ def float32_fma(x, y, z) -> np.ndarray:
     return np.where((error != 0) & even, np.nextafter(s, toward), s).astype(np.float32)
 
 
+def fp32_add_fixed(ratio_a, ratio_b, zero_a: int, zero_b: int, zero_c: int, offset: int = 0) -> np.float32:
+    """Equation (17), the FP32_ADD variant's fixed part, a float32:
+    ``F = float32(float32(Z_c) - fma(r_a, Z_a, float32(r_b * Z_b)))`` with ``Z = z + offset``
+    (exact in float32: zero-points are at most 17-bit integers)."""
+    r_a, r_b = np.float32(ratio_a), np.float32(ratio_b)
+    z_a, z_b, z_c = (np.float32(z + offset) for z in (zero_a, zero_b, zero_c))
+    return np.float32(z_c - float32_fma(r_a, z_a, np.float32(r_b * z_b)))
+
+
 def fp32_add(a, b, ratio_a, ratio_b, zero_a: int, zero_b: int, zero_c: int, qmin: int, qmax: int,
              offset: int = 0) -> np.ndarray:
     """The FP32_ADD variant, equations (17)-(20), ONNX Runtime's ``QLinearAdd`` on AVX2
@@ -503,8 +512,7 @@ def fp32_add(a, b, ratio_a, ratio_b, zero_a: int, zero_b: int, zero_c: int, qmin
     [6, 0, 191]
     """
     r_a, r_b = np.float32(ratio_a), np.float32(ratio_b)
-    z_a, z_b, z_c = (np.float32(z + offset) for z in (zero_a, zero_b, zero_c))
-    fixed = np.float32(z_c - float32_fma(r_a, z_a, np.float32(r_b * z_b)))
+    fixed = fp32_add_fixed(r_a, r_b, zero_a, zero_b, zero_c, offset)
     big_a = (np.asarray(a, dtype=np.int64) + offset).astype(np.float32)  # exact: |A| < 2^24
     big_b = (np.asarray(b, dtype=np.int64) + offset).astype(np.float32)
     v = float32_fma(big_a, r_a, float32_fma(big_b, r_b, fixed))
