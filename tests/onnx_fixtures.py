@@ -64,12 +64,12 @@ def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_
     return path
 
 
-def zoo_resnet20(width: int = 4, seed: int = 0) -> torch.nn.Module:
-    """The zoo's ResNet-20 on 3-channel inputs with random batch-norm statistics and affine
-    parameters (the default ones fold into all-zero conv biases, which the exporter shares
-    through Identity nodes that quantize_static cannot quantize)."""
+def zoo_model(name: str, seed: int = 0, **options) -> torch.nn.Module:
+    """A zoo model on 3-channel inputs with random batch-norm statistics and affine parameters
+    (the default ones fold into all-zero conv biases, which the exporter shares through Identity
+    nodes that quantize_static cannot quantize)."""
     torch.manual_seed(seed)
-    model = build_model("resnet20", SHAPE[0], 10, width=width)
+    model = build_model(name, SHAPE[0], 10, **options)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -98,14 +98,24 @@ def resnet_model(request, tmp_path):
     """ResNet-20 (width 4) quantized with uint8 activations, the form onnxruntime runs on x86
     entirely in integer kernels (with its int8 default, see ``int8_resnet_model``, it does not)."""
     quant_format, per_channel = request.param
-    return quantized_model(tmp_path, zoo_resnet20(), per_channel=per_channel, quant_format=quant_format,
+    return quantized_model(tmp_path, zoo_model("resnet20", width=4), per_channel=per_channel, quant_format=quant_format,
                            activation_type=QuantType.QUInt8)
+
+
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
+def mobilenet_model(request, tmp_path):
+    """The zoo's MobileNetV2-style model (width 0.25) quantized with uint8 activations."""
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, zoo_model("mobilenetv2", width_mult=0.25), per_channel=per_channel,
+                           quant_format=quant_format, activation_type=QuantType.QUInt8)
 
 
 @pytest.fixture
 def int8_resnet_model(tmp_path):
     """ResNet-20 (width 4) in QDQ form with quantize_static's defaults (int8 activations)."""
-    return quantized_model(tmp_path, zoo_resnet20(), per_channel=False)
+    return quantized_model(tmp_path, zoo_model("resnet20", width=4), per_channel=False)
 
 
 @pytest.fixture
