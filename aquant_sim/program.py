@@ -23,8 +23,8 @@ import numpy as np
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS, OverflowPolicy, RequantVariant,
-    gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
+    OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
 )
 
 MIN_BITS, MAX_BITS = 2, 16

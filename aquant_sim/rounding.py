@@ -320,10 +320,12 @@ FLOAT32_SHIFT_RANGE = (-97, 156)
 2^-126`` and ``2^(31 - n) <= 2^128``."""
 
 FP32_ADD_SHIFT_RANGE = (19, FLOAT32_SHIFT_RANGE[1])
-"""Shifts ``n`` of the FP32_ADD ratios: ``r = m * 2^-n < 2^(31 - n) <= 2^12``. With levels and
-zero-points of at most 17 bits (16-bit tensors plus an offset of at most 2^8), every term of
-(18)-(19) is below 2^29 in magnitude and ``|v| < 2^31``, so MLAS's ``_mm256_cvtps_epi32`` never
-meets a value outside int32 (where it would return INT32_MIN) and (20) is a plain clamp."""
+"""Shifts ``n`` of the FP32_ADD ratios: ``r = m * 2^-n < 2^(31 - n) <= 2^12``. With 16-bit
+levels, ``|a - z_a|, |b - z_b| < 2^16`` and ``|z_c| < 2^17`` (offset included), so the exact
+``r_a (a - z_a) + r_b (b - z_b) + z_c`` that (17)-(19) compute is below ``2^29 + 2^17``, and the
+float32 ``v`` (three roundings, each of relative error at most 2^-24 of terms below 2^31) stays
+far inside int32: MLAS's ``_mm256_cvtps_epi32`` never meets a value outside int32 (where it
+would return INT32_MIN) and (20) is a plain clamp."""
 
 MAX_ZERO_OFFSET = 1 << 8
 """The largest offset (20) that a runtime adds to an add's levels before its kernel (onnxruntime
