@@ -35,13 +35,14 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
-added each requantizer's ``variant`` (:data:`VARIANT_SINCE`)."""
-KNOWN_VERSIONS = (1, 2, 3)
+added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
+``fp32_add`` and the add's ``zero_offset`` (``since=4``)."""
+KNOWN_VERSIONS = (1, 2, 3, 4)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer)."""
+BORDER requantizer, an add's offset 0)."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, MAX_FRAC_BITS, MULTIPLIER_BITS, OverflowPolicy, RequantVariant,
-    gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
+    OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
 )
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -315,7 +315,10 @@ class Requantizer:
     (GEMMLOWP (10)-(13), FP32 (14)-(16); ``docs/contract.md`` 2.1). Variants without a fraction
     carry the plain round-to-nearest table (``BorderTable.nearest``), which they do not read:
     borders apply only where the variant defines a fraction. FP32 also needs ``M`` to be exactly
-    a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``)."""
+    a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``).
+    FP32_ADD (17)-(20), only on an :class:`Add`, holds exactly two entries, not per channel: the
+    float32 ratios ``r_a``, ``r_b``, each exactly a float32 with ``n`` in ``FP32_ADD_SHIFT_RANGE``
+    (``r < 2^12``)."""
 
     multiplier: np.ndarray
     shift: np.ndarray
@@ -334,13 +337,15 @@ class Requantizer:
         if not self.variant.has_fraction and not (self.borders.values.shape == (1, 1) and self.borders.is_nearest):
             _fail("requant.borders", f"variant '{self.variant.value}' has no fraction for borders; "
                                      "its table must be the single round-to-nearest border")
-        if self.variant is RequantVariant.FP32:
+        if self.variant is RequantVariant.FP32_ADD and m.shape != (2,):
+            _fail("requant.multiplier", f"variant 'fp32_add' holds the two ratios r_a, r_b; got {m.shape[0]} entries")
+        if self.variant in (RequantVariant.FP32, RequantVariant.FP32_ADD):
             low_bits = (1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1
             if np.any(m & low_bits):
-                _fail("requant.multiplier", "variant 'fp32' needs m * 2^-n to be a float32: m's low 7 bits must be 0")
-            lo, hi = FLOAT32_SHIFT_RANGE
+                _fail("requant.multiplier", f"variant '{self.variant.value}' needs m * 2^-n to be a float32: m's low 7 bits must be 0")
+            lo, hi = FLOAT32_SHIFT_RANGE if self.variant is RequantVariant.FP32 else FP32_ADD_SHIFT_RANGE
             if n.min() < lo or n.max() > hi:
-                _fail("requant.shift", f"variant 'fp32' needs n in [{lo}, {hi}] (a normal float32), got [{n.min()}, {n.max()}]")
+                _fail("requant.shift", f"variant '{self.variant.value}' needs n in [{lo}, {hi}], got [{n.min()}, {n.max()}]")
         object.__setattr__(self, "multiplier", m)
         object.__setattr__(self, "shift", n)
 
@@ -351,7 +356,7 @@ class Requantizer:
     def check_fits(self, channels: int, quant, accumulator_bits: int, where: str) -> None:
         if not isinstance(quant, QuantParams):
             _fail(where, "a requantizer must produce a quantized tensor")
-        if self.multiplier.shape[0] not in (1, channels):
+        if self.variant is not RequantVariant.FP32_ADD and self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
         if self.variant is RequantVariant.BORDER:
             s = self.shift - self.frac_bits
@@ -458,7 +463,13 @@ class Linear:
 @dataclass(frozen=True, eq=False)
 class Add:
     """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)`` with integer input weights in
-    [1, 2^16) that carry the ratio of the two input scales; the requantizer carries the rest."""
+    [1, 2^16) that carry the ratio of the two input scales; the requantizer carries the rest.
+
+    With an FP32_ADD requantizer (onnxruntime's ``QLinearAdd``, contract (17)-(20)) there is no
+    integer sum: the requantizer's two entries are the float32 ratios ``s_a / s_c`` and
+    ``s_b / s_c``, the weights must be 1 (unread), and ``zero_offset`` is the offset ``o`` the
+    runtime adds to every level and zero-point before its kernel (128 where onnxruntime runs an
+    int8 QDQ add as uint8; 0 for every other requantizer)."""
 
     kind: ClassVar[OpKind] = OpKind.ADD
     name: str
@@ -468,9 +479,15 @@ class Add:
     weight_a: int = op_field(FieldKind.INT, minimum=1, maximum=MAX_ADD_WEIGHT - 1)
     weight_b: int = op_field(FieldKind.INT, minimum=1, maximum=MAX_ADD_WEIGHT - 1)
     requant: Requantizer = op_field(FieldKind.REQUANT)
+    zero_offset: int = op_field(FieldKind.INT, maximum=MAX_ZERO_OFFSET, since=4, default=0)
 
     def __post_init__(self):
-        _check_fields(self)
+        where = _check_fields(self)
+        if self.requant.variant is RequantVariant.FP32_ADD:
+            if (self.weight_a, self.weight_b) != (1, 1):
+                _fail(f"{where}.weight_a", "variant 'fp32_add' reads no input weights; they must be 1")
+        elif self.zero_offset:
+            _fail(f"{where}.zero_offset", f"only variant 'fp32_add' reads an offset; must be 0 for '{self.requant.variant.value}'")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -760,6 +777,8 @@ class Program:
             lo, hi = integer_range(self.accumulator_bits, signed=True)
             if op.bias.min() < lo or op.bias.max() > hi:
                 _fail(f"{where}.bias", f"must fit the {self.accumulator_bits}-bit accumulator")
+        if op.requant is not None and op.requant.variant is RequantVariant.FP32_ADD and op.kind is not OpKind.ADD:
+            _fail(f"{where}.requant.variant", "variant 'fp32_add' requantizes only an add")
         if op.requant is None:
             if out.is_quantized:
                 _fail(f"{where}.requant", f"is missing, but tensor '{out.name}' is quantized")

@@ -1,6 +1,7 @@
 """Every op of the integer program as slow, plain numpy code: the oracle the kernels must match.
 
-All arithmetic is int64 and exact; no float touches an integer here. Activations come in NCHW
+All arithmetic is int64 and exact; no float touches an integer here, except in the FP32 variants
+of the requantizer and the add, which are float32 rules by definition (``rounding``). Activations come in NCHW
 (or N, F) integer arrays. Functions return exact int64 sums ("acc" functions, equations D.1,
 D.2, D.9, D.11, D.12 of ``docs/datapath.md``) or final levels (max pooling, clamp, requantize).
 The accumulator width is applied by the simulator, after these exact sums.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from aquant_sim import rounding
-from aquant_sim.program import AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer, window_output_size
+from aquant_sim.program import Add, AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer, window_output_size
 
 
 def _pad(x: np.ndarray, padding: tuple[int, int], value: int) -> np.ndarray:
@@ -61,6 +62,16 @@ def linear_acc(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray:
 def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: int, zero_b: int) -> np.ndarray:
     """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)``."""
     return weight_a * (a.astype(np.int64) - zero_a) + weight_b * (b.astype(np.int64) - zero_b)
+
+
+def add_fp32(a: np.ndarray, b: np.ndarray, op: Add, quant_a: QuantParams, quant_b: QuantParams,
+             quant_c: QuantParams) -> np.ndarray:
+    """An add with the FP32_ADD requantizer, contract (17)-(20) (onnxruntime's ``QLinearAdd``): no
+    integer sum; the float32 ratios are the requantizer's two entries, the offset the op's
+    ``zero_offset``. Levels out, int64."""
+    ratio_a, ratio_b = rounding.float32_scale(op.requant.multiplier, op.requant.shift)
+    return rounding.fp32_add(a, b, ratio_a, ratio_b, quant_a.zero_point, quant_b.zero_point, quant_c.zero_point,
+                             quant_c.qmin, quant_c.qmax, op.zero_offset)
 
 
 def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:

@@ -10,14 +10,19 @@ import numpy as np
 from aquant_sim import reference, rounding
 from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.program import OpKind
+from aquant_sim.rounding import RequantVariant
 
 
 class ReferenceDatapath:
     """:class:`aquant_sim.datapath.Datapath` in plain numpy."""
 
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow) -> Accumulated:
-        """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8)."""
+        """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8); an
+        FP32_ADD add has no integer sum (``max |acc|`` and overflows 0)."""
         x, z = inputs[0], in_quants[0].zero_point
+        if op.kind is OpKind.ADD and op.requant.variant is RequantVariant.FP32_ADD:
+            result = reference.add_fp32(x, inputs[1], op, *in_quants, out_quant).astype(np.int32)
+            return Accumulated(result, 0, 0, int(np.count_nonzero(result == out_quant.zero_point)))
         if op.kind is OpKind.CONV2D:
             acc = reference.conv2d_acc(x, op, z)
         elif op.kind is OpKind.LINEAR:

@@ -1,11 +1,13 @@
 """Fixtures (a pytest plugin of tests/conftest.py) of small int8 ONNX models made in the tests: torch models exported with torch.onnx (the
-TorchScript exporter), then quantized by onnxruntime's own quantize_static (QDQ format, uint8
-activations and int8 weights, its defaults) with a tiny calibration reader."""
+TorchScript exporter), then quantized by onnxruntime's own quantize_static (int8 activations and
+weights, its defaults, or uint8 activations where said) with a tiny calibration reader."""
 
 import numpy as np
 import pytest
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from aquant_sim.models import build_model
 
 SHAPE = (3, 16, 16)
 
@@ -28,15 +30,15 @@ class _Plain(torch.nn.Module):
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
 
 
-class _Residual(torch.nn.Module):
-    """A conv and a residual add (QLinearAdd after onnxruntime's fusion)."""
+class _Unsupported(torch.nn.Module):
+    """A conv and an average pooling (a node the importer refuses)."""
 
     def __init__(self):
         super().__init__()
         self.c1 = torch.nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, x):
-        return torch.relu(self.c1(x) + x)
+        return torch.nn.functional.avg_pool2d(self.c1(x), 2)
 
 
 class _Reader(CalibrationDataReader):
@@ -48,7 +50,8 @@ class _Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0):
+def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0,
+                    activation_type=QuantType.QInt8):
     """Export ``module`` and quantize it with onnxruntime's quantize_static; return the path."""
     torch.manual_seed(seed)
     module = module.eval()
@@ -56,8 +59,27 @@ def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_
     path = tmp_path / f"int8_{quant_format.name}_{'channel' if per_channel else 'tensor'}.onnx"
     torch.onnx.export(module, torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
                       opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=quant_format, per_channel=per_channel)
+    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=quant_format, per_channel=per_channel,
+                    activation_type=activation_type)
     return path
+
+
+def zoo_model(name: str, seed: int = 0, **options) -> torch.nn.Module:
+    """A zoo model on 3-channel inputs with random batch-norm statistics and affine parameters
+    (the default ones fold into all-zero conv biases, which the exporter shares through Identity
+    nodes that quantize_static cannot quantize)."""
+    torch.manual_seed(seed)
+    model = build_model(name, SHAPE[0], 10, **options)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
+    return model
 
 
 @pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
@@ -69,10 +91,37 @@ def plain_model(request, tmp_path):
     return quantized_model(tmp_path, _Plain(), per_channel=per_channel, quant_format=quant_format)
 
 
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
+def resnet_model(request, tmp_path):
+    """ResNet-20 (width 4) quantized with uint8 activations, the form onnxruntime runs on x86
+    entirely in integer kernels (with its int8 default, see ``int8_resnet_model``, it does not)."""
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, zoo_model("resnet20", width=4), per_channel=per_channel, quant_format=quant_format,
+                           activation_type=QuantType.QUInt8)
+
+
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
+def mobilenet_model(request, tmp_path):
+    """The zoo's MobileNetV2-style model (width 0.25) quantized with uint8 activations."""
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, zoo_model("mobilenetv2", width_mult=0.25), per_channel=per_channel,
+                           quant_format=quant_format, activation_type=QuantType.QUInt8)
+
+
 @pytest.fixture
-def residual_model(tmp_path):
+def int8_resnet_model(tmp_path):
+    """ResNet-20 (width 4) in QDQ form with quantize_static's defaults (int8 activations)."""
+    return quantized_model(tmp_path, zoo_model("resnet20", width=4), per_channel=False)
+
+
+@pytest.fixture
+def unsupported_model(tmp_path):
     torch.manual_seed(0)
-    return quantized_model(tmp_path, _Residual(), per_channel=False)
+    return quantized_model(tmp_path, _Unsupported(), per_channel=False)
 
 
 @pytest.fixture

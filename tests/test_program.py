@@ -7,7 +7,7 @@ import pytest
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.program import (
-    OP_TYPES, AccumulatorParams, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten, GlobalAvgPool,
+    OP_TYPES, AccumulatorParams, Add, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten, GlobalAvgPool,
     Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
 from aquant_sim import rounding
@@ -252,3 +252,33 @@ def test_gemmlowp_shift_keeps_the_left_shift_within_int32():
     with pytest.raises(ProgramError, match=r"\[31, 62\]"):
         program(ops=(conv(requant=gemmlowp(63)),))
     assert program(ops=(conv(requant=gemmlowp(23)),), accumulator_bits=24)
+
+
+def fp32_add_requant(ratios=(0.5, 0.25)) -> Requantizer:
+    m, n = rounding.float32_multiplier(np.array(ratios, dtype=np.float32))
+    return Requantizer(m, n, NEAREST, RequantVariant.FP32_ADD)
+
+
+def test_fp32_add_variant_is_checked():
+    """FP32_ADD holds exactly the two float32 ratios, each below 2^12; its add has weights 1 and
+    may carry an offset up to 2^8; an offset needs the variant; no other op takes it."""
+    tensors = (Tensor("x", (4, 5, 5), Q8), Tensor("b", (4, 5, 5), Q4), Tensor("y", (4, 5, 5), Q4))
+    residual = (conv(name="c", output="b", weight=np.ones((4, 4, 3, 3), dtype=np.int8)),)
+    add = Add("add", "b", "x", "y", 1, 1, fp32_add_requant(), zero_offset=128)
+    assert program(ops=residual + (add,), tensors=(*tensors[:2], tensors[2]))
+    with pytest.raises(ProgramError, match="two ratios r_a, r_b; got 1 entries"):
+        Requantizer(np.array([1 << 30]), np.array([31]), NEAREST, RequantVariant.FP32_ADD)
+    with pytest.raises(ProgramError, match=r"'fp32_add' needs n in \[19, 156\]"):
+        fp32_add_requant((4096.0, 1.0))
+    with pytest.raises(ProgramError, match="low 7 bits"):
+        Requantizer(np.array([1 << 30, (1 << 30) + 1]), np.array([31, 31]), NEAREST, RequantVariant.FP32_ADD)
+    with pytest.raises(ProgramError, match="weight_a: variant 'fp32_add' reads no input weights"):
+        Add("add", "b", "x", "y", 2, 1, fp32_add_requant())
+    with pytest.raises(ProgramError, match="zero_offset: only variant 'fp32_add' reads an offset"):
+        Add("add", "b", "x", "y", 1, 1, requant(), zero_offset=128)
+    with pytest.raises(ProgramError, match="zero_offset: expected integers >= 0 and <= 256"):
+        Add("add", "b", "x", "y", 1, 1, fp32_add_requant(), zero_offset=257)
+    with pytest.raises(ProgramError, match="requant.variant: variant 'fp32_add' requantizes only an add"):
+        program(ops=(conv(requant=fp32_add_requant()),))
+    with pytest.raises(ProgramError, match="requantizes no accumulator"):
+        rounding.requantize_variant(RequantVariant.FP32_ADD, np.zeros((1, 1)), [1 << 30], [31], 1, None, 0, 0, 255)

@@ -208,3 +208,114 @@ def test_golden_vectors(acc, mn, frac, borders, z, qmin, qmax, expected):
     table = np.array([borders], dtype=np.int64)
     q = rounding.requantize(np.array([[acc]]), [mn[0]], [mn[1]], frac, table, z, qmin, qmax)
     assert int(q[0, 0]) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# The FP32_ADD variant (17)-(20): onnxruntime's QLinearAdd
+
+
+def _exact_fma(x, y, z) -> np.ndarray:
+    """Each ``x * y + z`` in exact rationals, rounded once to float32 (the runtime oracle's rounding)."""
+    from aquant_sim.testing.runtime_oracles import _round_float32
+
+    return np.array([_round_float32(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c)))
+                     for a, b, c in zip(x, y, z)], dtype=np.float32)
+
+
+def test_float32_fma_is_exact_where_float64_rounds_twice():
+    """The emulated fused multiply-add equals exact rounding on 20,000 hard cases (tiny and huge
+    addends, exact cancellations, zeros), where ``float32(float64(x * y) + z)`` is wrong once."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    x = rng.integers(-255, 256, n).astype(np.float32)
+    y = (rng.standard_normal(n) * 2.0 ** rng.integers(-40, 10, n)).astype(np.float32)
+    z = (rng.standard_normal(n) * 2.0 ** rng.integers(-40, 10, n)).astype(np.float32)
+    y[:50], z[50:100] = 0, 0
+    z[100:200] = -(x[100:200].astype(np.float64) * y[100:200]).astype(np.float32)
+    exact = _exact_fma(x, y, z)
+    assert np.array_equal(rounding.float32_fma(x, y, z), exact)
+    assert np.count_nonzero((x.astype(np.float64) * y + z).astype(np.float32) != exact) == 1
+
+
+@st.composite
+def fp32_add_cases(draw):
+    """Levels of two uint8 or int8 inputs, float32 ratios in [2^-8, 2^8), zero-points, an offset."""
+    signed = draw(st.booleans())
+    lo, hi = (-128, 127) if signed else (0, 255)
+    ratios = [np.float32(draw(st.floats(2.0**-8, 2.0**8 - 1, width=32))) for _ in range(2)]
+    zeros = [draw(st.integers(lo, hi)) for _ in range(3)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    a, b = np.random.default_rng(seed).integers(lo, hi + 1, size=(2, 64))
+    return a, b, ratios, zeros, lo, hi, draw(st.sampled_from([0, 128]))
+
+
+@given(fp32_add_cases())
+def test_fp32_add_equals_the_mlas_transcription(case):
+    """(17)-(20) equal the per-element transcription of MLAS's AVX2 QLinearAdd in exact rationals."""
+    from aquant_sim.testing.runtime_oracles import mlas_qlinear_add
+
+    a, b, (r_a, r_b), (z_a, z_b, z_c), lo, hi, o = case
+    got = rounding.fp32_add(a, b, r_a, r_b, z_a, z_b, z_c, lo, hi, o)
+    want = [mlas_qlinear_add(int(x) + o, int(y) + o, float(r_a), float(r_b), z_a + o, z_b + o, z_c + o, lo + o, hi + o) - o
+            for x, y in zip(a, b)]
+    assert got.tolist() == want
+
+
+def _onnxruntime_add(form: str, signed: bool, scales, zeros, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """onnxruntime's output levels for one add of levels ``a``, ``b``: a QLinearAdd node
+    (``"qoperator"``) or a QDQ group ``DQ, DQ -> Add -> Q`` fed by Q nodes of exactly
+    representable floats and ending, as a quantized model does, in a DQ to a float output
+    (``"qdq"``, which onnxruntime fuses into QLinearAdd, int8 as uint8; with the Q output as
+    the graph output it does not fuse); levels read back as ``rint(y / s_c) + z_c``."""
+    import onnx
+    import onnxruntime as ort
+
+    h, t = onnx.helper, onnx.TensorProto
+    level_type, dtype = (t.INT8, np.int8) if signed else (t.UINT8, np.uint8)
+    names = ("a", "b", "c")
+    inits = [h.make_tensor(f"s{n}", t.FLOAT, [], [float(s)]) for n, s in zip(names, scales)]
+    inits += [h.make_tensor(f"z{n}", level_type, [], [int(z)]) for n, z in zip(names, zeros)]
+    shape = [1, 1, 256, 256]
+    if form == "qoperator":
+        node = h.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft")
+        graph = h.make_graph([node], "add", [h.make_tensor_value_info(n, level_type, shape) for n in "ab"],
+                             [h.make_tensor_value_info("c", level_type, shape)], inits)
+        feeds = {"a": a.astype(dtype).reshape(shape), "b": b.astype(dtype).reshape(shape)}
+    else:
+        nodes = [node for n in "ab" for node in (h.make_node("QuantizeLinear", [f"x{n}", f"s{n}", f"z{n}"], [f"q{n}"]),
+                                                 h.make_node("DequantizeLinear", [f"q{n}", f"s{n}", f"z{n}"], [f"d{n}"]))]
+        nodes += [h.make_node("Add", ["da", "db"], ["sum"]), h.make_node("QuantizeLinear", ["sum", "sc", "zc"], ["qc"]),
+                  h.make_node("DequantizeLinear", ["qc", "sc", "zc"], ["c"])]
+        graph = h.make_graph(nodes, "add", [h.make_tensor_value_info(f"x{n}", t.FLOAT, shape) for n in "ab"],
+                             [h.make_tensor_value_info("c", t.FLOAT, shape)], inits)
+        feeds = {f"x{n}": ((v.astype(np.float64) - z) * np.float32(s)).astype(np.float32).reshape(shape)
+                 for n, v, s, z in zip("ab", (a, b), scales, zeros)}
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    out = session.run(None, feeds)[0].reshape(-1)
+    if form == "qoperator":
+        return out.astype(np.int64)
+    return (np.rint(out.astype(np.float64) / np.float64(scales[2])) + zeros[2]).astype(np.int64)
+
+
+@pytest.mark.parametrize("form, signed", [("qoperator", False), ("qoperator", True), ("qdq", False), ("qdq", True)],
+                         ids=["qlinearadd-uint8", "qlinearadd-int8", "qdq-uint8", "qdq-int8"])
+def test_fp32_add_equals_onnxruntime_on_every_input_pair(form, signed):
+    """For 12 random scale and zero-point triples, all 256 x 256 input pairs: (17)-(20) with the
+    importer's offset (128 for an int8 QDQ add, which onnxruntime runs as uint8; else 0) equal
+    onnxruntime, 0 differing levels; without the offset an int8 QDQ add differs somewhere."""
+    lo, hi = (-128, 127) if signed else (0, 255)
+    a, b = np.repeat(np.arange(lo, hi + 1), 256), np.tile(np.arange(lo, hi + 1), 256)
+    offset = 128 if form == "qdq" and signed else 0
+    rng = np.random.default_rng(11 + 2 * signed + (form == "qdq"))
+    without_offset = 0
+    for _ in range(12):
+        scales = np.exp(rng.uniform(-6, 0.5, 3)).astype(np.float32)
+        zeros = [int(z) for z in rng.integers(lo, hi + 1, 3)]
+        runtime = _onnxruntime_add(form, signed, scales, zeros, a, b)
+        r_a, r_b = scales[0] / scales[2], scales[1] / scales[2]  # float32 division, as MLAS
+        assert np.array_equal(rounding.fp32_add(a, b, r_a, r_b, *zeros, lo, hi, offset), runtime)
+        without_offset += np.count_nonzero(rounding.fp32_add(a, b, r_a, r_b, *zeros, lo, hi, 0) != runtime)
+    assert (without_offset > 0) == (offset > 0)

@@ -3,18 +3,23 @@ writes) into an integer program whose requantizers are ONNX Runtime's own (the F
 contract (14)-(16)), so that the simulator computes the integers onnxruntime's CPU kernels compute.
 
 A QOperator model holds the integer ops themselves (``QLinearConv``, ``QGemm``,
-``QLinearMatMul``, ``QLinearGlobalAveragePool``; ``MaxPool`` and ``Flatten`` on the quantized
-tensor), translated one to one as below.
+``QLinearMatMul``, ``QLinearAdd``, ``QLinearGlobalAveragePool``; ``MaxPool`` and ``Flatten`` on
+the quantized tensor), translated one to one as below.
 
 A QDQ model holds float ops between ``DequantizeLinear`` (DQ) and ``QuantizeLinear`` (Q) nodes;
 onnxruntime fuses each ``DQ -> op -> Q`` group into one integer kernel (``QLinearConv``,
-``QGemm``, ``QLinearGlobalAveragePool``) and runs ``DQ -> MaxPool / Flatten -> Q`` with equal
-scales on the integers. Each group becomes one op of the program:
+``QGemm``, ``QLinearAdd``, ``QLinearGlobalAveragePool``) and runs ``DQ -> MaxPool / Flatten -> Q``
+with equal scales on the integers. Each group becomes one op of the program:
 
 * ``Conv`` (weights int8, per tensor or per output channel, int32 bias): ``conv2d`` with the
   weights' zero-points, requantized with ``float32(s_x * s_w[c]) / s_y`` in float32, the scale
   onnxruntime's ``QLinearConv`` computes;
 * ``Gemm`` (``transB = 1``) and ``MatMul`` on a vector: ``linear``, the same way;
+* ``Add`` of two activations of the same shape: ``add`` with the FP32_ADD requantizer (contract
+  (17)-(20)), the float32 ratios ``float32(s_a) / float32(s_c)`` and ``float32(s_b) / float32(s_c)``
+  that MLAS's ``QLinearAdd`` computes, and the offset 128 for int8 tensors, which onnxruntime's
+  ``qdq_s8_to_u8`` transform (on x86) runs as a uint8 ``QLinearAdd`` with every level and
+  zero-point plus 128 (the offset changes the float32 rounding of the kernel's fixed part);
 * ``GlobalAveragePool``: ``global_avgpool``, ``float32(s_x / (s_y * H * W))``;
 * ``MaxPool`` and ``Flatten`` between equal quantizations: ``maxpool2d`` and ``flatten``;
 * ``Relu`` between equal quantizations: a ``clamp`` at the zero-point.
@@ -34,11 +39,15 @@ import numpy as np
 from aquant_sim import rounding
 from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
 from aquant_sim.program import (
-    BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    Add, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
 
 ACCUMULATOR_BITS = 32
 """onnxruntime accumulates in int32 and wraps."""
+S8_TO_U8_OFFSET = 128
+"""What onnxruntime's ``qdq_s8_to_u8`` transform adds to the levels and zero-points of an int8
+QDQ group that it runs as a uint8 kernel (measured on its optimized graph: the fused
+``QLinearAdd`` reads ``uint8`` tensors with zero-points ``z + 128``)."""
 NEAREST = BorderTable.nearest(1)
 """The border table a variant without a fraction carries (and does not read)."""
 
@@ -212,6 +221,29 @@ def _linear(graph: _Graph, node) -> None:
     graph.ops.append(op)
 
 
+def _fp32_add(graph: _Graph, node, name: str, a: str, b: str, out_quant: QuantParams, offset: int) -> None:
+    """The program's FP32_ADD add of tensors ``a`` and ``b`` into ``name``: the ratios
+    ``float32(s_a) / float32(s_c)`` and ``float32(s_b) / float32(s_c)`` in float32, as MLAS's
+    ``QLinearAdd`` computes them, and the runtime's ``offset``."""
+    quants = [graph.tensors[t].quant for t in (a, b)]
+    if len({q.signed for q in (*quants, out_quant)}) != 1:
+        graph.fail(node, "its inputs and output must be all int8 or all uint8 (one QLinearAdd type)")
+    s_c = np.float32(out_quant.scale)
+    ratios = np.array([np.float32(q.scale) / s_c for q in quants], dtype=np.float32)
+    m, n = rounding.float32_multiplier(ratios)
+    op = Add(name, a, b, name, 1, 1, Requantizer(m, n, NEAREST, rounding.RequantVariant.FP32_ADD), offset)
+    graph.add_tensor(name, op.output_shape([graph.tensors[a].shape, graph.tensors[b].shape]), out_quant)
+    graph.ops.append(op)
+
+
+def _add(graph: _Graph, node) -> None:
+    """QDQ ``Add`` of two activations (onnxruntime's ``QLinearAdd`` once fused)."""
+    a, b = (graph.activation(name, node) for name in node.input[:2])
+    q = graph.single_q(node.output[0], node)
+    out_quant = graph.quant(q)
+    _fp32_add(graph, node, q.output[0], a, b, out_quant, S8_TO_U8_OFFSET if out_quant.signed else 0)
+
+
 def _global_avgpool(graph: _Graph, node) -> None:
     x = graph.activation(node.input[0], node)
     q = graph.single_q(node.output[0], node)
@@ -277,9 +309,10 @@ def _explicit_quant(graph: _Graph, node, scale_index: int) -> QuantParams:
     return QuantParams(8, zero.dtype == np.int8, float(np.float32(scale.reshape(()))), int(zero.reshape(())))
 
 
-def _quantized_input(graph: _Graph, node, scale_index: int) -> str:
-    """The program tensor a QOperator node reads, checked against the quantization it states."""
-    name = node.input[0]
+def _quantized_input(graph: _Graph, node, scale_index: int, index: int = 0) -> str:
+    """The program tensor a QOperator node reads at input ``index``, checked against the
+    quantization it states at ``scale_index``."""
+    name = node.input[index]
     if name not in graph.tensors:
         graph.fail(node, f"input '{name}' is not a quantized tensor of the model")
     if _explicit_quant(graph, node, scale_index) != graph.tensors[name].quant:
@@ -324,6 +357,13 @@ def _qgemm(graph: _Graph, node) -> None:
     graph.ops.append(op)
 
 
+def _qlinear_add(graph: _Graph, node) -> None:
+    """QLinearAdd (com.microsoft)(a, s_a, z_a, b, s_b, z_b, s_c, z_c): run by MLAS on the stored
+    levels themselves (int8 or uint8), so the offset is 0."""
+    a, b = _quantized_input(graph, node, 1), _quantized_input(graph, node, 4, index=3)
+    _fp32_add(graph, node, node.output[0], a, b, _explicit_quant(graph, node, 6), 0)
+
+
 def _qlinear_global_avgpool(graph: _Graph, node) -> None:
     """QLinearGlobalAveragePool (com.microsoft)(x, s_x, z_x, s_y, z_y), channels first."""
     if graph.attributes(node).get("channels_last", 0):
@@ -344,10 +384,10 @@ def _integer_pass_through(graph: _Graph, node) -> None:
     graph.add_tensor(node.output[0], op.output_shape([graph.tensors[x].shape]), graph.tensors[x].quant)
 
 
-_HANDLERS = {"Conv": _conv, "Gemm": _linear, "MatMul": _linear, "GlobalAveragePool": _global_avgpool,
+_HANDLERS = {"Conv": _conv, "Gemm": _linear, "MatMul": _linear, "Add": _add, "GlobalAveragePool": _global_avgpool,
              "MaxPool": _pass_through, "Flatten": _pass_through, "Relu": _pass_through}
 """The float ops of a QDQ model that the importer turns into program ops."""
-_QOPERATOR_HANDLERS = {"QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qgemm,
+_QOPERATOR_HANDLERS = {"QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qgemm, "QLinearAdd": _qlinear_add,
                        "QLinearGlobalAveragePool": _qlinear_global_avgpool}
 """The integer ops of a QOperator model; MaxPool and Flatten on a quantized tensor pass through."""
 _QDQ = ("QuantizeLinear", "DequantizeLinear")

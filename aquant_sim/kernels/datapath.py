@@ -5,7 +5,8 @@ exact sums (for conv2d and linear from the int8 VNNI kernels where the operands 
 the general exact GEMM), adds the bias in int64, records ``max |acc|``, applies the A-bit accumulator
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
 at the zero-point, writing int32 levels in NCHW order (a requantizer of a runtime's variant,
-GEMMLOWP or FP32, takes a second pass over the A-bit accumulators). Per-(n, c) counts are reduced afterwards
+GEMMLOWP or FP32, takes a second pass over the A-bit accumulators; an add with the FP32_ADD
+variant is one pass of ``elementwise.add_fp32`` over its two inputs). Per-(n, c) counts are reduced afterwards
 in a fixed order, so the counters do not depend on the thread count. The REFERENCE backend does
 the same steps one numpy pass at a time (:mod:`aquant_sim.reference_datapath`); the tests
 require identical integers and counters.
@@ -18,7 +19,7 @@ import numpy as np
 from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
-from aquant_sim.kernels.elementwise import add_acc, clamp_into, count_equal
+from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, count_equal
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
 from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
@@ -53,7 +54,11 @@ class NumbaDatapath:
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int,
                          overflow: OverflowPolicy) -> Accumulated:
         """Run an accumulating op: int32 levels of shape ``(N, *out_shape)`` (int64 accumulators
-        when ``op.requant`` is None) and the counts."""
+        when ``op.requant`` is None) and the counts; an FP32_ADD add has no integer sum (``max |acc|``
+        and overflows 0)."""
+        if op.kind is OpKind.ADD and op.requant.variant is RequantVariant.FP32_ADD:
+            values = add_fp32(inputs[0], inputs[1], op, *in_quants, out_quant, dtype=np.int32)
+            return Accumulated(values, 0, 0, count_equal(values, out_quant.zero_point))
         sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
         batch = inputs[0].shape[0]
         shape = (batch, out_shape[0], sums.shape[2])

@@ -1,11 +1,18 @@
-"""Element-wise kernels: the residual add's sums (D.9), per-channel clamps (D.13), and the count
-of elements equal to a value (the simulator's zero fraction). Parallel over (n, c) planes."""
+"""Element-wise kernels: the residual add's sums (D.9), onnxruntime's float32 add (the FP32_ADD
+variant, contract (17)-(20)), per-channel clamps (D.13), and the count of elements equal to a
+value (the simulator's zero fraction). Parallel over (n, c) planes."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from aquant_sim.kernels.config import parallel_jit, prange
+from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
+from aquant_sim.program import Add, QuantParams
+from aquant_sim.rounding import float32_scale, fp32_add_fixed
+
+_TWO_53 = 2.0**53
 
 
 def _planes(x: np.ndarray) -> np.ndarray:
@@ -26,6 +33,51 @@ def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: 
     """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)``, exact int64 (|w| < 2^16, 16-bit levels)."""
     out = np.empty(a.shape, dtype=np.int64)
     _add(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), weight_a, weight_b, zero_a, zero_b, _planes(out))
+    return out
+
+
+@inline_jit
+def float32_fma(x, y, z):
+    """``rounding.float32_fma`` on float32 scalars: the float64 product (exact), TwoSum's exact
+    error of the float64 sum, round to odd (a nonzero error and an even last significand bit,
+    read from ``frexp``'s 53-bit significand, move the sum one float64 step toward the error),
+    then one rounding to float32; the proof is in ``rounding.float32_fma``."""
+    p = np.float64(x) * np.float64(y)
+    w = np.float64(z)
+    s = p + w
+    virtual = s - p
+    error = (p - (s - virtual)) + (w - virtual)
+    if error != 0.0:
+        significand, _ = math.frexp(s)
+        if (np.int64(significand * _TWO_53) & 1) == 0:
+            s = np.nextafter(s, np.inf if error > 0.0 else -np.inf)
+    return np.float32(s)
+
+
+@parallel_jit
+def _add_fp32(a, b, ratio_a, ratio_b, fixed, offset, lo, hi, out):
+    """(18)-(20) per element: ``v = fma(A, r_a, fma(B, r_b, F))`` with ``A = a + o``, ``B = b + o``,
+    rounded half to even, clamped to ``[lo, hi]`` (the output range plus ``o``), minus ``o``."""
+    batch, channels, positions = a.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for p in range(positions):
+            big_a = np.float32(np.int64(a[n, c, p]) + offset)
+            big_b = np.float32(np.int64(b[n, c, p]) + offset)
+            v = float32_fma(big_a, ratio_a, float32_fma(big_b, ratio_b, fixed))
+            out[n, c, p] = min(max(np.int64(np.rint(v)), lo), hi) - offset
+
+
+def add_fp32(a: np.ndarray, b: np.ndarray, op: Add, quant_a: QuantParams, quant_b: QuantParams, quant_c: QuantParams,
+             dtype=np.int64) -> np.ndarray:
+    """An add with the FP32_ADD requantizer, contract (17)-(20), into a new array of ``dtype``:
+    the same integers as ``reference.add_fp32``. The fixed part (17) is ``rounding.fp32_add_fixed``."""
+    ratio_a, ratio_b = float32_scale(op.requant.multiplier, op.requant.shift)
+    o = op.zero_offset
+    fixed = fp32_add_fixed(ratio_a, ratio_b, quant_a.zero_point, quant_b.zero_point, quant_c.zero_point, o)
+    out = np.empty(a.shape, dtype=dtype)
+    _add_fp32(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), ratio_a, ratio_b, fixed, o,
+              quant_c.qmin + o, quant_c.qmax + o, _planes(out))
     return out
 
 

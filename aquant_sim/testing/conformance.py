@@ -39,7 +39,7 @@ from aquant_sim import rounding
 from aquant_sim.program import QuantParams, Requantizer, BorderTable
 from aquant_sim.rounding import RequantVariant
 from aquant_sim.testing import runtime_oracles
-from aquant_sim.testing.strategies import RequantizerCase, VariantCase, requantizer_cases, variant_cases
+from aquant_sim.testing.strategies import AddCase, RequantizerCase, VariantCase, add_cases, requantizer_cases, variant_cases
 
 RequantizerFn = Callable[..., object]
 
@@ -269,6 +269,78 @@ def check_requantizer_variant(fn: RequantizerFn, variant: RequantVariant, max_ex
                       suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
     for prop in VARIANT_PROPERTIES:
         config(given(case=variant_cases(variant))(_bind(prop, fn)))()
+
+
+AddFn = Callable[..., np.ndarray]
+"""``fn(a, b, ratio_a, ratio_b, zero_a, zero_b, zero_c, qmin, qmax, offset) -> q``: an FP32_ADD add
+(contract (17)-(20)) of two 1-D int64 level vectors, float32 ratios, the formats' zero-points,
+the output range and the runtime's offset."""
+
+
+def _add_backend(module: str) -> AddFn:
+    """A backend's ``add_fp32(a, b, Add, QuantParams x 3)`` in the kit's add signature."""
+    import importlib
+
+    from aquant_sim.program import Add
+
+    add_fp32 = importlib.import_module(module).add_fp32
+
+    def adapted(a, b, ratio_a, ratio_b, zero_a, zero_b, zero_c, qmin, qmax, offset):
+        m, n = rounding.float32_multiplier(np.array([ratio_a, ratio_b], dtype=np.float32))
+        op = Add("add", "a", "b", "c", 1, 1, Requantizer(m, n, BorderTable.nearest(1), RequantVariant.FP32_ADD), offset)
+        signed = qmin < 0
+        quants = [QuantParams(8, signed, 1.0, z) for z in (zero_a, zero_b, zero_c)]
+        return np.asarray(add_fp32(np.asarray(a)[None, :], np.asarray(b)[None, :], op, *quants))[0]
+
+    return adapted
+
+
+ADD_IMPLEMENTATIONS: dict[str, Callable[[], AddFn]] = {
+    "numpy": lambda: rounding.fp32_add,
+    "reference": lambda: _add_backend("aquant_sim.reference"),
+    "numba": lambda: _add_backend("aquant_sim.kernels"),
+}
+"""Every implementation of the FP32_ADD add, by name (8-bit formats, as onnxruntime's ``QLinearAdd``)."""
+
+
+def _add_args(case: AddCase) -> tuple:
+    return (case.a, case.b, case.ratio_a, case.ratio_b, case.zero_a, case.zero_b, case.zero_c, case.qmin, case.qmax,
+            case.offset)
+
+
+def _add_property_oracle(fn, case: AddCase):
+    """Equal, element by element, to MLAS's AVX2 ``QLinearAdd`` transcribed in exact rationals."""
+    o = case.offset
+    got = np.asarray(fn(*_add_args(case)))
+    for i in range(len(case.a)):
+        want = runtime_oracles.mlas_qlinear_add(int(case.a[i]) + o, int(case.b[i]) + o, float(case.ratio_a),
+                                                float(case.ratio_b), case.zero_a + o, case.zero_b + o, case.zero_c + o,
+                                                case.qmin + o, case.qmax + o) - o
+        if got[i] != want:
+            raise ConformanceError(f"[equals onnxruntime's QLinearAdd source] expected {want}, got {int(got[i])}\n"
+                                   f"  inputs: {case.describe(i)}", case, want, int(got[i]))
+
+
+def _add_property_near_real(fn, case: AddCase):
+    """Less than one level from the exact ``r_a (a - z_a) + r_b (b - z_b) + z_c`` wherever that is
+    within ``[qmin, qmax]``; always within ``[qmin, qmax]``."""
+    got = np.asarray(fn(*_add_args(case)))
+    for i in range(len(case.a)):
+        exact = (Fraction(float(case.ratio_a)) * (int(case.a[i]) - case.zero_a)
+                 + Fraction(float(case.ratio_b)) * (int(case.b[i]) - case.zero_b) + case.zero_c)
+        if not case.qmin <= got[i] <= case.qmax or (case.qmin <= exact <= case.qmax and abs(got[i] - exact) >= 1):
+            raise ConformanceError(f"[within one level of the exact sum, in range] got {int(got[i])}, exact {float(exact)!r}\n"
+                                   f"  inputs: {case.describe(i)}", case, None, int(got[i]))
+
+
+def check_fp32_add(fn: AddFn, max_examples: int = 200, derandomize: bool = False) -> None:
+    """Run the FP32_ADD properties against ``fn`` (signature :data:`AddFn`): equality with the
+    transcription of MLAS's ``QLinearAdd`` (``runtime_oracles.mlas_qlinear_add``) and less than
+    one level from the exact sum, within the output range. Raises :class:`ConformanceError`."""
+    config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck), print_blob=False)
+    for prop in (_add_property_oracle, _add_property_near_real):
+        config(given(case=add_cases())(_bind(prop, fn)))()
 
 
 def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False,

@@ -3,7 +3,8 @@
 They draw what the datapath must handle: operand widths 2..8, signed and unsigned activations
 with non-zero zero-points, every border granularity (``BorderGranularity.table_shape``), shared
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
-allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32), both overflow policies and accumulators narrow
+allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32, and
+FP32_ADD on residual adds), both overflow policies and accumulators narrow
 enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
 dilation, groups and depthwise, linear, residual add, max and average pooling, global average
 pooling, flatten and clamps.
@@ -25,7 +26,7 @@ from aquant_sim.program import (
     MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
+    FLOAT32_MANTISSA_BITS, FP32_ADD_SHIFT_RANGE, MAX_ZERO_OFFSET, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
     scaled_shift_range,
 )
 
@@ -93,6 +94,30 @@ def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int,
     low, high = max(smallest, centre - 3), min(largest, centre + 3)
     shift = rng.integers(low, high + 1, size=count)
     return Requantizer(multiplier, shift, borders, variant)
+
+
+@st.composite
+def fp32_add_requantizers(draw) -> Requantizer:
+    """The FP32_ADD requantizer of an add: two float32 ratios (24-bit ``m``) from ``2^-12`` to
+    ``2^12`` (``n`` from 19 to 43), more often near 1, the nearest table."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    multiplier = np.random.default_rng(seed).integers(1 << 30, 1 << 31, size=2)
+    multiplier &= ~np.int64((1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1)
+    shift = [draw(st.one_of(st.integers(29, 33), st.integers(FP32_ADD_SHIFT_RANGE[0], 43))) for _ in range(2)]
+    return Requantizer(multiplier, np.array(shift), BorderTable.nearest(draw(FRAC_BITS)), RequantVariant.FP32_ADD)
+
+
+@st.composite
+def adds(draw, name: str, input_a: str, input_b: str, output: str, channels: int, out_quant: QuantParams,
+         accumulator_bits: int) -> Add:
+    """A residual add: two thirds D.9 with weights in [1, 2^16) and a requantizer of any variant
+    but FP32_ADD, one third FP32_ADD (weights 1) with an offset of 0, 128 or any in [0, 2^8]."""
+    if draw(st.integers(0, 2)) == 0:
+        offset = draw(st.one_of(st.sampled_from([0, 128]), st.integers(0, MAX_ZERO_OFFSET)))
+        return Add(name, input_a, input_b, output, 1, 1, draw(fp32_add_requantizers()), offset)
+    weights = st.one_of(st.integers(1, 4), st.integers(1, (1 << 16) - 1))
+    return Add(name, input_a, input_b, output, draw(weights), draw(weights),
+               draw(requantizers(channels, out_quant, accumulator_bits)))
 
 
 def random_levels(seed: int, shape: tuple[int, ...], quant: QuantParams) -> np.ndarray:
@@ -200,12 +225,11 @@ def feature_maps(draw, quant: QuantParams, max_size: int = 6) -> np.ndarray:
 
 @st.composite
 def add_cases(draw) -> OpCase:
-    """A residual Add of two same-shaped maps with different formats and weights in [1, 2^16)."""
+    """A residual Add of two same-shaped maps with different formats (:func:`adds`)."""
     qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
     x = draw(feature_maps(qa))
     y = random_levels(draw(st.integers(0, 2**32 - 1)), x.shape, qb)
-    weights = st.one_of(st.integers(1, 4), st.integers(1, (1 << 16) - 1))
-    op = Add("add", "a", "b", "y", draw(weights), draw(weights), draw(requantizers(x.shape[1], out_q, a)))
+    op = draw(adds("add", "a", "b", "y", x.shape[1], out_q, a))
     return OpCase(op, (x, y), (qa, qb), out_q, a)
 
 
@@ -323,9 +347,7 @@ class _ChainBuilder:
         else:  # residual: add x to a same-shaped conv of x
             branch = self.conv(x, shape_like=x)
             out_q = draw(quant_params())
-            weights = st.integers(1, (1 << 16) - 1)
-            op = Add(self.name(), branch.name, x.name, self.name(), draw(weights), draw(weights),
-                     draw(requantizers(x.channels, out_q, self.a)))
+            op = draw(adds(self.name(), branch.name, x.name, self.name(), x.channels, out_q, self.a))
             self.emit(op, x.shape, out_q)
 
 

@@ -298,3 +298,38 @@ def variant_cases(draw, variant: rounding.RequantVariant, max_size: int = 32) ->
                         min_size=1, max_size=max_size))
     return VariantCase(variant, np.array(acc, dtype=np.int64), multiplier, shift, grid.zero_point, grid.qmin,
                        grid.qmax, accumulator_bits)
+
+
+@dataclass(frozen=True)
+class AddCase:
+    """One FP32_ADD add (onnxruntime's ``QLinearAdd``, contract (17)-(20)) and two level vectors:
+    the inputs of the conformance kit's add callable."""
+
+    a: np.ndarray
+    b: np.ndarray
+    ratio_a: np.float32
+    ratio_b: np.float32
+    zero_a: int
+    zero_b: int
+    zero_c: int
+    qmin: int
+    qmax: int
+    offset: int
+
+    def describe(self, i: int) -> str:
+        return (f"a={int(self.a[i])} b={int(self.b[i])} r_a={float(self.ratio_a)!r} r_b={float(self.ratio_b)!r} "
+                f"z_a={self.zero_a} z_b={self.zero_b} z_c={self.zero_c} range=[{self.qmin}, {self.qmax}] offset={self.offset}")
+
+
+@st.composite
+def add_cases(draw, max_size: int = 32) -> AddCase:
+    """An 8-bit (uint8 or int8) FP32_ADD case: ratios from simple dyadic values (which make exact
+    ties) to any float32 in ``[2^-12, 2^12)``, zero-points at the limits or anywhere, offset 0 or 128."""
+    grid = draw(integer_grids(bits=8))
+    ratio = st.one_of(st.sampled_from([0.25, 0.5, 0.75, 1.0, 1.5, 2.0]), st.floats(2.0**-12, 2.0**12, exclude_max=True, width=32))
+    zeros = [draw(edge_integers(grid.qmin, grid.qmax)) for _ in range(2)]
+    levels = st.lists(edge_integers(grid.qmin, grid.qmax), min_size=1, max_size=max_size)
+    a = draw(levels)
+    b = draw(st.lists(edge_integers(grid.qmin, grid.qmax), min_size=len(a), max_size=len(a)))
+    return AddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), np.float32(draw(ratio)), np.float32(draw(ratio)),
+                   *zeros, grid.zero_point, grid.qmin, grid.qmax, draw(st.sampled_from([0, 128])))

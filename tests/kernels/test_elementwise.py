@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from aquant_sim import kernels, reference
 from aquant_sim.kernels.elementwise import count_equal
+from aquant_sim.rounding import RequantVariant
 from aquant_sim.testing.programs import add_cases, clamp_cases
 
 
@@ -15,6 +16,16 @@ def test_add_acc_matches_reference(case):
     (a, b), (qa, qb), op = case.inputs, case.in_quants, case.op
     got = kernels.add_acc(a, b, op.weight_a, op.weight_b, qa.zero_point, qb.zero_point)
     want = reference.add_acc(a, b, op.weight_a, op.weight_b, qa.zero_point, qb.zero_point)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@given(add_cases().filter(lambda case: case.op.requant.variant is RequantVariant.FP32_ADD))
+def test_add_fp32_matches_reference(case):
+    """onnxruntime's float32 add (FP32_ADD, contract (17)-(20)) equals the reference for any ratios,
+    zero-points and offset."""
+    (a, b), (qa, qb), op = case.inputs, case.in_quants, case.op
+    got = kernels.add_fp32(a, b, op, qa, qb, case.out_quant)
+    want = reference.add_fp32(a, b, op, qa, qb, case.out_quant)
     assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
