@@ -1,0 +1,251 @@
+"""Architectures people deploy, rewritten without weights at a small width and depth for the
+coverage test (``tests/models/test_coverage.py``, table in ``docs/models.md``). Each keeps the
+building block of the public definition it names (the layers, their order and the operators),
+scaled down: fewer stages and channels, 3x32x32 inputs, 10 classes."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aquant_sim.models import build_model
+from aquant_sim.models.mobilenetv2 import InvertedResidual
+
+
+def _conv_bn(cin, cout, k=3, stride=1, groups=1, act=nn.ReLU):
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, act()) if act else nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """torchvision ``vgg11_bn``'s features (conv-bn-relu, max pool between stages), average-pooled
+    to 1x1 before the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        cfg = [8, "M", 16, "M", 32, 32, "M"]
+        layers, cin = [], 3
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(_conv_bn(cin, v))
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class Bottleneck(nn.Module):
+    """torchvision ``resnet50``'s bottleneck: 1x1 reduce, 3x3 (stride here), 1x1 expand x4, add, ReLU."""
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(cin, width, 1), _conv_bn(width, width, 3, stride),
+                                  _conv_bn(width, width * 4, 1, act=None))
+        self.shortcut = nn.Identity() if stride == 1 and cin == width * 4 else _conv_bn(cin, width * 4, 1, stride, act=None)
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNetBottleneck(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(_conv_bn(3, 8, 3), nn.MaxPool2d(3, 2, 1))
+        self.layers = nn.Sequential(Bottleneck(8, 4, 1), Bottleneck(16, 8, 2))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
+
+
+class RegNetXBlock(nn.Module):
+    """torchvision ``regnet_x_400mf``'s X block: 1x1, grouped 3x3 (group width 8), 1x1, add, ReLU."""
+
+    def __init__(self, cin, cout, stride, group_width=8):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(cin, cout, 1), _conv_bn(cout, cout, 3, stride, groups=cout // group_width),
+                                  _conv_bn(cout, cout, 1, act=None))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else _conv_bn(cin, cout, 1, stride, act=None)
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class RegNetX(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, 3, 2)
+        self.trunk = nn.Sequential(RegNetXBlock(16, 16, 1), RegNetXBlock(16, 32, 2))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1))
+
+
+class MobileNetV2(nn.Module):
+    """torchvision ``mobilenet_v2``'s inverted residuals (the zoo's ``InvertedResidual``: 1x1
+    expand, depthwise 3x3, ReLU6, linear 1x1 project, add), three of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 8, 3, 2, act=nn.ReLU6)
+        self.blocks = nn.Sequential(InvertedResidual(8, 8, 1, 6), InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation: global pool, 1x1 reduce, activation, 1x1 expand, gate, multiply."""
+
+    def __init__(self, channels, reduced, act, gate):
+        super().__init__()
+        self.reduce, self.expand = nn.Conv2d(channels, reduced, 1), nn.Conv2d(reduced, channels, 1)
+        self.act, self.gate = act(), gate()
+
+    def forward(self, x):
+        return x * self.gate(self.expand(self.act(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class MobileNetV3Block(nn.Module):
+    """torchvision ``mobilenet_v3_small``'s inverted residual with SE: 1x1 expand (Hardswish),
+    depthwise 3x3 (Hardswish), SE (ReLU, Hardsigmoid), 1x1 project."""
+
+    def __init__(self, cin, expand, cout):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(cin, expand, 1, act=nn.Hardswish), _conv_bn(expand, expand, 3, groups=expand, act=nn.Hardswish),
+                                  SqueezeExcite(expand, expand // 4, nn.ReLU, nn.Hardsigmoid), _conv_bn(expand, cout, 1, act=None))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, 3, 2, act=nn.Hardswish)
+        self.block = MobileNetV3Block(16, 48, 16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
+
+
+class MBConv(nn.Module):
+    """torchvision ``efficientnet_b0``'s MBConv: 1x1 expand (SiLU), depthwise 3x3 (SiLU), SE (SiLU,
+    sigmoid), 1x1 project, residual."""
+
+    def __init__(self, channels, expand):
+        super().__init__()
+        hidden = channels * expand
+        self.body = nn.Sequential(_conv_bn(channels, hidden, 1, act=nn.SiLU), _conv_bn(hidden, hidden, 3, groups=hidden, act=nn.SiLU),
+                                  SqueezeExcite(hidden, channels // 4, nn.SiLU, nn.Sigmoid), _conv_bn(hidden, channels, 1, act=None))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class EfficientNetB0(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, 3, 2, act=nn.SiLU)
+        self.block = MBConv(16, 4)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
+
+
+class DenseLayer(nn.Module):
+    """torchvision ``densenet121``'s dense layer: BN-ReLU-1x1, BN-ReLU-3x3, concatenated to its input."""
+
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
+                                  nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False))
+
+    def forward(self, x):
+        return torch.cat([x, self.body(x)], 1)
+
+
+class DenseNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.block = nn.Sequential(DenseLayer(16, 8), DenseLayer(24, 8))
+        self.norm = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.norm(self.block(self.stem(x)))), 1), 1))
+
+
+class GhostModule(nn.Module):
+    """GhostNet's (Han et al. 2020, huawei-noah's ``ghostnet.py``) ghost module: a 1x1 primary conv,
+    a cheap depthwise 3x3 on its output, the two concatenated."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.primary = _conv_bn(cin, cout // 2, 1)
+        self.cheap = _conv_bn(cout // 2, cout // 2, 3, groups=cout // 2)
+
+    def forward(self, x):
+        y = self.primary(x)
+        return torch.cat([y, self.cheap(y)], 1)
+
+
+class GhostNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, 3, 2)
+        self.ghost = GhostModule(16, 16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.ghost(self.stem(x)) + self.stem(x), 1), 1))
+
+
+class ConvNeXtBlock(nn.Module):
+    """torchvision ``convnext_tiny``'s block, conv parts: depthwise 7x7, LayerNorm over channels
+    (channels last), 1x1 expand x4 as linear, GELU, linear back, residual."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 7, 1, 3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.pw1, self.pw2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXt(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 4, 4)
+        self.block = ConvNeXtBlock(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
+
+
+ARCHITECTURES = {
+    "VGG (vgg11_bn)": VGG,
+    "ResNet basic block (resnet18/20)": lambda: build_model("resnet20", 3, 10, width=8),
+    "ResNet bottleneck (resnet50)": ResNetBottleneck,
+    "MobileNetV2 (mobilenet_v2)": MobileNetV2,
+    "RegNetX (regnet_x_400mf)": RegNetX,
+    "MobileNetV3 (mobilenet_v3_small)": MobileNetV3,
+    "EfficientNet-B0": EfficientNetB0,
+    "DenseNet (densenet121)": DenseNet,
+    "GhostNet": GhostNet,
+    "ConvNeXt (convnext_tiny), conv parts": ConvNeXt,
+}
+"""Name in ``docs/models.md`` -> a constructor of the scaled-down model."""
