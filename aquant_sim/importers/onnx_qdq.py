@@ -89,6 +89,10 @@ class _Graph:
                     raise ArtifactError(f"{path}: Constant node '{node.name}' must hold one tensor")
                 self.constants[node.output[0]] = self._array(numpy_helper, node.attribute[0].t, f"Constant '{node.output[0]}'")
         self.nodes = [n for n in model.graph.node if n.op_type != "Constant"]
+        for index, node in enumerate(self.nodes):
+            # Every operator the importer reads has an output; messages name nodes by it.
+            if not node.output or not node.output[0]:
+                raise ArtifactError(f"{path}: node {index} '{node.name}' ({node.op_type}) has no output")
         self.producer = {out: node for node in self.nodes for out in node.output}
         self.consumers: dict[str, list] = {}
         for node in self.nodes:

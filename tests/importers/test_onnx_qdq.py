@@ -188,6 +188,20 @@ def test_relu_between_equal_quantizations_is_a_clamp(tmp_path, batch):
     assert np.array_equal(result.tensors["rq"], runtime["rq"]) and runtime["rq"].min() == -10
 
 
+def test_node_without_output_is_a_clear_error(plain_model, tmp_path):
+    """A node whose outputs were cut (a byte flip found it: the importer indexed its first output)
+    is refused naming the node, before any translation."""
+    import onnx
+
+    model = onnx.load(str(plain_model))
+    node = next(n for n in model.graph.node if n.op_type == "DequantizeLinear")
+    del node.output[:]
+    path = tmp_path / "no_output.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match=f"{path}: node \\d+ '{node.name}' \\(DequantizeLinear\\) has no output"):
+        import_onnx(path)
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_model_never_crashes(plain_model, tmp_path, data):
