@@ -4,8 +4,9 @@ selection, each as an autograd function with two backends that compute the same 
 * ``TORCH``: torch elementwise ops (the reference: short, and what the tests check first);
 * ``NUMBA``: one fused pass forward and one backward over contiguous CPU tensors (the default:
   the reconstruction loop's hot spot). The torch version makes a dozen passes over the
-  activation and its bool masks are slow on CPU: fwd+bwd of a 32x16x28x28 tensor took ~20 ms
-  with torch and ~2 ms fused (``tools/bench_calib.py`` measures the whole loop).
+  activation and its bool masks are slow on CPU: fwd+bwd of a 32x16x28x28 tensor took 13-20 ms
+  with torch and ~4 ms fused, of which the two kernels ~1.2 + 1.4 ms (one thread, loaded machine;
+  ``tools/bench_calib.py`` measures the whole loop).
 
 The quantizer, for ``x`` with channels on axis 1 and a (G, L) border table (C.4-C.6,
 ``docs/contract.md`` (1)-(4)), in the dtype of ``x``::
@@ -172,24 +173,31 @@ def _select_kernel(a, b, draws, threshold, out):
         out[i] = b[i] if draws[i] < threshold else a[i]
 
 
-def _as_rows(t: torch.Tensor) -> np.ndarray:
-    """A contiguous (N, C, rest) numpy view of a CPU tensor with channels on axis 1."""
+def _as_rows(t: torch.Tensor | None, absent_dtype=None) -> np.ndarray:
+    """A contiguous (N, C, rest) numpy view of a CPU tensor with channels on axis 1; for None, an
+    empty (0, 1, 1) array of ``absent_dtype`` (what the kernels read as "absent")."""
+    if t is None:
+        return np.empty((0, 1, 1), absent_dtype)
     t = t.detach().contiguous()
     return t.numpy().reshape(t.shape[0], t.shape[1] if t.dim() > 1 else 1, -1)
+
+
+def _kernel_inputs(x: torch.Tensor, table: torch.Tensor, draws: torch.Tensor | None):
+    """``x`` as rows, the draws as rows (or absent) and the border table in the dtype of ``x``."""
+    rows = _as_rows(x)
+    return rows, _as_rows(draws, np.int16), table.detach().to(x.dtype).contiguous().numpy()
 
 
 class _Fused(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, table, zero_point, qmin, qmax, soft, tau, draws, threshold):
-        rows = _as_rows(x)
+        rows, noise, beta = _kernel_inputs(x, table, draws)
         dtype = rows.dtype.type
         consts = (dtype(float(scale)), dtype(zero_point), dtype(qmin), dtype(qmax), dtype(1))
-        noise = _as_rows(draws) if draws is not None else np.empty((0, 1, 1), np.int16)
-        beta = table.detach().to(x.dtype).contiguous().numpy()
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         ups = torch.empty_like(out) if soft else None
         _forward_kernel(rows, noise, np.int32(threshold), *consts, beta, bool(soft), dtype(tau), _as_rows(out),
-                        _as_rows(ups) if soft else np.empty((0, 1, 1), dtype))
+                        _as_rows(ups, dtype))
         ctx.save_for_backward(x, scale, table, draws, ups)
         ctx.constants = (consts, bool(soft), dtype(tau), threshold)
         return out
@@ -198,15 +206,12 @@ class _Fused(torch.autograd.Function):
     def backward(ctx, grad):
         x, scale, table, draws, ups = ctx.saved_tensors
         consts, soft, tau, threshold = ctx.constants
-        rows = _as_rows(x)
-        noise = _as_rows(draws) if draws is not None else np.empty((0, 1, 1), np.int16)
-        beta = table.detach().to(x.dtype).contiguous().numpy()
+        rows, noise, beta = _kernel_inputs(x, table, draws)
         grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
         scale_rows = np.zeros(rows.shape[0])
         table_rows = np.zeros((rows.shape[0], beta.size) if soft else (rows.shape[0], 1))
         _backward_kernel(rows, noise, np.int32(threshold), *consts, beta, soft, tau,
-                         _as_rows(ups) if soft else np.empty((0, 1, 1), rows.dtype), _as_rows(grad),
-                         _as_rows(grad_x), scale_rows, table_rows)
+                         _as_rows(ups, rows.dtype), _as_rows(grad), _as_rows(grad_x), scale_rows, table_rows)
         grad_scale = torch.tensor(scale_rows.sum(), dtype=scale.dtype).reshape(scale.shape)
         grad_table = None
         if soft and ctx.needs_input_grad[2]:

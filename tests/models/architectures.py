@@ -16,6 +16,17 @@ def _conv_bn(cin, cout, k=3, stride=1, groups=1, act=nn.ReLU):
     return nn.Sequential(*layers, act()) if act else nn.Sequential(*layers)
 
 
+class _Classifier(nn.Module):
+    """``stem``, ``body``, global average pool, linear to 10 classes: the frame around each block."""
+
+    def __init__(self, stem, body, channels):
+        super().__init__()
+        self.stem, self.body, self.fc = stem, body, nn.Linear(channels, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.body(self.stem(x)), 1), 1))
+
+
 class VGG(nn.Module):
     """torchvision ``vgg11_bn``'s features (conv-bn-relu, max pool between stages), average-pooled
     to 1x1 before the classifier."""
@@ -50,17 +61,6 @@ class Bottleneck(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-class ResNetBottleneck(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_bn(3, 8, 3), nn.MaxPool2d(3, 2, 1))
-        self.layers = nn.Sequential(Bottleneck(8, 4, 1), Bottleneck(16, 8, 2))
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
-
-
 class RegNetXBlock(nn.Module):
     """torchvision ``regnet_x_400mf``'s X block: 1x1, grouped 3x3 (group width 8), 1x1, add, ReLU."""
 
@@ -72,31 +72,6 @@ class RegNetXBlock(nn.Module):
 
     def forward(self, x):
         return F.relu(self.body(x) + self.shortcut(x))
-
-
-class RegNetX(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = _conv_bn(3, 16, 3, 2)
-        self.trunk = nn.Sequential(RegNetXBlock(16, 16, 1), RegNetXBlock(16, 32, 2))
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1))
-
-
-class MobileNetV2(nn.Module):
-    """torchvision ``mobilenet_v2``'s inverted residuals (the zoo's ``InvertedResidual``: 1x1
-    expand, depthwise 3x3, ReLU6, linear 1x1 project, add), three of them."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = _conv_bn(3, 8, 3, 2, act=nn.ReLU6)
-        self.blocks = nn.Sequential(InvertedResidual(8, 8, 1, 6), InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6))
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
 
 
 class SqueezeExcite(nn.Module):
@@ -124,17 +99,6 @@ class MobileNetV3Block(nn.Module):
         return x + self.body(x)
 
 
-class MobileNetV3(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = _conv_bn(3, 16, 3, 2, act=nn.Hardswish)
-        self.block = MobileNetV3Block(16, 48, 16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
-
-
 class MBConv(nn.Module):
     """torchvision ``efficientnet_b0``'s MBConv: 1x1 expand (SiLU), depthwise 3x3 (SiLU), SE (SiLU,
     sigmoid), 1x1 project, residual."""
@@ -147,17 +111,6 @@ class MBConv(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
-
-
-class EfficientNetB0(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = _conv_bn(3, 16, 3, 2, act=nn.SiLU)
-        self.block = MBConv(16, 4)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
 
 
 class DenseLayer(nn.Module):
@@ -225,27 +178,19 @@ class ConvNeXtBlock(nn.Module):
         return x + y.permute(0, 3, 1, 2)
 
 
-class ConvNeXt(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 16, 4, 4)
-        self.block = ConvNeXtBlock(16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), 1), 1))
-
-
 ARCHITECTURES = {
     "VGG (vgg11_bn)": VGG,
     "ResNet basic block (resnet18/20)": lambda: build_model("resnet20", 3, 10, width=8),
-    "ResNet bottleneck (resnet50)": ResNetBottleneck,
-    "MobileNetV2 (mobilenet_v2)": MobileNetV2,
-    "RegNetX (regnet_x_400mf)": RegNetX,
-    "MobileNetV3 (mobilenet_v3_small)": MobileNetV3,
-    "EfficientNet-B0": EfficientNetB0,
+    "ResNet bottleneck (resnet50)": lambda: _Classifier(nn.Sequential(_conv_bn(3, 8, 3), nn.MaxPool2d(3, 2, 1)),
+                                                        nn.Sequential(Bottleneck(8, 4, 1), Bottleneck(16, 8, 2)), 32),
+    "MobileNetV2 (mobilenet_v2)": lambda: _Classifier(_conv_bn(3, 8, 3, 2, act=nn.ReLU6), nn.Sequential(
+        InvertedResidual(8, 8, 1, 6), InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6)), 16),
+    "RegNetX (regnet_x_400mf)": lambda: _Classifier(_conv_bn(3, 16, 3, 2),
+                                                    nn.Sequential(RegNetXBlock(16, 16, 1), RegNetXBlock(16, 32, 2)), 32),
+    "MobileNetV3 (mobilenet_v3_small)": lambda: _Classifier(_conv_bn(3, 16, 3, 2, act=nn.Hardswish), MobileNetV3Block(16, 48, 16), 16),
+    "EfficientNet-B0": lambda: _Classifier(_conv_bn(3, 16, 3, 2, act=nn.SiLU), MBConv(16, 4), 16),
     "DenseNet (densenet121)": DenseNet,
     "GhostNet": GhostNet,
-    "ConvNeXt (convnext_tiny), conv parts": ConvNeXt,
+    "ConvNeXt (convnext_tiny), conv parts": lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtBlock(16), 16),
 }
 """Name in ``docs/models.md`` -> a constructor of the scaled-down model."""
