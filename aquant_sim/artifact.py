@@ -29,22 +29,25 @@ import numpy as np
 from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
-    MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor,
+    MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, OpKind, Program, QuantParams, Requantizer, Tensor,
     op_fields,
 )
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
-``fp32_add`` and the add's ``zero_offset`` (``since=4``)."""
-KNOWN_VERSIONS = (1, 2, 3, 4)
+``fp32_add`` and the add's ``zero_offset`` (``since=4``); version 5 added the op types ``lut``
+and ``mul`` (:data:`OP_TYPE_SINCE`)."""
+KNOWN_VERSIONS = (1, 2, 3, 4, 5)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
 BORDER requantizer, an add's offset 0)."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
+OP_TYPE_SINCE = {OpKind.LUT: 5, OpKind.MUL: 5}
+"""The format version that introduced each op type after the first eight."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -388,6 +391,8 @@ def _read_op(value, index: int, reader: _Reader, version: int):
     if not isinstance(type_name, str) or type_name not in kinds:
         _fail(f"ops[{index}].type", f"unknown op type {type_name!r:.60}; known: {sorted(kinds)}")
     kind = kinds[type_name]
+    if OP_TYPE_SINCE.get(kind, 1) > version:
+        _fail(f"ops[{index}].type", f"op type '{type_name}' is not part of format version {version} (added in {OP_TYPE_SINCE[kind]})")
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
     specs = tuple(spec for spec in op_fields(OP_TYPES[kind]) if spec.since <= version)
@@ -409,7 +414,7 @@ def _read_op(value, index: int, reader: _Reader, version: int):
         elif spec.kind is FieldKind.WEIGHTS:
             args[spec.name] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec.rank)
         else:
-            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], 1)
+            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], spec.rank)
     try:
         return OP_TYPES[kind](name=name, **args)
     except ProgramError as error:
