@@ -30,10 +30,6 @@ import numpy as np
 from aquant_sim.errors import ProgramError
 from aquant_sim.rounding import border_round
 
-MAX_TABLE_BITS = 16
-"""The widest input a table serves: 2^16 entries per row (the program's widest tensors)."""
-
-
 class UnaryFunction(enum.Enum):
     """The functions a lookup table can hold; ``parameters`` of :class:`Unary` per member."""
 
@@ -126,8 +122,6 @@ def lookup_table(unary: Unary, in_quant, out_quant, beta: np.ndarray) -> np.ndar
     ``out_quant`` (``program.QuantParams``), with the output's real borders ``beta`` of shape
     ``(G, L)`` (``BorderTable.beta``): entry ``[g, i]`` is input level ``qmin_x + i`` mapped
     through ``f`` and border-rounded (1)-(4) with row ``g``."""
-    if in_quant.bits > MAX_TABLE_BITS:
-        raise ProgramError(f"lookup table: inputs of {in_quant.bits} bits exceed {MAX_TABLE_BITS}")
     levels = np.arange(in_quant.qmin, in_quant.qmax + 1, dtype=np.int64)
     values = unary.apply(in_quant.scale * (levels - in_quant.zero_point).astype(np.float64))
     if not np.all(np.isfinite(values)):

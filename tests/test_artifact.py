@@ -181,7 +181,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 5), ["version", "unknown format version 5"]),
+    ("unknown version", _set(["version"], artifact.FORMAT_VERSION + 1), ["version", f"unknown format version {artifact.FORMAT_VERSION + 1}"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
