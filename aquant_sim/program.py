@@ -752,7 +752,7 @@ class Program:
 
     ``input`` is quantized on entry with ``input_borders`` (real-valued rounding (1)-(4) with
     ``beta = B / 2^F``), ``output`` is returned. ``accumulator_bits`` (A) and ``overflow`` apply
-    to every accumulating op (conv2d, linear, add, average pooling).
+    to every accumulating op (conv2d, linear, add, average pooling, mul).
     """
 
     tensors: tuple[Tensor, ...]

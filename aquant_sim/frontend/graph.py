@@ -329,9 +329,9 @@ class _Capture:
         if constant == [False, False] and not divide:
             self.emit(fx_node, Node(fx_node.name, NodeKind.MUL, (self.tensor(a, fx_node), self.tensor(b, fx_node)),
                                     module=_module_path(fx_node)))
-        elif constant == [False, True] or (constant == [True, False] and not divide):
+        elif (constant == [False, True] and not (divide and b == 0)) or (constant == [True, False] and not divide):
             x, c = (a, b) if constant[1] else (b, a)
-            self.unary(fx_node, x, UnaryFunction.SCALE, 1.0 / c if divide and c else c)
+            self.unary(fx_node, x, UnaryFunction.SCALE, 1.0 / c if divide else c)
         else:
             raise _unsupported(f"{'division' if divide else 'multiplication'} of {a!r:.40} by {b!r:.40} "
                                "(a tensor times a tensor, or a tensor times or divided by a constant)", fx_node)
