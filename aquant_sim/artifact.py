@@ -29,7 +29,7 @@ import numpy as np
 from aquant_sim.atomic import atomic_write
 from aquant_sim.errors import ArtifactError, ProgramError
 from aquant_sim.program import (
-    MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, OpKind, Program, QuantParams, Requantizer, Tensor,
+    MAX_TENSOR_ELEMENTS, OP_TYPES, AccumulatorParams, BorderTable, FieldKind, Program, QuantParams, Requantizer, Tensor,
     op_fields,
 )
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
@@ -40,14 +40,12 @@ FORMAT_VERSION = 5
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
 ``fp32_add`` and the add's ``zero_offset`` (``since=4``); version 5 added the op types ``lut``
-and ``mul`` (:data:`OP_TYPE_SINCE`)."""
+and ``mul`` (their classes' ``since``)."""
 KNOWN_VERSIONS = (1, 2, 3, 4, 5)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer, an add's offset 0)."""
+BORDER requantizer, an add's offset 0); an op type newer than the file's version is refused."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
-OP_TYPE_SINCE = {OpKind.LUT: 5, OpKind.MUL: 5}
-"""The format version that introduced each op type after the first eight."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -391,10 +389,11 @@ def _read_op(value, index: int, reader: _Reader, version: int):
     if not isinstance(type_name, str) or type_name not in kinds:
         _fail(f"ops[{index}].type", f"unknown op type {type_name!r:.60}; known: {sorted(kinds)}")
     kind = kinds[type_name]
-    if OP_TYPE_SINCE.get(kind, 1) > version:
-        _fail(f"ops[{index}].type", f"op type '{type_name}' is not part of format version {version} (added in {OP_TYPE_SINCE[kind]})")
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
+    since = getattr(OP_TYPES[kind], "since", 1)
+    if since > version:
+        _fail(f"ops[{index}].type", f"op type {type_name!r} exists from format version {since}; the file is version {version}")
     specs = tuple(spec for spec in op_fields(OP_TYPES[kind]) if spec.since <= version)
     fields = _object(value, where, ("type", "name") + tuple(spec.name for spec in specs))
     args = {}

@@ -640,6 +640,8 @@ class Lut:
     output border group). The output has its own quantization."""
 
     kind: ClassVar[OpKind] = OpKind.LUT
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
     name: str
     input: str = op_field(FieldKind.TENSOR)
     output: str = op_field(FieldKind.TENSOR)
@@ -665,6 +667,8 @@ class Mul:
     the squeeze-excitation gate); the requantizer carries ``M = s_a s_b / s_y``."""
 
     kind: ClassVar[OpKind] = OpKind.MUL
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
     name: str
     input_a: str = op_field(FieldKind.TENSOR)
     input_b: str = op_field(FieldKind.TENSOR)

@@ -559,4 +559,4 @@ def test_lookup_table_in_an_older_version_is_refused(tmp_path):
     """A version-4 file cannot hold the op types of version 5."""
     members = _members(_gate_program())
     path = _edit(members, tmp_path, _set(["version"], 4))
-    _expect(path, "ops[0].type", "op type 'lut' is not part of format version 4 (added in 5)")
+    _expect(path, "ops[0].type", "op type 'lut' exists from format version 5; the file is version 4")
