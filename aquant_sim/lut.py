@@ -123,7 +123,8 @@ def lookup_table(unary: Unary, in_quant, out_quant, beta: np.ndarray) -> np.ndar
     ``(G, L)`` (``BorderTable.beta``): entry ``[g, i]`` is input level ``qmin_x + i`` mapped
     through ``f`` and border-rounded (1)-(4) with row ``g``."""
     levels = np.arange(in_quant.qmin, in_quant.qmax + 1, dtype=np.int64)
-    values = unary.apply(in_quant.scale * (levels - in_quant.zero_point).astype(np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is refused just below
+        values = unary.apply(in_quant.scale * (levels - in_quant.zero_point).astype(np.float64))
     if not np.all(np.isfinite(values)):
         raise ProgramError(f"lookup table: '{unary.function.value}' is not finite on the input grid")
     groups = beta.shape[0]

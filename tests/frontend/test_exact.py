@@ -45,7 +45,7 @@ def _assert_exact(qm: QuantModel, lowered, images) -> None:
     assert np.mean(logits.argmax(1) == result.dequantized.argmax(1)) == 1.0
 
 
-@pytest.mark.parametrize("cls", [TinyResNet, TinyMobile, TinySE])
+@pytest.mark.parametrize("cls", [TinyResNet, TinyMobile])
 @pytest.mark.parametrize("method", list(Method))
 def test_exact_equals_program_after_every_method_at_w2a2(cls, method, images):
     """After calibration with each method at W2A2 (learned borders, scales and weights where the
@@ -54,11 +54,13 @@ def test_exact_equals_program_after_every_method_at_w2a2(cls, method, images):
     _assert_exact(calibrated.qmodel, calibrated.lowered, images)
 
 
-def test_exact_equals_program_with_tables_and_products(images):
+@pytest.mark.parametrize("method, bits", [(Method.AQUANT, 4), (Method.BRECQ, 2), (Method.QDROP, 2)])
+def test_exact_equals_program_with_tables_and_products(method, bits, images):
     """Lookup tables (SiLU, Hardswish, Hardsigmoid, x * 0.5, GELU on a vector) and the SE product
     after AQuant at W4A4 (learned per-channel-and-level borders on every table's output, scales
-    and weights; W2A2 and every method are above): the exact forward reproduces every tensor."""
-    calibrated = _calibrated(TinySE, Method.AQUANT, QuantConfig(4, 4), images)
+    and weights), BRECQ (float activations first) and QDrop (dropped quantization) at W2A2: the
+    exact forward reproduces every tensor of the program."""
+    calibrated = _calibrated(TinySE, method, QuantConfig(bits, bits), images)
     kinds = [op.kind.value for op in calibrated.lowered.program.ops]
     assert kinds.count("lut") == 5 and kinds.count("mul") == 1
     _assert_exact(calibrated.qmodel, calibrated.lowered, images)
