@@ -68,7 +68,8 @@ def test_exact_equals_program_with_tables_and_products(method, bits, images):
 
 def test_table_gradient_is_the_functions_derivative(images):
     """In the exact forward a table's input gets the function's derivative (straight through the
-    output quantizer where its output lies on the grid) while the value is the table's."""
+    output quantizer where its output lies on the grid) while the value is the table's; its value
+    before the quantizer (what reconstruction reads) is the function of the exact input."""
     torch.manual_seed(3)
     qm = QuantModel(capture(randomize_batchnorm(TinySE()), (1, 8, 8)), QuantConfig(8, 8), images)
     node = qm.graph["conv_2"]
@@ -82,7 +83,9 @@ def test_table_gradient_is_the_functions_derivative(images):
         u = torch.nn.functional.silu(x.detach()) / act.scale + act.zero_point
         inside = (u > act.qmin) & (u < act.qmax)
         assert torch.equal(y.detach(), qm.levels(images)[node.name].to(y.dtype).sub(act.zero_point).mul(act.scale))
+        raw = qm.collect(images, [node.name], quantized=True)[node.name]
     assert inside.float().mean() > 0.9 and torch.allclose(x.grad[inside], expected[inside])
+    assert torch.equal(raw, torch.nn.functional.silu(x.detach()))  # before its quantizer: the function's value
 
 
 @pytest.mark.parametrize("bits", [(4, 4, 8), (8, 8, 8)])
