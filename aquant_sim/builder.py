@@ -2,7 +2,8 @@
 
 The builder derives what the datapath needs from the real quantization parameters: the
 requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (docs/contract.md (6)), the residual add's
-integer input weights (D.9), the average pool's divisor, and ReLU6's upper level. It tracks each
+integer input weights (D.9), the average pool's divisor, ReLU6's upper level, the product's
+multiplier (D.16) and a lookup table's entries (D.15, ``aquant_sim.lut.lookup_table``). It tracks each
 tensor's shape and border table so that callers (the synthetic networks, the calibration
 front-end's lowering and its exact forward) only say what the network is.
 """
@@ -13,9 +14,10 @@ import numpy as np
 
 from aquant_sim import rounding
 from aquant_sim.errors import ProgramError
+from aquant_sim.lut import Unary, lookup_table
 from aquant_sim.program import (
     Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
-    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    Linear, Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 
 ADD_WEIGHT_BITS = 14
@@ -97,6 +99,16 @@ class ProgramBuilder:
         w_a, w_b = (max(1, int(np.floor(one * s / s_max + 0.5))) for s in (s_a, s_b))
         requant = self.requantizer(s_max / (one * out_quant.scale), borders)
         return self._emit(Add(name, a, b, name, w_a, w_b, requant), out_quant, borders)
+
+    def mul(self, name, a, b, out_quant: QuantParams, borders: BorderTable) -> str:
+        """Elementwise product (D.16): ``M = s_a s_b / s_y``."""
+        real = self._tensors[a].quant.scale * self._tensors[b].quant.scale / out_quant.scale
+        return self._emit(Mul(name, a, b, name, self.requantizer(real, borders)), out_quant, borders)
+
+    def lut(self, name, x, unary: Unary, out_quant: QuantParams, borders: BorderTable) -> str:
+        """A lookup table of ``unary`` (D.15) onto ``out_quant`` with the output's border table."""
+        table = lookup_table(unary, self._tensors[x].quant, out_quant, borders.beta)
+        return self._emit(Lut(name, x, name, table), out_quant, borders)
 
     def clamp(self, name, x, lo, hi) -> str:
         t = self._tensors[x]

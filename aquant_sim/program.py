@@ -3,9 +3,11 @@
 A program is a list of ops in execution order over named tensors. Tensor shapes exclude the
 batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors. Every quantized tensor
 has its own bits, signedness, scale and zero-point; every op that produces a new quantized
-tensor from a sum (conv2d, linear, add, average pooling) ends in a :class:`Requantizer`, the
-datapath's equations (6)-(8) with a border table. Max pooling, flatten and clamps (ReLU,
-ReLU6) are exact on integers and keep their input's quantization.
+tensor from a sum or a product (conv2d, linear, add, average pooling, mul) ends in a
+:class:`Requantizer`, the datapath's equations (6)-(8) with a border table. A lookup table
+(lut: activations, constant multiples) maps input levels to output levels of a new
+quantization. Max pooling, flatten and clamps (ReLU, ReLU6) are exact on integers and keep
+their input's quantization.
 
 Everything is checked at construction; errors are :class:`ProgramError` naming the op and the
 field. The integer semantics of every op are written down in ``docs/datapath.md``.
@@ -75,7 +77,7 @@ class FieldKind(enum.Enum):
     WEIGHTS = "weights"
     """Signed weight integers of the op's ``weight_bits`` (stored int8 up to 8 bits, else int16)."""
     INT_VECTOR = "int vector"
-    """A vector of integers that fit 32 signed bits."""
+    """A vector of integers that fit 32 signed bits (a table of them where the field's ``rank`` is 2)."""
     REAL_VECTOR = "real vector"
     """A vector of float64 reals."""
     REQUANT = "requant"
@@ -380,6 +382,8 @@ class OpKind(enum.Enum):
     GLOBAL_AVGPOOL = "global_avgpool"
     FLATTEN = "flatten"
     CLAMP = "clamp"
+    LUT = "lut"
+    MUL = "mul"
 
 
 @dataclass(frozen=True, eq=False)
@@ -627,11 +631,71 @@ class Clamp:
         return shapes[0]
 
 
-Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp]
-OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp)}
-REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL)
+@dataclass(frozen=True, eq=False)
+class Lut:
+    """D.15: ``y = table[g(c), x - qmin_x]``, a unary activation (or constant multiple) on
+    levels, the table built once by ``aquant_sim.lut.lookup_table`` (its equation (T)): each
+    input level dequantized, the function applied in float64, border-rounded (1)-(4) to the
+    output grid. ``table`` is (G, 2^b_x) output levels, G 1 or the channel count (one row per
+    output border group). The output has its own quantization."""
+
+    kind: ClassVar[OpKind] = OpKind.LUT
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
+    name: str
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    table: np.ndarray = op_field(FieldKind.INT_VECTOR, rank=2, since=5)
+
+    def __post_init__(self):
+        where = _check_fields(self)
+        if self.table.size == 0:
+            _fail(f"{where}.table", "is empty")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Mul:
+    """D.16: ``acc = (a - z_a) * (b - z_b)``, the product of zero-point-corrected levels, with
+    ``b`` of ``a``'s shape or, for a (C, H, W) ``a``, of shape (C, 1, 1) (broadcast over H and W:
+    the squeeze-excitation gate); the requantizer carries ``M = s_a s_b / s_y``."""
+
+    kind: ClassVar[OpKind] = OpKind.MUL
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
+    name: str
+    input_a: str = op_field(FieldKind.TENSOR)
+    input_b: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    requant: Requantizer = op_field(FieldKind.REQUANT, since=5)
+
+    def __post_init__(self):
+        _check_fields(self)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_a, self.input_b)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        a, b = shapes
+        if b != a and not (len(a) == 3 and b == (a[0], 1, 1)):
+            _fail(f"op '{self.name}' (mul).input_b", f"shape {b} must equal input_a's {a} or be ({a[0]}, 1, 1) for a (C, H, W) input_a")
+        return a
+
+
+Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul]
+OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul)}
+REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL)
 PASS_THROUGH_OPS = (OpKind.MAXPOOL2D, OpKind.FLATTEN, OpKind.CLAMP)
 """Ops whose output keeps the input's quantization exactly."""
+TABLE_OPS = (OpKind.LUT,)
+"""Ops that map input levels to output levels of a new quantization through a table."""
 
 
 def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ...]:
@@ -692,7 +756,7 @@ class Program:
 
     ``input`` is quantized on entry with ``input_borders`` (real-valued rounding (1)-(4) with
     ``beta = B / 2^F``), ``output`` is returned. ``accumulator_bits`` (A) and ``overflow`` apply
-    to every accumulating op (conv2d, linear, add, average pooling).
+    to every accumulating op (conv2d, linear, add, average pooling, mul).
     """
 
     tensors: tuple[Tensor, ...]
@@ -773,6 +837,9 @@ class Program:
                 if op.lo.min() < qmin or op.hi.max() > qmax:
                     _fail(f"{where}.lo", f"clamp bounds must lie in [{qmin}, {qmax}]")
             return
+        if op.kind is OpKind.LUT:
+            self._check_table(op, ins[0], out, where)
+            return
         if op.kind in (OpKind.CONV2D, OpKind.LINEAR):
             lo, hi = integer_range(self.accumulator_bits, signed=True)
             if op.bias.min() < lo or op.bias.max() > hi:
@@ -786,6 +853,22 @@ class Program:
                 _fail(f"{where}.requant", "only the program output may hold unrequantized accumulators")
             return
         op.requant.check_fits(out.channels, out.quant, self.accumulator_bits, f"{where}.requant")
+
+    @staticmethod
+    def _check_table(op, source: Tensor, out: Tensor, where: str) -> None:
+        """A Lut reads levels of a quantized input and writes levels of a quantized output: one
+        entry per input level, one row or one per output channel, every entry on the output grid."""
+        if not out.is_quantized:
+            _fail(f"{where}.output", f"tensor '{out.name}' must be quantized")
+        groups, entries = op.table.shape
+        if entries != source.quant.levels + 1:
+            _fail(f"{where}.table", f"has {entries} entries per row; must be 2^b = {source.quant.levels + 1} for the "
+                                    f"{source.quant.bits}-bit input '{source.name}'")
+        if groups not in (1, out.channels):
+            _fail(f"{where}.table", f"has {groups} rows; must be 1 or the channel count {out.channels}")
+        qmin, qmax = out.quant.qmin, out.quant.qmax
+        if op.table.min() < qmin or op.table.max() > qmax:
+            _fail(f"{where}.table", f"entries must be levels of the output in [{qmin}, {qmax}], got [{op.table.min()}, {op.table.max()}]")
 
     @property
     def input_tensor(self) -> Tensor:

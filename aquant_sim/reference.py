@@ -3,7 +3,8 @@
 All arithmetic is int64 and exact; no float touches an integer here, except in the FP32 variants
 of the requantizer and the add, which are float32 rules by definition (``rounding``). Activations come in NCHW
 (or N, F) integer arrays. Functions return exact int64 sums ("acc" functions, equations D.1,
-D.2, D.9, D.11, D.12 of ``docs/datapath.md``) or final levels (max pooling, clamp, requantize).
+D.2, D.9, D.11, D.12, D.16 of ``docs/datapath.md``) or final levels (max pooling, clamp, lookup
+table, requantize).
 The accumulator width is applied by the simulator, after these exact sums.
 """
 
@@ -103,6 +104,22 @@ def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
     for _, _, view in _window_taps(padded, op.kernel_size, op.stride, op.dilation, (oh, ow)):
         out = np.maximum(out, view)
     return out
+
+
+def mul_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.16: ``acc = (a - z_a) * (b - z_b)``, ``b`` broadcast over the positions of ``a`` when it
+    holds one value per channel (N, C, 1, 1)."""
+    return (a.astype(np.int64) - zero_a) * (b.astype(np.int64) - zero_b)
+
+
+def lut(x: np.ndarray, table: np.ndarray, qmin: int) -> np.ndarray:
+    """D.15: ``table[g(c), x - qmin]`` with the channel on axis 1 (one row serves every channel)."""
+    index = x.astype(np.int64) - qmin
+    if table.shape[0] == 1:
+        return table[0][index]
+    shape = [1] * x.ndim
+    shape[1] = table.shape[0]
+    return table[np.arange(table.shape[0]).reshape(shape), index]
 
 
 def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -6,7 +6,11 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
   With zero gating and the simulator's counters, the multiply of a zero activation is skipped.
 - Vector unit: max pooling compares at the input width; average pooling accumulates at the
   accumulator width; the residual add multiplies both inputs by 16-bit integer weights (D.9)
-  and adds.
+  and adds; the elementwise product (D.16) subtracts both zero-points and multiplies the two
+  ``(b + 1)``-bit differences (both inputs taken at the first input's width); a lookup table
+  (D.15) forms its address with one add at the input width and reads one output-width entry of a
+  table memory as large as the layer's table (A3 at that size: a dedicated table memory, not the
+  filter buffer).
 - Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
   shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
@@ -63,6 +67,10 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
         per_op = costs.add_pj(layer.input_bits)
     elif layer.kind is OpKind.ADD:
         per_op = 2 * costs.mul_pj(ADD_WEIGHT_BITS, layer.input_bits + 1) + costs.add_pj(acc)
+    elif layer.kind is OpKind.MUL:
+        per_op = costs.mul_pj(layer.input_bits + 1, layer.input_bits + 1) + 2 * costs.add_pj(layer.input_bits + 1)
+    elif layer.kind is OpKind.LUT:
+        per_op = costs.add_pj(layer.input_bits) + layer.output_bits * costs.sram_pj_per_bit(layer.weight_bytes)
     else:
         per_op = costs.add_pj(acc)
     vector = layer.vector_ops * per_op

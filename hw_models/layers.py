@@ -5,8 +5,11 @@ Conv2d is lowered to im2col GEMMs, one per group: ``(P x K) @ (K x N)`` with P o
 K = KH * KW * C_in / groups window elements and N = C_out / groups filters. Linear is a GEMM with
 P = 1 (one image: every figure of the hardware models is per inference). Pooling and the
 residual add run on the vector unit, one element operation per input element of each window
-(add: per output element). Clamps (ReLU, ReLU6) and flatten are fused into the producer's output
-stage: they cost no cycles and no traffic (the clamp's comparators are part of the requantizer).
+(add, mul: per output element). A lookup table (lut, D.15) runs there too: its table of
+``G x 2^b`` output levels is the layer's "weights" (read from DRAM once per inference, at the
+output width), and each output element is one table read. Clamps (ReLU, ReLU6) and flatten are
+fused into the producer's output stage: they cost no cycles and no traffic (the clamp's
+comparators are part of the requantizer).
 """
 
 from __future__ import annotations
@@ -153,7 +156,10 @@ def _layer(program: Program, op) -> LayerWork:
         gemm = Gemm(pixels=1, window=op.weight.shape[1], filters=op.weight.shape[0])
         return LayerWork(engine=Engine.ARRAY, gemm=gemm, vector_ops=0, weight_elements=op.weight.size,
                          weight_bits=op.weight_bits, asymmetric_weights=bool(np.any(op.weight_zero_point)), **common)
-    if op.kind is OpKind.ADD:
+    if op.kind is OpKind.LUT:
+        return LayerWork(engine=Engine.VECTOR, gemm=None, vector_ops=out_elements, weight_elements=op.table.size,
+                         weight_bits=out.quant.bits, **common)
+    if op.kind in (OpKind.ADD, OpKind.MUL):
         ops = out_elements
     elif op.kind in (OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):
         ops = out_elements * op.kernel_size[0] * op.kernel_size[1]

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from aquant_sim import artifact
 from aquant_sim.artifact import load_program, save_program
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, OpKind
+from aquant_sim.builder import ProgramBuilder
+from aquant_sim.lut import Unary, UnaryFunction
+from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, BorderTable, OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
@@ -181,7 +183,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 5), ["version", "unknown format version 5"]),
+    ("unknown version", _set(["version"], artifact.FORMAT_VERSION + 1), ["version", f"unknown format version {artifact.FORMAT_VERSION + 1}"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -530,3 +532,31 @@ def test_version2_file_loads_with_border_requantizers(backend):
     with np.load(V2 / "tensors.npz") as stored:
         for name in stored.files:
             np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
+def _gate_program():
+    """A SiLU table with one row per channel (learned borders), a global pool, a Hardsigmoid table
+    and the squeeze-excitation product: format 5's op types."""
+    q8, q4, nearest = QuantParams(8, False, 0.05, 20), QuantParams(4, True, 1 / 8, -8), BorderTable.nearest(8)
+    b = ProgramBuilder("x", (3, 5, 5), q8, nearest)
+    x = b.lut("act", "x", Unary(UnaryFunction.SILU), q8, BorderTable(8, [[128], [1], [256]]))
+    pooled = b.global_avgpool("pool", x, q8, nearest)
+    gate = b.lut("gate", pooled, Unary(UnaryFunction.HARDSIGMOID), q4, nearest)
+    return b.build(b.mul("scale", x, gate, q8, nearest))
+
+
+def test_round_trip_lookup_tables_and_products(tmp_path):
+    """lut (its (G, 2^b) table as an i32 array) and mul save and load to the same integers and
+    bytes, in a version-5 file."""
+    program = _gate_program()
+    loaded = _assert_round_trip(program, tmp_path)
+    assert [op.kind for op in loaded.ops] == [OpKind.LUT, OpKind.GLOBAL_AVGPOOL, OpKind.LUT, OpKind.MUL]
+    assert loaded.ops[0].table.shape == (3, 256) and np.array_equal(loaded.ops[0].table, program.ops[0].table)
+    assert json.loads(zipfile.ZipFile(tmp_path / "a.aqp").read("manifest.json"))["version"] == 5
+
+
+def test_lookup_table_in_an_older_version_is_refused(tmp_path):
+    """A version-4 file cannot hold the op types of version 5."""
+    members = _members(_gate_program())
+    path = _edit(members, tmp_path, _set(["version"], 4))
+    _expect(path, "ops[0].type", "op type 'lut' exists from format version 5; the file is version 4")

@@ -76,6 +76,21 @@ def test_add_global_pool_and_clamp_by_hand():
     assert clamped.ravel().tolist() == [1, 1, 2, 2, 5, 5, 6, 6]
 
 
+def test_mul_and_lookup_table_by_hand():
+    """D.16 with a per-channel operand broadcast over positions, and D.15 with one shared row and
+    with a row per channel, on hand-computed values."""
+    a = np.array([[[[3, 4]], [[0, 7]]]])  # (1, 2, 1, 2)
+    s = np.array([[[[5]], [[1]]]])  # one value per channel
+    # (3-2)(5-3) = 2, (4-2)(5-3) = 4; (0-2)(1-3) = 4, (7-2)(1-3) = -10
+    assert reference.mul_acc(a, s, 2, 3).ravel().tolist() == [2, 4, 4, -10]
+    assert reference.mul_acc(a, a, 0, 1).ravel().tolist() == [6, 12, 0, 42]
+    x = np.array([[[[-2, 1]], [[0, -1]]]])  # levels of a signed 2-bit tensor, qmin = -2
+    shared = np.array([[10, 11, 12, 13]])
+    assert reference.lut(x, shared, -2).ravel().tolist() == [10, 13, 12, 11]
+    rows = np.array([[10, 11, 12, 13], [20, 21, 22, 23]])
+    assert reference.lut(x, rows, -2).ravel().tolist() == [10, 13, 22, 21]
+
+
 def test_requantize_uses_the_op_requantizer():
     """The reference requantizer is (6)-(8) with the op's fields: M = 2^-6, round half up."""
     acc = np.array([[31, 32, 33, -32, -33]])

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from aquant_sim.errors import ConfigError, InputError
 from aquant_sim.frontend import emulation
-from aquant_sim.frontend.graph import Activation, Node
+from aquant_sim.frontend.graph import Activation, Node, NodeKind, apply_node
 from aquant_sim.frontend.lowering import declare_source, lower_node, quant_params, source_builder
 from aquant_sim.frontend.quantizers import BorderMode, WeightRounding
 from aquant_sim.program import QuantParams
@@ -148,6 +148,9 @@ def run(qm: QuantModel, nodes: list[Node], sources: dict[str, tuple[torch.Tensor
             else:
                 out, _ = emulation.run_op(op, ins, quants, out_quant, config.accumulator_bits, config.overflow)
             program_levels[op.output] = out
+        if node.name in raw and node.kind is NodeKind.LUT:
+            # The real value the table rounds: the function of the exact input value.
+            node_raw = apply_node(node, [result.values[i] for i in node.inputs])
         levels = program_levels[names[node.name]]
         value = emulation.dequantize(levels, builder.tensor(names[node.name]).quant, dtype)
         if gradients:

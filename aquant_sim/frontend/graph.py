@@ -5,8 +5,11 @@ into a :class:`Graph`: a list of :class:`Node` in execution order, one per tenso
 exactly the ops of the integer program (``aquant_sim.program``). Batch norms are folded into the
 convolution before them (``w' = w * g / sqrt(v + eps)``, ``b' = (b - mu) * g / sqrt(v + eps) +
 beta`` per output channel); a ReLU or ReLU6 whose input has no other reader is fused into the
-node that produced it (the requantizer's clamp applies it, D.13). Anything else is an
-:class:`UnsupportedError` naming the op and the graph node.
+node that produced it (the requantizer's clamp applies it, D.13). Other unary activations
+(sigmoid, tanh, SiLU, Hardswish, Hardsigmoid, GELU, LeakyReLU, ELU, Hardtanh and a ReLU6 that
+cannot be fused) and multiplication or division by a constant become lookup-table nodes (D.15,
+``aquant_sim.lut``); the product of two tensors (squeeze-excitation) a mul node (D.16). Anything
+else is an :class:`UnsupportedError` naming the op and the graph node.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from aquant_sim.errors import InputError, UnsupportedError
+from aquant_sim.errors import InputError, ProgramError, UnsupportedError
+from aquant_sim.lut import Unary, UnaryFunction
 
 
 class NodeKind(enum.Enum):
@@ -34,10 +38,15 @@ class NodeKind(enum.Enum):
     FLATTEN = "flatten"
     RELU = "relu"
     """A ReLU that could not be fused (its input has other readers): an integer clamp at z."""
+    LUT = "lut"
+    """A unary function (``Node.unary``) as a lookup table of output levels (D.15)."""
+    MUL = "mul"
+    """The product of two tensors, the second of the first's shape or one value per channel (D.16)."""
 
 
 WEIGHTED = (NodeKind.CONV, NodeKind.LINEAR)
-REQUANTIZED = (NodeKind.INPUT, NodeKind.CONV, NodeKind.LINEAR, NodeKind.ADD, NodeKind.AVGPOOL, NodeKind.GAP)
+REQUANTIZED = (NodeKind.INPUT, NodeKind.CONV, NodeKind.LINEAR, NodeKind.ADD, NodeKind.AVGPOOL, NodeKind.GAP,
+               NodeKind.LUT, NodeKind.MUL)
 """Kinds whose output gets its own quantizer (the integer program ends them in a requantizer)."""
 
 
@@ -72,6 +81,8 @@ class Node:
     groups: int = 1
     shape: tuple[int, ...] = ()
     module: str = ""
+    unary: Unary | None = None
+    """The function of a LUT node."""
 
 
 @dataclass
@@ -118,6 +129,42 @@ class Graph:
         return [node for node in self.nodes if node.kind in WEIGHTED]
 
 
+_UNARY_MODULES = {nn.Sigmoid: UnaryFunction.SIGMOID, nn.Tanh: UnaryFunction.TANH, nn.SiLU: UnaryFunction.SILU,
+                  nn.Hardsigmoid: UnaryFunction.HARDSIGMOID, nn.Hardswish: UnaryFunction.HARDSWISH}
+"""Modules of the parameter-free table functions (GELU, LeakyReLU, ELU, Hardtanh read theirs)."""
+_UNARY_FUNCTIONS = {torch.sigmoid: UnaryFunction.SIGMOID, F.sigmoid: UnaryFunction.SIGMOID, torch.tanh: UnaryFunction.TANH,
+                    F.tanh: UnaryFunction.TANH, F.silu: UnaryFunction.SILU, F.hardsigmoid: UnaryFunction.HARDSIGMOID,
+                    F.hardswish: UnaryFunction.HARDSWISH}
+_UNARY_METHODS = {"sigmoid": UnaryFunction.SIGMOID, "sigmoid_": UnaryFunction.SIGMOID, "tanh": UnaryFunction.TANH,
+                  "tanh_": UnaryFunction.TANH}
+
+
+def torch_unary(unary: Unary, x: torch.Tensor) -> torch.Tensor:
+    """The float (torch) form of a table function: the float graph and the fake-quant surrogate,
+    whose gradient is the function's derivative. The table itself is ``aquant_sim.lut``'s float64
+    form; a test compares the two."""
+    f, p = unary.function, unary.parameters
+    if f is UnaryFunction.SIGMOID:
+        return torch.sigmoid(x)
+    if f is UnaryFunction.TANH:
+        return torch.tanh(x)
+    if f is UnaryFunction.SILU:
+        return F.silu(x)
+    if f is UnaryFunction.HARDSIGMOID:
+        return F.hardsigmoid(x)
+    if f is UnaryFunction.HARDSWISH:
+        return F.hardswish(x)
+    if f in (UnaryFunction.GELU, UnaryFunction.GELU_TANH):
+        return F.gelu(x, approximate="none" if f is UnaryFunction.GELU else "tanh")
+    if f is UnaryFunction.LEAKY_RELU:
+        return F.leaky_relu(x, p[0])
+    if f is UnaryFunction.ELU:
+        return F.elu(x, p[0])
+    if f is UnaryFunction.HARDTANH:
+        return F.hardtanh(x, p[0], p[1])
+    return x * p[0]  # SCALE
+
+
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (int(value), int(value))
 
@@ -142,6 +189,10 @@ def apply_node(node: Node, inputs: list[torch.Tensor], weight=None, bias=None) -
         y = x.flatten(1)
     elif kind is NodeKind.RELU:
         y = F.relu(x)
+    elif kind is NodeKind.LUT:
+        y = torch_unary(node.unary, x)
+    elif kind is NodeKind.MUL:
+        y = x * inputs[1]
     else:
         y = x
     if node.activation is Activation.RELU:
@@ -260,8 +311,30 @@ class _Capture:
             self.same(fx_node, source)
         elif act is Activation.RELU:
             self.emit(fx_node, Node(fx_node.name, NodeKind.RELU, (source,)))
+        else:  # a ReLU6 that no requantizer's clamp can apply: its table
+            self.emit(fx_node, Node(fx_node.name, NodeKind.LUT, (source,), unary=Unary(UnaryFunction.HARDTANH, (0.0, 6.0))))
+
+    def unary(self, fx_node, x, function: UnaryFunction, *parameters) -> None:
+        """A lookup-table node of ``function`` on tensor ``x``."""
+        try:
+            unary = Unary(function, parameters)
+        except ProgramError as error:
+            raise _unsupported(str(error), fx_node) from None
+        self.emit(fx_node, Node(fx_node.name, NodeKind.LUT, (self.tensor(x, fx_node),), unary=unary, module=_module_path(fx_node)))
+
+    def multiply(self, fx_node, a, b, divide: bool = False) -> None:
+        """``a * b`` of two tensors (a mul node), or a tensor times (divided by) a constant (a
+        table of the multiple)."""
+        constant = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)]
+        if constant == [False, False] and not divide:
+            self.emit(fx_node, Node(fx_node.name, NodeKind.MUL, (self.tensor(a, fx_node), self.tensor(b, fx_node)),
+                                    module=_module_path(fx_node)))
+        elif (constant == [False, True] and not (divide and b == 0)) or (constant == [True, False] and not divide):
+            x, c = (a, b) if constant[1] else (b, a)
+            self.unary(fx_node, x, UnaryFunction.SCALE, 1.0 / c if divide else c)
         else:
-            raise _unsupported("relu6 whose input has other readers or comes from a pass-through op (fuse it into a conv, linear or add)", fx_node)
+            raise _unsupported(f"{'division' if divide else 'multiplication'} of {a!r:.40} by {b!r:.40} "
+                               "(a tensor times a tensor, or a tensor times or divided by a constant)", fx_node)
 
     def run(self) -> Graph:
         output = None
@@ -297,9 +370,18 @@ class _Capture:
             self.fold_batchnorm(n, m)
         elif isinstance(m, nn.Linear):
             self.linear(n, n.args[0], m.weight, m.bias, n.target)
-        elif isinstance(m, (nn.ReLU, nn.Hardtanh)):
-            act = Activation.RELU if isinstance(m, nn.ReLU) else self.hardtanh(n, m.min_val, m.max_val)
-            self.activation(n, self.tensor(n.args[0], n), act)
+        elif isinstance(m, nn.ReLU):
+            self.activation(n, self.tensor(n.args[0], n), Activation.RELU)
+        elif isinstance(m, nn.Hardtanh):
+            self.hardtanh(n, n.args[0], m.min_val, m.max_val)
+        elif type(m) in _UNARY_MODULES:
+            self.unary(n, n.args[0], _UNARY_MODULES[type(m)])
+        elif isinstance(m, nn.GELU):
+            self.unary(n, n.args[0], UnaryFunction.GELU if m.approximate == "none" else UnaryFunction.GELU_TANH)
+        elif isinstance(m, nn.LeakyReLU):
+            self.unary(n, n.args[0], UnaryFunction.LEAKY_RELU, m.negative_slope)
+        elif isinstance(m, nn.ELU):
+            self.unary(n, n.args[0], UnaryFunction.ELU, m.alpha)
         elif isinstance(m, nn.ZeroPad2d):
             self.zero_pad(n, n.args[0], m.padding)
         elif isinstance(m, nn.ConstantPad2d) and m.value == 0:
@@ -385,11 +467,12 @@ class _Capture:
         self.same(n, self.tensor(x, n, pad_ok=True))
         self.pads[n.name] = pads
 
-    @staticmethod
-    def hardtanh(n, low, high) -> Activation:
+    def hardtanh(self, n, x, low, high) -> None:
+        """hardtanh(0, 6) is ReLU6 (fused where it can be); any other is a table."""
         if (low, high) == (0, 6):
-            return Activation.RELU6
-        raise _unsupported(f"hardtanh({low}, {high}) (only hardtanh(0, 6), i.e. ReLU6)", n)
+            self.activation(n, self.tensor(x, n), Activation.RELU6)
+        else:
+            self.unary(n, x, UnaryFunction.HARDTANH, low, high)
 
     def pool(self, n, kind, kernel, stride, padding, dilation) -> None:
         kernel = _pair(kernel)
@@ -448,7 +531,22 @@ class _Capture:
             self.pool(n, NodeKind.AVGPOOL, bound["kernel_size"], bound["stride"] or None, bound["padding"], 1)
         elif f is F.hardtanh:
             bound = _bind(n, ("input", "min_val", "max_val", "inplace"), {"min_val": -1.0, "max_val": 1.0, "inplace": False})
-            self.activation(n, self.tensor(bound["input"], n), self.hardtanh(n, bound["min_val"], bound["max_val"]))
+            self.hardtanh(n, bound["input"], bound["min_val"], bound["max_val"])
+        elif f in _UNARY_FUNCTIONS:
+            self.unary(n, args[0], _UNARY_FUNCTIONS[f])
+        elif f is F.gelu:
+            approximate = _bind(n, ("input", "approximate"), {"approximate": "none"})["approximate"]
+            self.unary(n, args[0], UnaryFunction.GELU if approximate == "none" else UnaryFunction.GELU_TANH)
+        elif f is F.leaky_relu:
+            bound = _bind(n, ("input", "negative_slope", "inplace"), {"negative_slope": 0.01, "inplace": False})
+            self.unary(n, bound["input"], UnaryFunction.LEAKY_RELU, bound["negative_slope"])
+        elif f is F.elu:
+            bound = _bind(n, ("input", "alpha", "inplace"), {"alpha": 1.0, "inplace": False})
+            self.unary(n, bound["input"], UnaryFunction.ELU, bound["alpha"])
+        elif f in (operator.mul, operator.imul, torch.mul):
+            self.multiply(n, *args)
+        elif f in (operator.truediv, operator.itruediv, torch.div) and not kwargs:
+            self.multiply(n, *args, divide=True)
         elif f is torch.clamp:
             self.clamp(n, *args, **kwargs)
         elif f in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.dropout):
@@ -486,6 +584,12 @@ class _Capture:
             self.activation(n, self.tensor(args[0], n), Activation.RELU)
         elif method in ("add", "add_"):
             self.add(n, *args, **kwargs)
+        elif method in _UNARY_METHODS and len(args) == 1 and not kwargs:
+            self.unary(n, args[0], _UNARY_METHODS[method])
+        elif method in ("mul", "mul_") and len(args) == 2 and not kwargs:
+            self.multiply(n, *args)
+        elif method in ("div", "div_") and len(args) == 2 and not kwargs:
+            self.multiply(n, *args, divide=True)
         elif method == "flatten":
             self.flatten(n, *args, **kwargs)
         elif method in ("view", "reshape") and len(args) == 3 and args[2] == -1 \
@@ -543,13 +647,26 @@ def _propagate_shapes(graph: Graph, input_shape: tuple[int, ...]) -> None:
     for node in graph.nodes[1:]:
         inputs = [env[i] for i in node.inputs]
         expected = {NodeKind.LINEAR: 2, NodeKind.FLATTEN: 4}.get(node.kind, 4)
-        if node.kind is not NodeKind.ADD and node.kind is not NodeKind.RELU and inputs[0].dim() != expected:
+        if node.kind not in (NodeKind.ADD, NodeKind.RELU, NodeKind.LUT, NodeKind.MUL) and inputs[0].dim() != expected:
             raise UnsupportedError(f"{node.kind.value} at graph node '{node.name}' reads a tensor of shape {tuple(inputs[0].shape[1:])}")
         try:
             env[node.name] = apply_node(node, inputs, node.weight, node.bias)
         except RuntimeError as error:
             raise UnsupportedError(f"{node.kind.value} at graph node '{node.name}' does not fit its input: {error}") from None
         node.shape = tuple(env[node.name].shape[1:])
+        if node.kind is NodeKind.MUL:
+            _order_product(graph, node)
+
+
+def _order_product(graph: Graph, node: Node) -> None:
+    """A mul's first input has the product's shape, its second the same or one value per channel
+    (C, 1, 1) of a feature map: the operands are swapped if needed (the product commutes)."""
+    a, b = (graph[i].shape for i in node.inputs)
+    if len(b) == 3 and a == (b[0], 1, 1) and a != b:
+        node.inputs, (a, b) = node.inputs[::-1], (b, a)
+    if b != a and not (len(a) == 3 and b == (a[0], 1, 1)):
+        raise UnsupportedError(f"mul at graph node '{node.name}' (module '{node.module}') of shapes {a} and {b}: the program "
+                               "multiplies tensors of one shape, or a (C, H, W) map by one value per channel (C, 1, 1)")
 
 
 @torch.no_grad()

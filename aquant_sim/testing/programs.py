@@ -7,7 +7,8 @@ allows (left shifts) to large right shifts, every requantizer variant (BORDER, G
 FP32_ADD on residual adds), both overflow policies and accumulators narrow
 enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
 dilation, groups and depthwise, linear, residual add, max and average pooling, global average
-pooling, flatten and clamps.
+pooling, flatten, clamps, lookup tables (one row or one per channel, any entries on the output
+grid) and elementwise products (same shape, or one value per channel).
 
 Ops are constructed directly (not through ``ProgramBuilder``) so that multipliers, shifts and
 add weights are free integers rather than derived from scales; ``Program`` validates them.
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from aquant_sim.program import (
     AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
-    MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 from aquant_sim.rounding import (
     FLOAT32_MANTISSA_BITS, FP32_ADD_SHIFT_RANGE, MAX_ZERO_OFFSET, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
@@ -293,6 +294,34 @@ def clamp_cases(draw) -> OpCase:
     return OpCase(Clamp("clamp", "x", "y", lo, hi), (x,), (q,), q, 32)
 
 
+@st.composite
+def lut_tables(draw, channels: int, in_quant: QuantParams, out_quant: QuantParams) -> np.ndarray:
+    """A table of ``2^b`` entries per row for ``in_quant``'s levels, one row or one per channel,
+    entries anywhere on ``out_quant``'s grid."""
+    rows = draw(st.sampled_from([1, channels]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.integers(out_quant.qmin, out_quant.qmax + 1, size=(rows, in_quant.levels + 1))
+
+
+@st.composite
+def lut_cases(draw) -> OpCase:
+    """A Lut from one drawn format to another."""
+    q, out_q = draw(quant_params()), draw(quant_params())
+    x = draw(feature_maps(q))
+    return OpCase(Lut("lut", "x", "y", draw(lut_tables(x.shape[1], q, out_q))), (x,), (q,), out_q, 32)
+
+
+@st.composite
+def mul_cases(draw) -> OpCase:
+    """A Mul of two drawn formats, ``b`` of ``a``'s shape or one value per channel, with a
+    requantizer of any variant."""
+    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(qa))
+    shape = x.shape if draw(st.booleans()) else (x.shape[0], x.shape[1], 1, 1)
+    y = random_levels(draw(st.integers(0, 2**32 - 1)), shape, qb)
+    return OpCase(Mul("mul", "a", "b", "y", draw(requantizers(x.shape[1], out_q, a))), (x, y), (qa, qb), out_q, a)
+
+
 class _ChainBuilder:
     """Appends ops to a chain of tensors, declaring each output with its shape and format."""
 
@@ -338,6 +367,14 @@ class _ChainBuilder:
         elif kind == "maxpool":
             op = MaxPool2d(self.name(), x.name, self.name(), **draw(pool_windows(*x.shape[1:], dilated=True)))
             self.emit(op, op.output_shape([x.shape]), x.quant)
+        elif kind == "lut":
+            out_q = draw(quant_params())
+            self.emit(Lut(self.name(), x.name, self.name(), draw(lut_tables(x.channels, x.quant, out_q))), x.shape, out_q)
+        elif kind == "gate":  # squeeze-excitation's product: x times its own global average
+            pooled_q, out_q = draw(quant_params()), draw(quant_params())
+            pooled = self.emit(GlobalAvgPool(self.name(), x.name, self.name(), draw(requantizers(x.channels, pooled_q, self.a))),
+                               (x.channels, 1, 1), pooled_q)
+            self.emit(Mul(self.name(), x.name, pooled.name, self.name(), draw(requantizers(x.channels, out_q, self.a))), x.shape, out_q)
         elif kind == "avgpool":
             window = draw(pool_windows(*x.shape[1:], dilated=False))
             del window["dilation"]
@@ -353,7 +390,8 @@ class _ChainBuilder:
 
 @st.composite
 def programs(draw, max_ops: int = 4) -> Program:
-    """A random valid program: a chain of conv, clamp, max/avg pooling and residual blocks on a
+    """A random valid program: a chain of conv, clamp, lookup table, max/avg pooling, residual
+    and gate (x times its global average) blocks on a
     small (C <= 4, H, W <= 8) input, ending either there or in global average pooling, flatten
     and a linear layer (requantized or leaving accumulators)."""
     in_q = draw(quant_params())
@@ -361,7 +399,7 @@ def programs(draw, max_ops: int = 4) -> Program:
     shape = (draw(st.integers(1, 4)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
     chain = _ChainBuilder(draw, shape, in_q, a)
     input_borders = draw(border_tables(shape[0], in_q))
-    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "maxpool", "avgpool", "residual"]), min_size=1, max_size=max_ops)):
+    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "lut", "maxpool", "avgpool", "residual", "gate"]), min_size=1, max_size=max_ops)):
         chain.step(kind)
     if draw(st.booleans()):
         x = chain.current

@@ -76,3 +76,23 @@ def test_weight_zero_points_cost_the_row_sums(small_program):
                 + zw_layer.output_elements * (costs.mul_pj(zw_layer.weight_bits, 32) + costs.add_pj(32)))
     assert after.zero_point == pytest.approx(expected, rel=1e-12)
     assert after.total - before.total == pytest.approx(expected, rel=1e-9)
+
+
+def test_lookup_table_and_product_energy(gate_program):
+    """A table lookup costs an input-width address add and an output-width read of a table memory
+    of the table's size; a product two (b + 1)-bit zero-point subtractions and their multiply; the
+    table is read from DRAM once, beside the layer's inputs and outputs."""
+    costs = CONFIG.costs
+    layers = {w.name: w for w in program_layers(gate_program)}
+    for name in ("gate", "scale"):
+        layer = layers[name]
+        memory = layer_memory(layer, CONFIG, 1)
+        energy = layer_energy(layer, memory, NO_BORDER_COST, CONFIG)
+        if name == "gate":
+            per_op = costs.add_pj(8) + 4 * costs.sram_pj_per_bit(512)
+            assert memory.dram_read == 4 + 512 and memory.filter_sram_read == 0
+        else:
+            per_op = costs.mul_pj(9, 9) + 2 * costs.add_pj(9)
+            assert memory.dram_read == 4 * 6 * 6 + 4
+        assert energy.vector == pytest.approx(layer.vector_ops * per_op, rel=1e-12)
+        assert memory.dram_write == layer.output_bytes

@@ -46,3 +46,16 @@ def test_strided_pointwise_conv_reads_a_quarter():
     assert layers["pw"].input_elements == 4 * 4 * 4
     assert layers["c3"].input_elements == 4 * 8 * 7
     assert touched(10, 3, 2, 4) == 6 and touched(5, 5, 3, 1, padding=1) == 5
+
+
+def test_lookup_tables_and_products_run_on_the_vector_unit(gate_program):
+    """A lookup table is one vector op per output element whose weights are its table (rows x
+    2^b entries at the output width); a product is one vector op per output element reading both
+    inputs and ending in the requantizer."""
+    layers = {w.name: w for w in program_layers(gate_program)}
+    act, gate, scale = layers["act"], layers["gate"], layers["scale"]
+    assert act.engine is Engine.VECTOR and act.vector_ops == 4 * 6 * 6 and act.requantized == 0 and act.borders is None
+    assert (act.weight_elements, act.weight_bits, act.weight_bytes) == (256, 8, 256)
+    assert (gate.vector_ops, gate.weight_elements, gate.weight_bits, gate.weight_bytes) == (4, 4 * 256, 4, 512)
+    assert scale.engine is Engine.VECTOR and scale.vector_ops == 4 * 6 * 6 and scale.requantized == 4 * 6 * 6
+    assert scale.input_elements == 4 * 6 * 6 + 4 and scale.weight_elements == 0

@@ -13,13 +13,13 @@ from aquant_sim.simulator import Backend
 from aquant_sim.reference_datapath import ReferenceDatapath
 from aquant_sim.testing.programs import (
     OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, conv_cases, global_avgpool_cases, linear_cases,
-    maxpool_cases, random_levels,
+    lut_cases, maxpool_cases, mul_cases, random_levels,
 )
 
 REFERENCE, NUMBA = ReferenceDatapath(), NumbaDatapath()
 ACCUMULATING = st.one_of(
     conv_cases(), conv_cases(requant=False), linear_cases(), linear_cases(requant=False), add_cases(),
-    avgpool_cases(), global_avgpool_cases(),
+    avgpool_cases(), global_avgpool_cases(), mul_cases(),
 )
 
 
@@ -52,6 +52,22 @@ def test_pass_through_ops_match_reference(case):
     (x,), (q,) = case.inputs, case.in_quants
     got, want = NUMBA.run_pass_through(case.op, x, q), REFERENCE.run_pass_through(case.op, x, q)
     _assert_same(got, want)
+
+
+@given(lut_cases())
+def test_lookup_tables_match_reference(case):
+    """A lookup table (one row or one per channel) gives the same int32 levels and count of
+    outputs at the output's zero-point as the reference."""
+    (x,), (q,) = case.inputs, case.in_quants
+    got, want = NUMBA.run_table(case.op, x, q, case.out_quant), REFERENCE.run_table(case.op, x, q, case.out_quant)
+    _assert_same(got, want)
+
+
+@given(mul_cases(), OVERFLOW)
+def test_products_match_reference(case, policy):
+    """Elementwise products, same shape or broadcast per channel, equal the reference in levels
+    and counters (the mul cases are also among the accumulating ops above; here every draw is one)."""
+    _assert_same(*_both(case, policy))
 
 
 @pytest.mark.parametrize("policy", list(OverflowPolicy))
