@@ -29,6 +29,8 @@ class ReferenceDatapath:
             acc = reference.linear_acc(x, op, z)
         elif op.kind is OpKind.ADD:
             acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
+        elif op.kind is OpKind.CONCAT:
+            acc = reference.concat_acc(x, inputs[1], z, in_quants[1].zero_point)
         elif op.kind is OpKind.AVGPOOL2D:
             acc = reference.avgpool_acc(x, op, z)
         else:

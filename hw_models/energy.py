@@ -6,7 +6,7 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
   With zero gating and the simulator's counters, the multiply of a zero activation is skipped.
 - Vector unit: max pooling compares at the input width; average pooling accumulates at the
   accumulator width; the residual add multiplies both inputs by 16-bit integer weights (D.9)
-  and adds.
+  and adds; the concat subtracts the zero-point at the accumulator width (D.15).
 - Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
   shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.

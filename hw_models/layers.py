@@ -5,7 +5,10 @@ Conv2d is lowered to im2col GEMMs, one per group: ``(P x K) @ (K x N)`` with P o
 K = KH * KW * C_in / groups window elements and N = C_out / groups filters. Linear is a GEMM with
 P = 1 (one image: every figure of the hardware models is per inference). Pooling and the
 residual add run on the vector unit, one element operation per input element of each window
-(add: per output element). Clamps (ReLU, ReLU6) and flatten are fused into the producer's output
+(add: per output element). A concat runs on the vector unit too: per output element one
+subtraction of its input's zero-point, then the requantizer, which moves the element into its
+channel slot of the output (the requantizer is charged even where it is the identity, ``M = 1``:
+the hardware has no separate copy path). Clamps (ReLU, ReLU6) and flatten are fused into the producer's output
 stage: they cost no cycles and no traffic (the clamp's comparators are part of the requantizer).
 """
 
@@ -153,7 +156,7 @@ def _layer(program: Program, op) -> LayerWork:
         gemm = Gemm(pixels=1, window=op.weight.shape[1], filters=op.weight.shape[0])
         return LayerWork(engine=Engine.ARRAY, gemm=gemm, vector_ops=0, weight_elements=op.weight.size,
                          weight_bits=op.weight_bits, asymmetric_weights=bool(np.any(op.weight_zero_point)), **common)
-    if op.kind is OpKind.ADD:
+    if op.kind in (OpKind.ADD, OpKind.CONCAT):
         ops = out_elements
     elif op.kind in (OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):
         ops = out_elements * op.kernel_size[0] * op.kernel_size[1]

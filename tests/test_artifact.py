@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aquant_sim import artifact
-from aquant_sim.artifact import load_program, save_program
+from aquant_sim.artifact import FORMAT_VERSION, load_program, save_program
+from aquant_sim.builder import ProgramBuilder
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, OpKind
+from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, BorderTable, OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
@@ -181,7 +182,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 5), ["version", "unknown format version 5"]),
+    ("unknown version", _set(["version"], FORMAT_VERSION + 1), ["version", f"unknown format version {FORMAT_VERSION + 1}"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -530,3 +531,38 @@ def test_version2_file_loads_with_border_requantizers(backend):
     with np.load(V2 / "tensors.npz") as stored:
         for name in stored.files:
             np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
+def _dense_program():
+    """A program with a concat and an asymmetrically padded conv (the ops of format version 5)."""
+    rng = np.random.default_rng(5)
+    quant, table = QuantParams(4, False, 0.1, 3), BorderTable(8, rng.integers(1, 257, size=(1, 15)))
+    builder = ProgramBuilder("x", (2, 6, 6), quant, table)
+    conv = builder.conv2d("conv", "x", rng.integers(-8, 8, size=(3, 2, 3, 3)), 4, np.full(3, 0.05), np.zeros(3, dtype=np.int64),
+                          QuantParams(4, False, 0.2, 1), table, stride=2, padding=(0, 1), padding_end=(1, 0))
+    pooled = builder.avgpool("pool", "x", 2, 2, QuantParams(4, False, 0.1, 3), table)
+    return builder.build(builder.concat("cat", [conv, pooled], quant, table))
+
+
+def test_round_trip_concat_and_asymmetric_padding(tmp_path):
+    """A concat and a conv's padding_end save and load with the same fields and integers."""
+    program = _dense_program()
+    loaded = _assert_round_trip(program, tmp_path)
+    assert [op.kind for op in loaded.ops] == [OpKind.CONV2D, OpKind.AVGPOOL2D, OpKind.CONCAT]
+    assert (loaded.ops[0].padding, loaded.ops[0].padding_end) == ((0, 1), (1, 0))
+
+
+def test_concat_in_a_version4_file_is_refused(tmp_path):
+    """An op type newer than the file's format version is refused, naming the op and both versions
+    (and a version-4 file cannot hold padding_end either: it is an unknown field there)."""
+    members = _members(_dense_program())
+    manifest = json.loads(members["manifest.json"])
+    for op in manifest["ops"]:
+        op.pop("padding_end", None)
+    manifest["version"] = 4
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _expect(_write(tmp_path / "old.aqp", members), "ops[2].type", "'concat' exists from format version 5", "version 4")
+    manifest["ops"] = manifest["ops"][:1]
+    manifest["ops"][0]["padding_end"] = [1, 0]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _expect(_write(tmp_path / "old.aqp", members), "unknown field 'padding_end'")

@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from aquant_sim.program import Program
+from aquant_sim.builder import ProgramBuilder
+from aquant_sim.program import BorderTable, Program, QuantParams
 from hw_models.border_unit import NO_BORDER_COST, layer_border_cost, unit_size
 from hw_models.config import AcceleratorConfig, ArrayConfig
 from hw_models.energy import MULTIPLIER_BITS, layer_energy
@@ -76,3 +77,18 @@ def test_weight_zero_points_cost_the_row_sums(small_program):
                 + zw_layer.output_elements * (costs.mul_pj(zw_layer.weight_bits, 32) + costs.add_pj(32)))
     assert after.zero_point == pytest.approx(expected, rel=1e-12)
     assert after.total - before.total == pytest.approx(expected, rel=1e-9)
+
+
+def test_concat_costs_a_subtraction_and_a_requantization_per_element():
+    """The concat's vector energy is one accumulator-wide add per output element (the zero-point
+    subtraction, D.15), and its requantizer energy that of every other requantizer."""
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (2, 4, 4), quant, BorderTable.nearest(8))
+    pooled = b.maxpool("pool", "x", 2, 2)
+    avg = b.avgpool("avg", "x", 2, 2, QuantParams(4, False, 0.3, 2), BorderTable.nearest(8))
+    layer = next(w for w in program_layers(b.build(b.concat("cat", [pooled, avg], quant, BorderTable.nearest(8)))) if w.name == "cat")
+    energy = layer_energy(layer, layer_memory(layer, CONFIG, 0), NO_BORDER_COST, CONFIG)
+    costs = CONFIG.costs
+    assert energy.vector == pytest.approx(4 * 2 * 2 * costs.add_pj(32), rel=1e-12)
+    assert energy.requant == pytest.approx(4 * 2 * 2 * (costs.mul_pj(32, MULTIPLIER_BITS) + costs.add_pj(32) + costs.add_pj(4)), rel=1e-12)
+    assert energy.mac == 0

@@ -46,3 +46,24 @@ def test_strided_pointwise_conv_reads_a_quarter():
     assert layers["pw"].input_elements == 4 * 4 * 4
     assert layers["c3"].input_elements == 4 * 8 * 7
     assert touched(10, 3, 2, 4) == 6 and touched(5, 5, 3, 1, padding=1) == 5
+
+
+def _concat_program():
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (4, 6, 6), quant, BorderTable.nearest(8))
+    y = b.conv2d("same", "x", np.ones((2, 4, 3, 3), dtype=np.int64), 4, np.full(2, 0.01), np.zeros(2, dtype=np.int64),
+                 QuantParams(4, False, 0.2, 1), BorderTable.nearest(8), stride=2, padding=(0, 0), padding_end=(1, 1))
+    pooled = b.maxpool("pool", "x", 2, 2)
+    return b.build(b.concat("cat", [y, pooled], quant, BorderTable.nearest(8)))
+
+
+def test_concat_is_vector_work_through_the_requantizer():
+    """A concat reads both inputs and costs, per output element, one vector operation and one
+    requantization; a TF-"SAME" stride-2 conv reads only the rows and columns its windows reach."""
+    layers = {w.name: w for w in program_layers(_concat_program())}
+    cat, same = layers["cat"], layers["same"]
+    assert cat.kind is OpKind.CONCAT and cat.engine is Engine.VECTOR and cat.gemm is None
+    assert cat.input_elements == 2 * 3 * 3 + 4 * 3 * 3 and cat.output_elements == 6 * 3 * 3
+    assert cat.vector_ops == cat.requantized == 6 * 3 * 3
+    assert same.gemm == Gemm(pixels=9, window=36, filters=2)
+    assert same.input_elements == 4 * 6 * 6 and touched(6, 3, 3, 2, 0) == 6 and touched(6, 3, 1, 2, 0) == 3
