@@ -257,9 +257,11 @@ class Everything(nn.Module):
         return self.fc(torch.squeeze(F.adaptive_avg_pool2d(y, 1)))
 
 
-def test_every_operator_lowers_bit_exactly(images):
-    """RTN W8A8 of Everything: the fake-quant model's exact forward and the integer program agree on
-    every tensor, and numba equals the reference."""
+@pytest.mark.parametrize("method, bits", [("rtn", 8), ("aquant", 4)])
+def test_every_operator_lowers_bit_exactly(method, bits, images):
+    """RTN W8A8 and a short AQuant W4A4 (learned weight rounding, borders and scales, the chained
+    concat's raw values in the reconstruction) of Everything: the fake-quant model's exact forward
+    and the integer program agree on every tensor, and numba equals the reference."""
     from aquant_sim.evaluation import evaluate
     from aquant_sim.frontend.methods import Method
     from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
@@ -271,7 +273,7 @@ def test_every_operator_lowers_bit_exactly(images):
     torch.manual_seed(17)
     model = randomize_batchnorm(Everything())
     _same_output(model, images)
-    config = CalibrationConfig(Method.RTN, QuantConfig(8, 8), ReconstructionConfig(iters=0))
+    config = CalibrationConfig(Method(method), QuantConfig(bits, bits), ReconstructionConfig(iters=0 if method == "rtn" else 8))
     calibrated = calibrate(model, images, config, progress=False)
     program = calibrated.program
     kinds = [op.kind for op in program.ops]
