@@ -6,7 +6,9 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
   With zero gating and the simulator's counters, the multiply of a zero activation is skipped.
 - Vector unit: max pooling compares at the input width; average pooling accumulates at the
   accumulator width; the residual add multiplies both inputs by 16-bit integer weights (D.9)
-  and adds; the concat subtracts the zero-point at the accumulator width (D.15).
+  and adds; the concat subtracts the zero-point at the accumulator width (D.15); a per-channel
+  1x1 conv (``layers.per_channel_affine``) multiplies each element by its channel's weight at the
+  array's operand width and adds at the accumulator width.
 - Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
   shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
@@ -63,6 +65,8 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
         per_op = costs.add_pj(layer.input_bits)
     elif layer.kind is OpKind.ADD:
         per_op = 2 * costs.mul_pj(ADD_WEIGHT_BITS, layer.input_bits + 1) + costs.add_pj(acc)
+    elif layer.kind is OpKind.CONV2D:  # a per-channel 1x1 conv on the vector unit
+        per_op = costs.mul_pj(array.operand_bits, array.operand_bits) + costs.add_pj(acc)
     else:
         per_op = costs.add_pj(acc)
     vector = layer.vector_ops * per_op

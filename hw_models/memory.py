@@ -106,9 +106,9 @@ def layer_memory(layer: LayerWork, config: AcceleratorConfig, compute_cycles: in
     footprint = inputs + weights + outputs + table_bytes
     if layer.engine is Engine.FUSED:
         return LayerMemory(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    if layer.engine is Engine.VECTOR:
-        reads, writes, spill = inputs, outputs, 0
-        sram = (_bytes(layer.vector_ops, layer.input_bits), 0, outputs, 0)
+    if layer.engine is Engine.VECTOR:  # weights: a per-channel 1x1 conv's, read once (0 for the others)
+        reads, writes, spill = inputs + weights, outputs, 0
+        sram = (_bytes(layer.vector_ops, layer.input_bits), weights, outputs, 0)
     else:
         acc_bits = array.accumulator_bits
         counts = sram_accesses(layer.gemm, array)

@@ -92,3 +92,18 @@ def test_concat_costs_a_subtraction_and_a_requantization_per_element():
     assert energy.vector == pytest.approx(4 * 2 * 2 * costs.add_pj(32), rel=1e-12)
     assert energy.requant == pytest.approx(4 * 2 * 2 * (costs.mul_pj(32, MULTIPLIER_BITS) + costs.add_pj(32) + costs.add_pj(4)), rel=1e-12)
     assert energy.mac == 0
+
+
+def test_per_channel_affine_conv_costs_a_multiply_add_per_element():
+    """On the vector unit a per-channel 1x1 conv costs, per output element, an operand-width
+    multiply and an accumulator-wide add, no MACs, and its weights are read from DRAM once."""
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (8, 4, 4), quant, BorderTable.nearest(8))
+    y = b.conv2d("bn", "x", np.full((8, 1, 1, 1), 3), 4, np.full(8, 0.01), np.zeros(8, dtype=np.int64), quant,
+                 BorderTable.nearest(8), groups=8)
+    (layer,) = program_layers(b.build(y))
+    memory = layer_memory(layer, CONFIG, 0)
+    energy = layer_energy(layer, memory, NO_BORDER_COST, CONFIG)
+    costs, operand = CONFIG.costs, CONFIG.array.operand_bits
+    assert energy.mac == 0 and energy.vector == pytest.approx(8 * 4 * 4 * (costs.mul_pj(operand, operand) + costs.add_pj(32)), rel=1e-12)
+    assert memory.dram_read == layer.input_bytes + layer.weight_bytes == 8 * 4 * 4 * 4 // 8 + 8 * 4 // 8

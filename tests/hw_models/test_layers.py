@@ -67,3 +67,19 @@ def test_concat_is_vector_work_through_the_requantizer():
     assert cat.vector_ops == cat.requantized == 6 * 3 * 3
     assert same.gemm == Gemm(pixels=9, window=36, filters=2)
     assert same.input_elements == 4 * 6 * 6 and touched(6, 3, 3, 2, 0) == 6 and touched(6, 3, 1, 2, 0) == 3
+
+
+def test_per_channel_affine_conv_is_vector_work():
+    """A depthwise 1x1 conv with one weight per channel (a batch norm that follows no conv) is one
+    vector multiply-add per output element with its C weights, not C one-PE GEMMs; a depthwise
+    3x3 conv stays on the array."""
+    quant = QuantParams(4, False, 0.1, 0)
+    b = ProgramBuilder("x", (6, 5, 5), quant, BorderTable.nearest(8))
+    affine = b.conv2d("bn", "x", np.ones((6, 1, 1, 1), dtype=np.int64), 4, np.full(6, 0.01), np.zeros(6, dtype=np.int64),
+                      quant, BorderTable.nearest(8), groups=6)
+    y = b.conv2d("dw", affine, np.ones((6, 1, 3, 3), dtype=np.int64), 4, np.full(6, 0.01), np.zeros(6, dtype=np.int64),
+                 quant, BorderTable.nearest(8), padding=1, groups=6)
+    bn, dw = program_layers(b.build(y))
+    assert bn.engine is Engine.VECTOR and bn.gemm is None and bn.macs == 0
+    assert bn.vector_ops == bn.requantized == 6 * 5 * 5 and bn.weight_elements == 6 and bn.weight_bits == 4
+    assert dw.engine is Engine.ARRAY and dw.gemm == Gemm(pixels=25, window=9, filters=1, groups=6)
