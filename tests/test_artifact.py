@@ -555,6 +555,25 @@ def test_round_trip_lookup_tables_and_products(tmp_path):
     assert json.loads(zipfile.ZipFile(tmp_path / "a.aqp").read("manifest.json"))["version"] == FORMAT_VERSION
 
 
+V5 = Path(__file__).parent / "data" / "artifact_v5"
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version5_file_loads_with_symmetric_padding(backend):
+    """A version-5 file (lookup tables and a product, written before version 6 added padding_end
+    and concat) loads with every conv padded symmetrically and simulates to the integers stored
+    beside it."""
+    program = load_program(V5 / "program.aqp")
+    assert {op.kind for op in program.ops} >= {OpKind.LUT, OpKind.MUL, OpKind.CONV2D}
+    convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
+    assert all(op.padding != (0, 0) and op.padding_end == op.padding for op in convs)
+    result = Simulator(program, backend).run(np.load(V5 / "input.npy"), keep_tensors=True)
+    np.testing.assert_array_equal(result.output, np.load(V5 / "output.npy"))
+    with np.load(V5 / "tensors.npz") as stored:
+        for name in stored.files:
+            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
 def test_lookup_table_in_an_older_version_is_refused(tmp_path):
     """A version-4 file cannot hold the op types of version 5."""
     members = _members(_gate_program())
