@@ -286,9 +286,10 @@ def _unsupported(what: str, node: torch.fx.Node) -> UnsupportedError:
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST, IDENTITY = (0, 2, 3, 1), (0, 3, 1, 2), (0, 1, 2, 3)
 """The permutations of a 4-D tensor that capture follows as relabels (module docstring)."""
 
-ELEMENTWISE = (NodeKind.ADD, NodeKind.RELU)
+ELEMENTWISE = (NodeKind.ADD, NodeKind.RELU, NodeKind.LUT)
 """Graph nodes whose meaning does not depend on which axis holds the channels, so that they may
-read a channels-last tensor."""
+read a channels-last tensor: each output element is a function of the elements at the same place
+(a lookup table's row follows the element's channel, which the relabel leaves unchanged)."""
 
 LAYER_NORM = ("a per-position division by the standard deviation over the channels (a square root and a "
               "division of data-dependent integers), which the integer datapath has no op for")

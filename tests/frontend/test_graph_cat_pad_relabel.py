@@ -1,6 +1,7 @@
 """Capture of concat, batch norms that follow no conv, per-side zero padding and relabels
-(permute, view, reshape, squeeze, contiguous): each spelling, what it captures to, the float
-graph against the model, the refusals, and one model of all of them lowered bit-exactly."""
+(permute, view, reshape, squeeze, contiguous; a lookup table reads a channels-last tensor): each
+spelling, what it captures to, the float graph against the model, the refusals, and one model of
+all of them lowered bit-exactly."""
 
 import numpy as np
 import pytest
@@ -177,6 +178,30 @@ def test_channels_last_relabel(to_last, to_first, functional, images):
     graph = _same_output(Stem(ChannelsLast(to_last, to_first, functional)).eval(), images)
     assert _kinds(graph) == [NodeKind.INPUT] + [NodeKind.CONV] * 4 + [NodeKind.ADD]
     assert graph.nodes[3].activation is Activation.RELU and graph.nodes[3].kernel_size == (1, 1)
+
+
+class ChannelsLastTable(nn.Module):
+    """ConvNeXt's pointwise part with its activation (GELU there) between the linear layers."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.pw1, self.pw2 = nn.Linear(4, 8), nn.Linear(8, 4)
+        self.act = act
+
+    def forward(self, x):
+        y = self.act(self.pw1(self.dw(x).permute(0, 2, 3, 1)))
+        return x + self.pw2(y).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("act", [nn.GELU(), F.silu, lambda y: y * 0.5], ids=["GELU", "F.silu", "constant-multiple"])
+def test_table_reads_a_channels_last_tensor(act, images):
+    """A table activation (or constant multiple) of a channels-last tensor is one LUT node on the
+    (C, H, W) tensor, between the linear layers' 1x1 convs, and the graph computes the model's output."""
+    torch.manual_seed(17)
+    graph = _same_output(Stem(ChannelsLastTable(act)).eval(), images)
+    assert _kinds(graph) == [NodeKind.INPUT] + [NodeKind.CONV] * 3 + [NodeKind.LUT, NodeKind.CONV, NodeKind.ADD]
+    assert graph.nodes[4].inputs == (graph.nodes[3].name,) and graph.nodes[4].shape == (8, 8, 8)
 
 
 class Views(nn.Module):

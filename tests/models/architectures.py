@@ -207,7 +207,8 @@ class ConvNeXtConvBlock(nn.Module):
     """The conv parts of torchvision ``convnext_tiny``'s block, with what has no integer op
     replaced: depthwise 7x7, BatchNorm2d in place of the LayerNorm (the ConvNeXt paper's
     ResNet starting point normalises with batch norm), permute to channels-last, linear expand
-    x4, ReLU in place of GELU, linear back, permute back, residual; no layer scale."""
+    x4, GELU (a lookup table on the channels-last tensor), linear back, permute back, residual;
+    no layer scale."""
 
     def __init__(self, channels):
         super().__init__()
@@ -217,7 +218,7 @@ class ConvNeXtConvBlock(nn.Module):
 
     def forward(self, x):
         y = self.norm(self.dw(x)).permute(0, 2, 3, 1)
-        y = self.pw2(F.relu(self.pw1(y)))
+        y = self.pw2(F.gelu(self.pw1(y)))
         return x + y.permute(0, 3, 1, 2)
 
 
@@ -235,7 +236,7 @@ ARCHITECTURES = {
     "DenseNet (densenet121)": DenseNet,
     "GhostNet": GhostNet,
     "ConvNeXt (convnext_tiny)": lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtBlock(16), 16),
-    "ConvNeXt conv parts (convnext_tiny, BatchNorm2d for LayerNorm, ReLU for GELU)":
+    "ConvNeXt conv parts (convnext_tiny, BatchNorm2d for LayerNorm)":
         lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtConvBlock(16), 16),
 }
 """Name in ``docs/models.md`` -> a constructor of the scaled-down model."""
