@@ -97,9 +97,12 @@ def test_lookup_table_and_product_energy(gate_program):
             assert memory.dram_read == 4 * 6 * 6 + 4
         assert energy.vector == pytest.approx(layer.vector_ops * per_op, rel=1e-12)
         assert memory.dram_write == layer.output_bytes
+
+
 def test_concat_costs_a_subtraction_and_a_requantization_per_element():
-    """The concat's vector energy is one accumulator-wide add per output element (the zero-point
-    subtraction, D.17), and its requantizer energy that of every other requantizer."""
+    """The concat's vector energy is one (b + 1)-bit add per output element (the zero-point
+    subtraction, D.17, priced as each of the product's), and its requantizer energy that of every
+    other requantizer."""
     quant = QuantParams(4, False, 0.1, 0)
     b = ProgramBuilder("x", (2, 4, 4), quant, BorderTable.nearest(8))
     pooled = b.maxpool("pool", "x", 2, 2)
@@ -107,7 +110,7 @@ def test_concat_costs_a_subtraction_and_a_requantization_per_element():
     layer = next(w for w in program_layers(b.build(b.concat("cat", [pooled, avg], quant, BorderTable.nearest(8)))) if w.name == "cat")
     energy = layer_energy(layer, layer_memory(layer, CONFIG, 0), NO_BORDER_COST, CONFIG)
     costs = CONFIG.costs
-    assert energy.vector == pytest.approx(4 * 2 * 2 * costs.add_pj(32), rel=1e-12)
+    assert energy.vector == pytest.approx(4 * 2 * 2 * costs.add_pj(5), rel=1e-12)
     assert energy.requant == pytest.approx(4 * 2 * 2 * (costs.mul_pj(32, MULTIPLIER_BITS) + costs.add_pj(32) + costs.add_pj(4)), rel=1e-12)
     assert energy.mac == 0
 
