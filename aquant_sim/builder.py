@@ -111,6 +111,7 @@ class ProgramBuilder:
         """A lookup table of ``unary`` (D.15) onto ``out_quant`` with the output's border table."""
         table = lookup_table(unary, self._tensors[x].quant, out_quant, borders.beta)
         return self._emit(Lut(name, x, name, table), out_quant, borders)
+
     def concat(self, name, inputs, out_quant: QuantParams, borders: BorderTable) -> str:
         """Concat along channels (D.17) of two or more tensors, each requantized to ``out_quant``
         with ``M = s_x / s_y`` per output channel (1, a copy, where an input's scale is the

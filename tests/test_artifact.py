@@ -579,6 +579,8 @@ def test_lookup_table_in_an_older_version_is_refused(tmp_path):
     members = _members(_gate_program())
     path = _edit(members, tmp_path, _set(["version"], 4))
     _expect(path, "ops[0].type", "op type 'lut' exists from format version 5; the file is version 4")
+
+
 def _dense_program():
     """A program with a concat and an asymmetrically padded conv (the ops of format version 6)."""
     rng = np.random.default_rng(5)

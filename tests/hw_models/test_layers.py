@@ -59,6 +59,8 @@ def test_lookup_tables_and_products_run_on_the_vector_unit(gate_program):
     assert (gate.vector_ops, gate.weight_elements, gate.weight_bits, gate.weight_bytes) == (4, 4 * 256, 4, 512)
     assert scale.engine is Engine.VECTOR and scale.vector_ops == 4 * 6 * 6 and scale.requantized == 4 * 6 * 6
     assert scale.input_elements == 4 * 6 * 6 + 4 and scale.weight_elements == 0
+
+
 def _concat_program():
     quant = QuantParams(4, False, 0.1, 0)
     b = ProgramBuilder("x", (4, 6, 6), quant, BorderTable.nearest(8))
