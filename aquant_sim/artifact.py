@@ -35,15 +35,19 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
 ``fp32_add`` and the add's ``zero_offset`` (``since=4``); version 5 added the op types ``lut``
-and ``mul`` (their classes' ``since``)."""
-KNOWN_VERSIONS = (1, 2, 3, 4, 5)
+and ``mul`` (their classes' ``since``); version 6 added the conv2d's ``padding_end`` (``since=6``)
+and the op type ``concat`` (its class's ``since``). Lookup tables and products (format 5) and
+concat with per-side padding were developed side by side; they are two versions because files of
+version 5 were written (without ``padding_end``) before the concat joined."""
+KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer, an add's offset 0); an op type newer than the file's version is refused."""
+BORDER requantizer, an add's offset 0, symmetric conv padding); an op type newer than the
+file's version is refused."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
 

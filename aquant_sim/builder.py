@@ -16,7 +16,7 @@ from aquant_sim import rounding
 from aquant_sim.errors import ProgramError
 from aquant_sim.lut import Unary, lookup_table
 from aquant_sim.program import (
-    Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
+    Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Concat, Conv2d, Flatten, GlobalAvgPool,
     Linear, Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 
@@ -80,11 +80,13 @@ class ProgramBuilder:
         return self._emit(op, quant, borders)
 
     def conv2d(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None) -> str:
+               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None, padding_end=None) -> str:
         """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only);
-        ``weight_zero_point`` None is the symmetric grid."""
+        ``weight_zero_point`` None is the symmetric grid; ``padding`` is (top, left), ``padding_end``
+        (bottom, right), None for symmetric."""
         return self._weighted(Conv2d, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups)
+                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_end=padding_end)
 
     def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point=None) -> str:
         """Linear (D.2). ``out_quant`` None leaves accumulators (program output only)."""
@@ -109,6 +111,24 @@ class ProgramBuilder:
         """A lookup table of ``unary`` (D.15) onto ``out_quant`` with the output's border table."""
         table = lookup_table(unary, self._tensors[x].quant, out_quant, borders.beta)
         return self._emit(Lut(name, x, name, table), out_quant, borders)
+
+    def concat(self, name, inputs, out_quant: QuantParams, borders: BorderTable) -> str:
+        """Concat along channels (D.17) of two or more tensors, each requantized to ``out_quant``
+        with ``M = s_x / s_y`` per output channel (1, a copy, where an input's scale is the
+        output's). More than two inputs chain binary concats: every partial result already has
+        the output's quantization (and its rows of a per-channel table), so each later concat
+        copies it; the last op is named ``name``."""
+        if len(inputs) < 2:
+            raise ProgramError(f"concat '{name}' needs at least two inputs, got {len(inputs)}")
+        first = inputs[0]
+        for i, x in enumerate(inputs[1:], start=1):
+            channels = sum(self._tensors[t].shape[0] for t in inputs[: i + 1])
+            out = name if i == len(inputs) - 1 else f"{name}_part{i}"
+            table = borders if borders.values.shape[0] == 1 else BorderTable(borders.frac_bits, borders.values[:channels])
+            real = np.concatenate([np.full(self._tensors[t].shape[0], self._tensors[t].quant.scale / out_quant.scale)
+                                   for t in (first, x)])
+            first = self._emit(Concat(out, first, x, out, self.requantizer(real, table)), out_quant, table)
+        return first
 
     def clamp(self, name, x, lo, hi) -> str:
         t = self._tensors[x]

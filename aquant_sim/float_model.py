@@ -67,6 +67,10 @@ def real_position(program: Program, op, inputs: list[np.ndarray]) -> np.ndarray:
     if op.kind is OpKind.MUL:
         a, b = (q.scale * (x.astype(np.float64) - q.zero_point) for x, q in zip(inputs, quants))
         return a * b / s_y
+    if op.kind is OpKind.CONCAT:
+        scales = [np.full(x.shape[1], q.scale / s_y) for x, q in zip(inputs, quants)]
+        acc = reference.concat_acc(inputs[0], inputs[1], quants[0].zero_point, quants[1].zero_point)
+        return acc.astype(np.float64) * _per_channel(np.concatenate(scales), acc.ndim)
     if op.kind is OpKind.AVGPOOL2D:
         acc = reference.avgpool_acc(inputs[0], op, quants[0].zero_point)
         count = op.kernel_size[0] * op.kernel_size[1]

@@ -384,6 +384,7 @@ class OpKind(enum.Enum):
     CLAMP = "clamp"
     LUT = "lut"
     MUL = "mul"
+    CONCAT = "concat"
 
 
 @dataclass(frozen=True, eq=False)
@@ -393,7 +394,8 @@ class Conv2d:
     (O, I/groups, KH, KW), signed ``weight_bits`` integers with real scale ``weight_scale[c]``
     and integer zero-point ``weight_zero_point[c]`` (``z_w``, in the weight range; None means
     zeros, the symmetric grid). ``requant`` None leaves int32 accumulators (only for the program
-    output)."""
+    output). ``padding`` is the (top, left) padding, ``padding_end`` the (bottom, right) one
+    (None: the same as ``padding``, symmetric; TF's "SAME" at stride 2 pads one more at the end)."""
 
     kind: ClassVar[OpKind] = OpKind.CONV2D
     name: str
@@ -409,10 +411,13 @@ class Conv2d:
     dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
     groups: int = op_field(FieldKind.INT, minimum=1, default=1)
     weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
+    padding_end: tuple[int, int] = op_field(FieldKind.PAIR, since=6, default=None)
 
     def __post_init__(self):
         where = _check_fields(self)
         _check_weights(self, where)
+        if self.padding_end is None:
+            object.__setattr__(self, "padding_end", self.padding)
         out_channels = self.weight.shape[0]
         if out_channels % self.groups:
             _fail(f"{where}.groups", f"{self.groups} does not divide {out_channels} output channels")
@@ -430,7 +435,8 @@ class Conv2d:
         shape = _expect_rank(shapes[0], 3, where)
         if shape[0] != self.weight.shape[1] * self.groups:
             _fail(f"{where}.weight", f"expects {self.weight.shape[1] * self.groups} input channels, input has {shape[0]}")
-        return (self.weight.shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where))
+        return (self.weight.shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where,
+                                                     self.padding_end))
 
 
 @dataclass(frozen=True, eq=False)
@@ -689,9 +695,41 @@ class Mul:
         return a
 
 
-Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul]
-OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul)}
-REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL)
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """D.17: the channels of ``input_a`` then those of ``input_b`` (same H, W), each requantized
+    to the output's quantization: ``acc[c] = x[c'] - z_x`` of the input that holds output
+    channel ``c``, then the requantizer (6)-(8) with one multiplier per output channel,
+    ``M[c] = s_x / s_y``. Where an input's scale and zero-point are the output's, ``M = 1``
+    (``m = 2^30``, ``n = 30``) and the requantizer returns its levels unchanged: a copy."""
+
+    kind: ClassVar[OpKind] = OpKind.CONCAT
+    since: ClassVar[int] = 6
+    """The artifact format version that introduced the op."""
+    name: str
+    input_a: str = op_field(FieldKind.TENSOR)
+    input_b: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    requant: Requantizer = op_field(FieldKind.REQUANT)
+
+    def __post_init__(self):
+        _check_fields(self)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_a, self.input_b)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (concat)"
+        a, b = (_expect_rank(shape, 3, where) for shape in shapes)
+        if a[1:] != b[1:]:
+            _fail(where, f"inputs must have the same height and width, got {a} and {b}")
+        return (a[0] + b[0], *a[1:])
+
+
+Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul, Concat]
+OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul, Concat)}
+REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL, OpKind.CONCAT)
 PASS_THROUGH_OPS = (OpKind.MAXPOOL2D, OpKind.FLATTEN, OpKind.CLAMP)
 """Ops whose output keeps the input's quantization exactly."""
 TABLE_OPS = (OpKind.LUT,)
@@ -704,25 +742,30 @@ def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ..
     return shape
 
 
-def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, padding_end: int | None = None) -> int:
     """Output length of a sliding window (conv, pooling) along one axis: the number of window
-    positions of span ``dilation * (kernel - 1) + 1`` over ``size + 2 * padding`` at ``stride``."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    positions of span ``dilation * (kernel - 1) + 1`` over ``padding + size + padding_end``
+    (``padding_end`` None: ``padding``, symmetric) at ``stride``."""
+    end = padding if padding_end is None else padding_end
+    return (size + padding + end - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _window_shape(shape: tuple[int, int, int], kernel, stride, padding, dilation, where: str) -> tuple[int, int]:
-    """Output (H, W) of a window op on a (C, H, W) input: every window must fit the padded
-    input, and the padded input must hold at most :data:`MAX_TENSOR_ELEMENTS` elements."""
+def _window_shape(shape: tuple[int, int, int], kernel, stride, padding, dilation, where: str,
+                  padding_end=None) -> tuple[int, int]:
+    """Output (H, W) of a window op on a (C, H, W) input, padded by ``padding`` before and
+    ``padding_end`` (None: ``padding``) after: every window must fit the padded input, and the
+    padded input must hold at most :data:`MAX_TENSOR_ELEMENTS` elements."""
     c, h, w = shape
-    padded = c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    end = padding if padding_end is None else padding_end
+    padded = c * (h + padding[0] + end[0]) * (w + padding[1] + end[1])
     if padded > MAX_TENSOR_ELEMENTS:
         _fail(f"{where}.padding", f"{tuple(padding)} pads the input {shape} to {padded} elements, more than {MAX_TENSOR_ELEMENTS}")
     out = []
     for a, size in enumerate((h, w)):
         span = dilation[a] * (kernel[a] - 1) + 1
-        if size + 2 * padding[a] < span:
-            _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding[a]}")
-        out.append(window_output_size(size, kernel[a], stride[a], padding[a], dilation[a]))
+        if size + padding[a] + end[a] < span:
+            _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding[a]} and {end[a]}")
+        out.append(window_output_size(size, kernel[a], stride[a], padding[a], dilation[a], end[a]))
     return out[0], out[1]
 
 

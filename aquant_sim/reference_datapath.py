@@ -31,6 +31,8 @@ class ReferenceDatapath:
             acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
         elif op.kind is OpKind.MUL:
             acc = reference.mul_acc(x, inputs[1], z, in_quants[1].zero_point)
+        elif op.kind is OpKind.CONCAT:
+            acc = reference.concat_acc(x, inputs[1], z, in_quants[1].zero_point)
         elif op.kind is OpKind.AVGPOOL2D:
             acc = reference.avgpool_acc(x, op, z)
         else:

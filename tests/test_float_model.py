@@ -46,6 +46,9 @@ def test_dyadic_programs_are_exact(config):
             s_max = max(s_x, s_b)
             assert (op.weight_a * s_max, op.weight_b * s_max) == (2**14 * s_x, 2**14 * s_b)
             real = np.array([s_max / (2**14 * s_y)])
+        elif op.kind is OpKind.CONCAT:
+            real = np.concatenate([np.full(program.tensor(name).channels, program.tensor(name).quant.scale / s_y)
+                                   for name in op.inputs])
         else:
             shape = program.tensor(op.input).shape
             count = op.kernel_size[0] * op.kernel_size[1] if op.kind is OpKind.AVGPOOL2D else shape[1] * shape[2]

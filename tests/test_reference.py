@@ -41,6 +41,32 @@ def test_conv2d_matches_torch(case):
     assert np.array_equal(got, want.astype(np.int64))
 
 
+@pytest.mark.parametrize("padding, padding_end, stride", [
+    ((0, 0), (1, 1), 2),  # TF "SAME", 3x3 at stride 2 on an even input
+    ((1, 0), (2, 1), 1),
+    ((0, 2), (0, 0), 1),
+    ((2, 1), (0, 0), 2),
+])
+def test_conv2d_asymmetric_padding_is_the_padded_input(padding, padding_end, stride):
+    """D.1 with padding before and after: equals the conv without padding of the input padded
+    explicitly with z (top, left by ``padding``, bottom, right by ``padding_end``)."""
+    rng = np.random.default_rng(sum(padding + padding_end) + stride)
+    weight, x, z = rng.integers(-8, 8, size=(4, 3, 3, 3)), rng.integers(0, 16, size=(2, 3, 6, 7)), 5
+    bias = rng.integers(-100, 100, size=4)
+    op = Conv2d("c", "x", "y", weight, 4, np.ones(4), bias, REQUANT, stride=stride, padding=padding, padding_end=padding_end)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0], padding_end[0]), (padding[1], padding_end[1])), constant_values=z)
+    plain = Conv2d("c", "x", "y", weight, 4, np.ones(4), bias, REQUANT, stride=stride)
+    got = reference.conv2d_acc(x, op, z)
+    assert got.shape[2:] == op.output_shape([x.shape[1:]])[1:]
+    assert np.array_equal(got, reference.conv2d_acc(padded, plain, z))
+
+
+def test_concat_by_hand():
+    """D.17: the centred levels of the first input's channels, then the second's."""
+    a, b = np.array([[[[3]], [[4]]]]), np.array([[[[9]]]])
+    assert reference.concat_acc(a, b, 1, 7).tolist() == [[[[2]], [[3]], [[2]]]]
+
+
 def test_linear_matches_matmul():
     """D.2: linear is bias plus the product with the centred input."""
     rng = np.random.default_rng(1)

@@ -33,7 +33,7 @@ FLOAT32_EXACT = 1 << 24
 """Integers of magnitude up to 2^24 are exact in float32: the bound of :func:`sum_dtype`."""
 
 WEIGHTED_KINDS = (OpKind.CONV2D, OpKind.LINEAR)
-REQUANTIZING_KINDS = WEIGHTED_KINDS + (OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL)
+REQUANTIZING_KINDS = WEIGHTED_KINDS + (OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL, OpKind.CONCAT)
 """Ops that accumulate and then requantize (or leave accumulators); the others map levels."""
 
 
@@ -152,7 +152,11 @@ def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tenso
     centred = (x - quant.zero_point).to(dtype)
     w = torch.as_tensor(weight, device=x.device).to(dtype)
     if op.kind is OpKind.CONV2D:
-        acc = F.conv2d(centred, w, None, op.stride, op.padding, op.dilation, op.groups)
+        (top, left), (bottom, right) = op.padding, op.padding_end
+        # Padding with z is padding the centred levels with 0.
+        centred = F.pad(centred, (left, right, top, bottom)) if (top, left) != (bottom, right) else centred
+        padding = op.padding if (top, left) == (bottom, right) else 0
+        acc = F.conv2d(centred, w, None, op.stride, padding, op.dilation, op.groups)
     else:
         acc = F.linear(centred, w)
     return _exact_long(acc) + _channel_vector(op.bias, acc.dim()).to(x.device)
@@ -161,7 +165,8 @@ def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tenso
 def accumulate(op, ins: list[torch.Tensor], quants: list[QuantParams]) -> torch.Tensor:
     """The exact int64 sum of a requantizing op (before the accumulator width is applied):
     (5) for conv/linear, D.9 for the add, D.11/D.12 window sums for the pools, D.16's product
-    (the second operand broadcast over positions when it has one value per channel)."""
+    (the second operand broadcast over positions when it has one value per channel), D.17's
+    centred levels for the concat."""
     kind = op.kind
     if kind in WEIGHTED_KINDS:
         return _accumulate_weighted(op, ins[0], quants[0])
@@ -169,6 +174,8 @@ def accumulate(op, ins: list[torch.Tensor], quants: list[QuantParams]) -> torch.
         return op.weight_a * (ins[0] - quants[0].zero_point) + op.weight_b * (ins[1] - quants[1].zero_point)
     if kind is OpKind.MUL:
         return (ins[0] - quants[0].zero_point) * (ins[1] - quants[1].zero_point)
+    if kind is OpKind.CONCAT:
+        return torch.cat([ins[0] - quants[0].zero_point, ins[1] - quants[1].zero_point], dim=1)
     centred = ins[0] - quants[0].zero_point
     if kind is OpKind.AVGPOOL2D:
         # Window sums of b <= 16-bit levels over at most 2^16 taps: exact in float64.

@@ -4,12 +4,19 @@
 into a :class:`Graph`: a list of :class:`Node` in execution order, one per tensor, whose ops are
 exactly the ops of the integer program (``aquant_sim.program``). Batch norms are folded into the
 convolution before them (``w' = w * g / sqrt(v + eps)``, ``b' = (b - mu) * g / sqrt(v + eps) +
-beta`` per output channel); a ReLU or ReLU6 whose input has no other reader is fused into the
-node that produced it (the requantizer's clamp applies it, D.13). Other unary activations
-(sigmoid, tanh, SiLU, Hardswish, Hardsigmoid, GELU, LeakyReLU, ELU, Hardtanh and a ReLU6 that
-cannot be fused) and multiplication or division by a constant become lookup-table nodes (D.15,
-``aquant_sim.lut``); the product of two tensors (squeeze-excitation) a mul node (D.16). Anything
-else is an :class:`UnsupportedError` naming the op and the graph node.
+beta`` per output channel); a batch norm that follows no conv (pre-activation networks), or
+whose conv's output has other readers, becomes that per-channel affine map as a depthwise 1x1
+conv node, quantized and calibrated like any conv. A ReLU or ReLU6 whose input has no other
+reader is fused into the node that produced it (the requantizer's clamp applies it, D.13). Other
+unary activations (sigmoid, tanh, SiLU, Hardswish, Hardsigmoid, GELU, LeakyReLU, ELU, Hardtanh
+and a ReLU6 that cannot be fused) and multiplication or division by a constant become
+lookup-table nodes (D.15, ``aquant_sim.lut``); the product of two tensors (squeeze-excitation) a
+mul node (D.16). Zero padding (``ZeroPad2d``, ``F.pad``, ``padding='same'``) is absorbed by the
+conv that reads it, per side. ``torch.cat`` along channels is a concat node (D.17). Relabels that
+leave the (C, H, W) layout are followed, not computed: ``permute(0, 2, 3, 1)`` marks a tensor
+channels-last, a linear layer over its last dimension is a 1x1 conv, activations, dropout and
+adds keep the mark, and ``permute(0, 3, 1, 2)`` returns to (C, H, W). Anything else is an
+:class:`UnsupportedError` naming the op, the graph node, the module and the source line.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ class NodeKind(enum.Enum):
     """A unary function (``Node.unary``) as a lookup table of output levels (D.15)."""
     MUL = "mul"
     """The product of two tensors, the second of the first's shape or one value per channel (D.16)."""
+    CONCAT = "concat"
+    """Inputs joined along channels, each requantized to the node's own quantizer (D.17)."""
 
 
 WEIGHTED = (NodeKind.CONV, NodeKind.LINEAR)
 REQUANTIZED = (NodeKind.INPUT, NodeKind.CONV, NodeKind.LINEAR, NodeKind.ADD, NodeKind.AVGPOOL, NodeKind.GAP,
-               NodeKind.LUT, NodeKind.MUL)
+               NodeKind.LUT, NodeKind.MUL, NodeKind.CONCAT)
 """Kinds whose output gets its own quantizer (the integer program ends them in a requantizer)."""
 
 
@@ -63,7 +72,9 @@ class Node:
     """One op of the captured graph; its output tensor has the node's name.
 
     ``weight``/``bias`` are the folded float parameters of conv and linear nodes (bias always
-    present, zeros when the module had none); geometry fields follow ``torch.nn.functional``.
+    present, zeros when the module had none); geometry fields follow ``torch.nn.functional``,
+    except that a conv's ``padding`` is the (top, left) padding and ``padding_end`` the
+    (bottom, right) one (None: symmetric, the same as ``padding``).
     ``shape`` (without batch) is filled in by shape propagation. ``module`` names the torch
     module the node came from, for error messages.
     """
@@ -83,6 +94,12 @@ class Node:
     module: str = ""
     unary: Unary | None = None
     """The function of a LUT node."""
+    padding_end: tuple[int, int] | None = None
+
+    @property
+    def asymmetric(self) -> bool:
+        """A conv padded differently before and after (then ``F.pad`` applies it, not the conv)."""
+        return self.padding_end is not None and tuple(self.padding_end) != tuple(self.padding)
 
 
 @dataclass
@@ -173,12 +190,17 @@ def apply_node(node: Node, inputs: list[torch.Tensor], weight=None, bias=None) -
     """The float op of a node (fused activation included) on its input values."""
     x = inputs[0]
     kind = node.kind
-    if kind is NodeKind.CONV:
+    if kind is NodeKind.CONV and node.asymmetric:
+        (top, left), (bottom, right) = node.padding, node.padding_end
+        y = F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, node.stride, 0, node.dilation, node.groups)
+    elif kind is NodeKind.CONV:
         y = F.conv2d(x, weight, bias, node.stride, node.padding, node.dilation, node.groups)
     elif kind is NodeKind.LINEAR:
         y = F.linear(x, weight, bias)
     elif kind is NodeKind.ADD:
         y = x + inputs[1]
+    elif kind is NodeKind.CONCAT:
+        y = torch.cat(inputs, dim=1)
     elif kind is NodeKind.MAXPOOL:
         y = F.max_pool2d(x, node.kernel_size, node.stride, node.padding, node.dilation)
     elif kind is NodeKind.AVGPOOL:
@@ -261,6 +283,34 @@ def _unsupported(what: str, node: torch.fx.Node) -> UnsupportedError:
     return UnsupportedError(f"unsupported op {what} at graph node '{node.name}'{_where(node)}")
 
 
+TO_CHANNELS_LAST, TO_CHANNELS_FIRST, IDENTITY = (0, 2, 3, 1), (0, 3, 1, 2), (0, 1, 2, 3)
+"""The permutations of a 4-D tensor that capture follows as relabels (module docstring)."""
+
+ELEMENTWISE = (NodeKind.ADD, NodeKind.RELU, NodeKind.LUT)
+"""Graph nodes whose meaning does not depend on which axis holds the channels, so that they may
+read a channels-last tensor: each output element is a function of the elements at the same place
+(a lookup table's row follows the element's channel, which the relabel leaves unchanged)."""
+
+LAYER_NORM = ("a per-position division by the standard deviation over the channels (a square root and a "
+              "division of data-dependent integers), which the integer datapath has no op for")
+
+
+def _permutation(n: torch.fx.Node) -> tuple[int, ...] | None:
+    """The dims of a ``x.permute(...)`` or ``torch.permute(x, ...)`` node (negative dims of a 4-D
+    tensor made positive), None for any other node."""
+    if n.op == "call_method" and n.target == "permute":
+        dims = n.args[1:] if len(n.args) > 2 or not n.args[1:] else n.args[1]
+        dims = n.kwargs.get("dims", dims)
+    elif n.op == "call_function" and n.target is torch.permute:
+        dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dims")
+    else:
+        return None
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if not all(isinstance(d, int) for d in dims):
+        raise _unsupported(f"permute with dims {dims!r} that are not integers", n)
+    return tuple(d % 4 for d in dims) if len(dims) == 4 else dims
+
+
 class _Capture:
     def __init__(self, model: nn.Module):
         tracer = torch.fx.Tracer()
@@ -274,6 +324,8 @@ class _Capture:
         self.alias: dict[str, str] = {}  # fx node name -> graph tensor name
         self.last_fx: dict[str, torch.fx.Node] = {}  # graph tensor -> last fx node mapped to it
         self.shape_nodes: set[str] = set()  # fx nodes that hold x.size(...) results
+        self.channels_last: dict[str, str] = {}  # fx nodes whose values are channels-last -> the permute that made them so
+        self.same_shape: list[tuple[str, tuple[int, ...], torch.fx.Node]] = []  # (graph tensor, (C, H, W) a view claims, fx node)
 
     def tensor(self, arg, fx_node, pad_ok: bool = False) -> str:
         if not isinstance(arg, torch.fx.Node) or arg.name not in self.alias:
@@ -339,7 +391,11 @@ class _Capture:
     def run(self) -> Graph:
         output = None
         for n in self.gm.graph.nodes:
-            if n.op == "placeholder":
+            if n.op != "output" and any(a.name in self.channels_last for a in n.all_input_nodes):
+                self.relabelled(n)
+            elif _permutation(n) is not None:
+                self.permute(n, _permutation(n))
+            elif n.op == "placeholder":
                 if self.nodes:
                     raise _unsupported("second model input", n)
                 self.emit(n, Node(n.name, NodeKind.INPUT, ()))
@@ -353,12 +409,71 @@ class _Capture:
                 self.params[n.name] = self.gm.get_parameter(n.target) if n.target in dict(self.gm.named_parameters()) \
                     else self.gm.get_buffer(n.target)
             elif n.op == "output":
+                if getattr(n.args[0], "name", None) in self.channels_last:
+                    raise _unsupported("a channels-last (permuted) network output; permute it back with (0, 3, 1, 2)", n)
                 output = self.tensor(n.args[0], n)
             else:
                 raise _unsupported(f"{n.op} {n.target}", n)
         if not self.nodes:
             raise UnsupportedError("the model has no input")
         return Graph(self.nodes, output)
+
+    def dispatch(self, n) -> None:
+        if n.op == "call_module":
+            self.call_module(n, self.modules[n.target])
+        elif n.op == "call_function":
+            self.call_function(n)
+        elif n.op == "call_method":
+            self.call_method(n)
+        else:
+            raise _unsupported(f"{n.op} {n.target} of a channels-last tensor", n)
+
+    def permute(self, n, dims: tuple[int, ...]) -> None:
+        """A permute of a (C, H, W) tensor: to channels-last (followed as a relabel) or the identity."""
+        source = self.tensor(n.args[0], n)
+        if dims == TO_CHANNELS_LAST:
+            self.channels_last[n.name] = n.name
+        elif dims != IDENTITY:
+            raise _unsupported(f"permute{dims} (only {TO_CHANNELS_LAST} to channels-last and back by {TO_CHANNELS_FIRST} "
+                               "are relabels the (C, H, W) datapath can follow)", n)
+        self.same(n, source)
+
+    def relabelled(self, n) -> None:
+        """An fx node that reads a channels-last tensor: the permute back, a linear layer over the
+        channels (a 1x1 conv), or an op whose graph nodes are all elementwise; anything else
+        would compute over the wrong axis and is refused."""
+        origin = next(self.channels_last[a.name] for a in n.all_input_nodes if a.name in self.channels_last)
+        dims = _permutation(n)
+        module = self.modules.get(n.target) if n.op == "call_module" else None
+        if dims is not None:
+            source = self.tensor(n.args[0], n)
+            if dims == TO_CHANNELS_FIRST:
+                self.same(n, source)
+                return
+            if dims != IDENTITY:
+                raise _unsupported(f"permute{dims} of a channels-last tensor (permuted at graph node '{origin}'; only "
+                                   f"{TO_CHANNELS_FIRST} back to (C, H, W) is a relabel)", n)
+            self.same(n, source)
+        elif isinstance(module, nn.LayerNorm):
+            raise _unsupported(f"LayerNorm (module '{n.target}'): {LAYER_NORM}", n)
+        elif isinstance(module, nn.Linear) or (n.op == "call_function" and n.target is F.linear):
+            if module is not None:
+                x, weight, bias, name = n.args[0], module.weight, module.bias, n.target
+            else:
+                bound = _bind(n, ("input", "weight", "bias"), {"bias": None})
+                x, weight, bias, name = bound["input"], self.param(bound["weight"], n), self.param(bound["bias"], n), _module_path(n)
+            self.conv(n, x, weight.reshape(*weight.shape, 1, 1), bias, 1, 0, 1, 1, name)
+        else:
+            what = type(module).__name__ if module is not None else getattr(n.target, "__name__", str(n.target))
+            before = len(self.nodes)
+            self.dispatch(n)
+            made = self.nodes[before:]
+            if any(node.kind not in ELEMENTWISE for node in made) or n.name not in self.alias or n.name in self.pads:
+                raise _unsupported(f"{what} of a channels-last tensor (permuted at graph node '{origin}'): only linear "
+                                   f"layers, elementwise ops and the permute back {TO_CHANNELS_FIRST} read one", n)
+            if any(a.name in self.alias and a.name not in self.channels_last for a in n.all_input_nodes):
+                raise _unsupported(f"{what} of a channels-last tensor and a (C, H, W) one", n)
+        self.channels_last[n.name] = origin
 
     def call_module(self, n, m: nn.Module) -> None:
         where = f"{type(m).__name__} (module '{n.target}')"
@@ -404,6 +519,8 @@ class _Capture:
             self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(n.args[0], n),)))
         elif isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd)):  # dropout is the identity in eval
             self.same(n, self.tensor(n.args[0], n))
+        elif isinstance(m, nn.LayerNorm):
+            raise _unsupported(f"{where}: {LAYER_NORM}", n)
         else:
             raise _unsupported(where, n)
 
@@ -413,44 +530,51 @@ class _Capture:
         self.fold(n, n.args[0], m.running_mean, m.running_var, m.weight if m.affine else None, m.bias if m.affine else None, m.eps, n.target)
 
     def fold(self, n, x, mean, var, gamma, beta, eps: float, name: str) -> None:
-        """Fold a batch norm (module or F.batch_norm) into the conv2d before it."""
+        """Fold a batch norm (module or F.batch_norm) into the conv2d before it; a batch norm
+        that follows no conv (or a conv whose output has other readers, or already an activation)
+        is its per-channel affine map ``y = x * g / sqrt(v + eps) + (beta - mu * g / sqrt(v + eps))``
+        as a depthwise 1x1 conv node."""
         source = self.tensor(x, n)
-        conv = self.nodes[-1]
-        if conv.name != source or conv.kind is not NodeKind.CONV or conv.activation is not Activation.NONE \
-                or _value_readers(self.last_fx[source]) != 1:
-            raise _unsupported(f"batch norm '{name}' that does not directly follow a conv2d read by nothing else", n)
         if mean is None or var is None:
             raise _unsupported(f"batch norm '{name}' without running statistics", n)
         gamma = gamma.detach() if gamma is not None else torch.ones_like(var)
         beta = beta.detach() if beta is not None else torch.zeros_like(var)
         factor = gamma / torch.sqrt(var + eps)
-        conv.weight = conv.weight * factor.reshape(-1, 1, 1, 1)
-        conv.bias = (conv.bias - mean) * factor + beta
-        conv.module = f"{conv.module}+{name}"
-        self.same(n, source)
+        conv = self.nodes[-1]
+        if conv.name == source and conv.kind is NodeKind.CONV and conv.activation is Activation.NONE \
+                and _value_readers(self.last_fx[source]) == 1:
+            conv.weight = conv.weight * factor.reshape(-1, 1, 1, 1)
+            conv.bias = (conv.bias - mean) * factor + beta
+            conv.module = f"{conv.module}+{name}"
+            self.same(n, source)
+            return
+        channels = factor.shape[0]
+        self.emit(n, Node(n.name, NodeKind.CONV, (source,), weight=factor.reshape(channels, 1, 1, 1).clone(),
+                          bias=(beta - mean.detach() * factor).clone(), groups=channels, module=name))
 
     def conv(self, n, x, weight, bias, stride, padding, dilation, groups, module: str) -> None:
-        """A conv2d (module or F.conv2d); ``padding`` may be 'valid', 'same' (when the total
-        padding is even per axis) or ints, plus any zero padding of its input (left == right,
-        top == bottom)."""
+        """A conv2d (module or F.conv2d); ``padding`` may be 'valid', 'same' (torch's: the total
+        ``d (k - 1)`` per axis, its larger half after) or ints, plus any zero padding of its input,
+        per side (ZeroPad2d, F.pad: TF's "SAME" at stride 2)."""
         kernel, dilation = tuple(weight.shape[2:]), _pair(dilation)
+        padding_end = None
         if padding == "valid":
             padding = (0, 0)
         elif padding == "same":
+            if _pair(stride) != (1, 1):
+                raise _unsupported(f"conv2d padding='same' with stride {stride} (torch defines it for stride 1 only)", n)
             total = [d * (k - 1) for k, d in zip(kernel, dilation)]
-            if any(t % 2 for t in total) or _pair(stride) != (1, 1):
-                raise _unsupported(f"conv2d padding='same' with kernel {kernel} (its padding is asymmetric; the program pads symmetrically)", n)
-            padding = tuple(t // 2 for t in total)
+            padding, padding_end = tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
         padding = _pair(padding)
         if isinstance(x, torch.fx.Node) and x.name in self.pads:
             left, right, top, bottom = self.pads[x.name]
-            if left != right or top != bottom:
-                raise _unsupported(f"asymmetric zero padding {(left, right, top, bottom)} before a conv2d (the program pads symmetrically)", n)
-            padding = (padding[0] + top, padding[1] + left)
+            end = padding if padding_end is None else padding_end
+            padding, padding_end = (padding[0] + top, padding[1] + left), (end[0] + bottom, end[1] + right)
         source = self.tensor(x, n, pad_ok=True)
         bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
         self.emit(n, Node(n.name, NodeKind.CONV, (source,), weight=weight.detach().clone(), bias=bias, kernel_size=kernel,
-                          stride=_pair(stride), padding=padding, dilation=dilation, groups=groups, module=module))
+                          stride=_pair(stride), padding=padding, dilation=dilation, groups=groups, module=module,
+                          padding_end=padding_end))
 
     def linear(self, n, x, weight, bias, module: str) -> None:
         bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
@@ -480,6 +604,18 @@ class _Capture:
         self.emit(n, Node(n.name, kind, (self.tensor(n.args[0], n),), kernel_size=kernel, stride=stride,
                           padding=_pair(padding), dilation=_pair(dilation)))
 
+    def concat(self, n, tensors, dim=0) -> None:
+        """torch.cat / torch.concat / torch.concatenate along channels (dim 1 or -3 of NCHW)."""
+        if dim not in (1, -3):
+            raise _unsupported(f"{n.target.__name__} along dim {dim} (only along channels, dim 1)", n)
+        if not isinstance(tensors, (tuple, list)) or not tensors:
+            raise _unsupported(f"{n.target.__name__} of {tensors!r} (a list or tuple of tensors)", n)
+        names = tuple(self.tensor(t, n) for t in tensors)
+        if len(names) == 1:
+            self.same(n, names[0])
+        else:
+            self.emit(n, Node(n.name, NodeKind.CONCAT, names))
+
     def add(self, n, a, b, alpha=1) -> None:
         if alpha != 1:
             raise _unsupported("add with alpha", n)
@@ -500,6 +636,14 @@ class _Capture:
             self.activation(n, self.tensor(args[0], n), Activation.RELU6)
         elif f is torch.flatten:
             self.flatten(n, *args, **kwargs)
+        elif f in (torch.cat, torch.concat, torch.concatenate):
+            axis = "axis" if f is torch.concatenate else "dim"
+            bound = _bind(n, ("tensors", axis), {axis: 0})
+            self.concat(n, bound["tensors"], bound[axis])
+        elif f in (torch.reshape, torch.squeeze):
+            self.call_method(n, {torch.reshape: "reshape", torch.squeeze: "squeeze"}[f])
+        elif f is F.layer_norm:
+            raise _unsupported(f"F.layer_norm: {LAYER_NORM}", n)
         elif f is F.adaptive_avg_pool2d and _pair(args[1] if len(args) > 1 else kwargs.get("output_size")) == (1, 1):
             self.emit(n, Node(n.name, NodeKind.GAP, (self.tensor(args[0], n),)))
         elif f in (F.conv2d, torch.conv2d):
@@ -576,8 +720,12 @@ class _Capture:
             raise _unsupported(f"clamp({min}, {max}) (only clamp(0) as ReLU and clamp(0, 6) as ReLU6)", n)
         self.activation(n, self.tensor(x, n), act)
 
-    def call_method(self, n) -> None:
-        method, args, kwargs = n.target, n.args, n.kwargs
+    def call_method(self, n, method: str | None = None) -> None:
+        """A tensor method (or, with ``method``, the torch function spelled like it)."""
+        method, args, kwargs = method or n.target, tuple(n.args), dict(n.kwargs)
+        if method in ("view", "reshape"):
+            shape = kwargs.pop("shape", args[1] if len(args) == 2 else args[1:])
+            args = (args[0], *(shape if isinstance(shape, (tuple, list)) else (shape,)))
         if method == "size":
             self.shape_nodes.add(n.name)
         elif method in ("relu", "relu_"):
@@ -603,6 +751,14 @@ class _Capture:
             # x.squeeze() or x.squeeze((2, 3)) of a (N, C, 1, 1) tensor: a flatten, checked once shapes are known
             self.emit(n, Node(n.name, NodeKind.FLATTEN, (self.tensor(args[0], n),)))
             self.shape_checks.append((n.name, None, n))
+        elif method in ("view", "reshape") and len(args) == 5 and all(isinstance(d, int) for d in args[2:]) \
+                and (isinstance(args[1], int) or getattr(args[1], "name", None) in self.shape_nodes):
+            # x.view(N, C, H, W) that keeps the shape: a relabel, checked once shapes are known
+            source = self.tensor(args[0], n)
+            self.same(n, source)
+            self.same_shape.append((source, tuple(args[2:]), n))
+        elif method == "contiguous":
+            self.same(n, self.tensor(args[0], n))
         elif method in ("clamp", "clamp_", "clip"):
             self.clamp(n, *args, **kwargs)
         elif method == "mean" and self.is_spatial_mean(args, kwargs):
@@ -618,13 +774,18 @@ class _Capture:
             raise _unsupported(f"method .{method}()", n)
 
     def check_shapes(self, graph: Graph) -> None:
-        """The flattens that stood for x.view(-1, N) or x.squeeze() give what the model's op gave."""
+        """The flattens that stood for x.view(-1, N) or x.squeeze(), and the views that keep the shape,
+        give what the model's op gave."""
         for name, expected, fx_node in self.shape_checks:
             source = graph[graph[name].inputs[0]].shape
             if expected is None:
                 expected = (source[0],) if len(source) == 3 and source[1:] == (1, 1) else None
             if graph[name].shape != expected:
                 raise _unsupported(f"{fx_node.target} of a tensor {source} that is not a flatten of each image", fx_node)
+        for name, expected, fx_node in self.same_shape:
+            if graph[name].shape != expected:
+                raise _unsupported(f"{getattr(fx_node.target, '__name__', fx_node.target)} of a tensor {graph[name].shape} to "
+                                   f"{expected} (only a view that keeps the (C, H, W) shape is a relabel)", fx_node)
 
     @staticmethod
     def is_spatial_mean(args, kwargs) -> bool:

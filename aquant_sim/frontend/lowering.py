@@ -79,11 +79,13 @@ def lower_node(qm: QuantModel, builder: ProgramBuilder, node: Node, names: dict[
         if kind is NodeKind.CONV:
             out = builder.conv2d(name, ins[0], weights, wq.bits, scale, bias, quant, table,
                                  stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups,
-                                 weight_zero_point=zero_point)
+                                 weight_zero_point=zero_point, padding_end=node.padding_end)
         else:
             out = builder.linear(name, ins[0], weights, wq.bits, scale, bias, quant, table, weight_zero_point=zero_point)
     elif kind is NodeKind.ADD:
         out = builder.add(name, ins[0], ins[1], quant, table)
+    elif kind is NodeKind.CONCAT:
+        out = builder.concat(name, ins, quant, table)
     elif kind is NodeKind.AVGPOOL:
         out = builder.avgpool(name, ins[0], node.kernel_size, node.stride, quant, table, node.padding)
     elif kind is NodeKind.GAP:

@@ -1,6 +1,6 @@
-"""Element-wise kernels: the residual add's sums (D.9), onnxruntime's float32 add (the FP32_ADD
-variant, contract (17)-(20)), per-channel clamps (D.13), the elementwise product's sums (D.16),
-lookup tables (D.15), and the count of elements equal to a value (the simulator's zero
+"""Element-wise kernels: the residual add's sums (D.9), the concat's centred levels (D.17),
+onnxruntime's float32 add (the FP32_ADD variant, contract (17)-(20)), per-channel clamps (D.13),
+the elementwise product's sums (D.16), lookup tables (D.15), and the count of elements equal to a value (the simulator's zero
 fraction). Parallel over (n, c) planes."""
 
 from __future__ import annotations
@@ -34,6 +34,27 @@ def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: 
     """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)``, exact int64 (|w| < 2^16, 16-bit levels)."""
     out = np.empty(a.shape, dtype=np.int64)
     _add(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), weight_a, weight_b, zero_a, zero_b, _planes(out))
+    return out
+
+
+@parallel_jit
+def _concat(a, b, zero_a, zero_b, out):
+    batch, channels_a, positions = a.shape
+    channels = out.shape[1]
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        if c < channels_a:
+            for p in range(positions):
+                out[n, c, p] = np.int64(a[n, c, p]) - zero_a
+        else:
+            for p in range(positions):
+                out[n, c, p] = np.int64(b[n, c - channels_a, p]) - zero_b
+
+
+def concat_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.17: ``acc = (a - z_a)`` on the first channels, ``(b - z_b)`` on the rest, exact int64."""
+    out = np.empty((a.shape[0], a.shape[1] + b.shape[1], *a.shape[2:]), dtype=np.int64)
+    _concat(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), zero_a, zero_b, _planes(out))
     return out
 
 

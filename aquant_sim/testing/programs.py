@@ -5,10 +5,11 @@ with non-zero zero-points, every border granularity (``BorderGranularity.table_s
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
 allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32, and
 FP32_ADD on residual adds), both overflow policies and accumulators narrow
-enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
-dilation, groups and depthwise, linear, residual add, max and average pooling, global average
-pooling, flatten, clamps, lookup tables (one row or one per channel, any entries on the output
-grid) and elementwise products (same shape, or one value per channel).
+enough to overflow, weight zero-points (symmetric and not), conv with stride, padding
+(symmetric and not), dilation, groups and depthwise, linear, residual add, concat, max and
+average pooling, global average pooling, flatten, clamps, lookup tables (one row or one per
+channel, any entries on the output grid) and elementwise products (same shape, or one value per
+channel).
 
 Ops are constructed directly (not through ``ProgramBuilder``) so that multipliers, shifts and
 add weights are free integers rather than derived from scales; ``Program`` validates them.
@@ -23,7 +24,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from aquant_sim.program import (
-    AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
+    AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Concat, Conv2d, Flatten, GlobalAvgPool, Linear,
     Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 from aquant_sim.rounding import (
@@ -143,13 +144,16 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def conv_geometry(draw, channels: int, height: int, width: int) -> dict:
-    """Kernel, stride, padding, dilation and groups (depthwise included) that fit the input."""
+    """Kernel, stride, padding (before and after: symmetric half the time), dilation and groups
+    (depthwise included) that fit the input."""
     geometry = {}
     for name in ("stride", "padding", "dilation"):
         geometry[name] = (draw(st.integers(1, 2)) if name != "padding" else draw(st.integers(0, 2)),) * 2
+    symmetric = draw(st.booleans())
+    geometry["padding_end"] = geometry["padding"] if symmetric else (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     kernel = []
-    for size, pad, dil in zip((height, width), geometry["padding"], geometry["dilation"]):
-        largest = (size + 2 * pad - 1) // dil + 1
+    for size, pad, end, dil in zip((height, width), geometry["padding"], geometry["padding_end"], geometry["dilation"]):
+        largest = (size + pad + end - 1) // dil + 1
         kernel.append(draw(st.integers(1, min(3, largest))))
     groups = draw(st.sampled_from(_divisors(channels)))
     out_channels = groups * draw(st.integers(1, 3))
@@ -201,6 +205,7 @@ def conv_cases(draw, batch=st.integers(1, 2), requant=True) -> OpCase:
         "conv", "x", "y", weight, wb, np.ones(g["out_channels"]), draw(_bias(g["out_channels"], a, seed)),
         draw(requantizers(g["out_channels"], out_q, a)) if requant else None,
         g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(g["out_channels"], wb)),
+        g["padding_end"],
     )
     x = random_levels(seed, (draw(batch), c, h, w), in_q)
     return OpCase(op, (x,), (in_q,), out_q, a)
@@ -232,6 +237,25 @@ def add_cases(draw) -> OpCase:
     y = random_levels(draw(st.integers(0, 2**32 - 1)), x.shape, qb)
     op = draw(adds("add", "a", "b", "y", x.shape[1], out_q, a))
     return OpCase(op, (x, y), (qa, qb), out_q, a)
+
+
+@st.composite
+def concat_cases(draw) -> OpCase:
+    """A Concat of two maps of the same height and width, with different channel counts and
+    formats, requantized by any variant but FP32_ADD; a third of the time both inputs share the
+    output's format and the requantizer is ``M = 1`` (a copy)."""
+    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    copy = draw(st.integers(0, 2)) == 0
+    if copy:
+        qa = qb = out_q
+    x = draw(feature_maps(qa))
+    y = random_levels(draw(st.integers(0, 2**32 - 1)), (x.shape[0], draw(st.integers(1, 4)), *x.shape[2:]), qb)
+    channels = x.shape[1] + y.shape[1]
+    if copy:
+        requant = Requantizer(np.array([1 << 30]), np.array([30]), draw(border_tables(channels, out_q)))
+    else:
+        requant = draw(requantizers(channels, out_q, a))
+    return OpCase(Concat("cat", "a", "b", "y", requant), (x, y), (qa, qb), out_q, a)
 
 
 @st.composite
@@ -348,13 +372,14 @@ class _ChainBuilder:
         if shape_like is None:
             g = draw(conv_geometry(c, h, w))
         else:
-            g = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), kernel=(3, 3), groups=1, out_channels=shape_like.shape[0])
+            g = dict(stride=(1, 1), padding=(1, 1), padding_end=(1, 1), dilation=(1, 1), kernel=(3, 3), groups=1,
+                     out_channels=shape_like.shape[0])
         out_q = shape_like.quant if shape_like is not None else draw(quant_params())
         wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
         o = g["out_channels"]
         op = Conv2d(self.name(), source.name, self.name(), draw(_weights((o, c // g["groups"], *g["kernel"]), wb, seed)),
                     wb, np.ones(o), draw(_bias(o, self.a, seed)), draw(requantizers(o, out_q, self.a)),
-                    g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(o, wb)))
+                    g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(o, wb)), g["padding_end"])
         return self.emit(op, op.output_shape([source.shape]), out_q)
 
     def step(self, kind: str) -> None:
@@ -381,6 +406,11 @@ class _ChainBuilder:
             out_q = draw(quant_params())
             op = AvgPool2d(self.name(), x.name, self.name(), requant=draw(requantizers(x.channels, out_q, self.a)), **window)
             self.emit(op, op.output_shape([x.shape]), out_q)
+        elif kind == "concat":  # dense: x's channels, then a conv of x's
+            branch = self.conv(x, shape_like=x)
+            out_q = draw(quant_params())
+            requant = draw(requantizers(2 * x.channels, out_q, self.a))
+            self.emit(Concat(self.name(), x.name, branch.name, self.name(), requant), (2 * x.channels, *x.shape[1:]), out_q)
         else:  # residual: add x to a same-shaped conv of x
             branch = self.conv(x, shape_like=x)
             out_q = draw(quant_params())
@@ -390,8 +420,8 @@ class _ChainBuilder:
 
 @st.composite
 def programs(draw, max_ops: int = 4) -> Program:
-    """A random valid program: a chain of conv, clamp, lookup table, max/avg pooling, residual
-    and gate (x times its global average) blocks on a
+    """A random valid program: a chain of conv, clamp, lookup table, max/avg pooling, residual,
+    gate (x times its global average) and dense (concat) blocks on a
     small (C <= 4, H, W <= 8) input, ending either there or in global average pooling, flatten
     and a linear layer (requantized or leaving accumulators)."""
     in_q = draw(quant_params())
@@ -399,7 +429,7 @@ def programs(draw, max_ops: int = 4) -> Program:
     shape = (draw(st.integers(1, 4)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
     chain = _ChainBuilder(draw, shape, in_q, a)
     input_borders = draw(border_tables(shape[0], in_q))
-    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "lut", "maxpool", "avgpool", "residual", "gate"]), min_size=1, max_size=max_ops)):
+    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "lut", "maxpool", "avgpool", "residual", "gate", "concat"]), min_size=1, max_size=max_ops)):
         chain.step(kind)
     if draw(st.booleans()):
         x = chain.current
