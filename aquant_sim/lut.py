@@ -55,9 +55,12 @@ class UnaryFunction(enum.Enum):
     """``clamp(x, low, high)``; parameters ``(low, high)``, ``low < high``."""
     SCALE = "scale"
     """``c * x``, multiplication by a constant; parameters ``(c,)``, ``c != 0``."""
+    OFFSET = "offset"
+    """``x + c``, addition of a constant (GhostNet's ``relu6(x + 3) / 6``); parameters ``(c,)``."""
 
 
-_PARAMETERS = {UnaryFunction.LEAKY_RELU: 1, UnaryFunction.ELU: 1, UnaryFunction.HARDTANH: 2, UnaryFunction.SCALE: 1}
+_PARAMETERS = {UnaryFunction.LEAKY_RELU: 1, UnaryFunction.ELU: 1, UnaryFunction.HARDTANH: 2, UnaryFunction.SCALE: 1,
+               UnaryFunction.OFFSET: 1}
 """How many parameters each function takes (0 when absent)."""
 
 
@@ -114,6 +117,8 @@ class Unary:
             return np.where(x > 0, x, p[0] * np.expm1(np.minimum(x, 0.0)))
         if f is UnaryFunction.HARDTANH:
             return np.clip(x, p[0], p[1])
+        if f is UnaryFunction.OFFSET:
+            return x + p[0]
         return p[0] * x  # SCALE
 
 

@@ -19,7 +19,7 @@ UNARIES = [
     Unary(UnaryFunction.SIGMOID), Unary(UnaryFunction.TANH), Unary(UnaryFunction.SILU), Unary(UnaryFunction.HARDSIGMOID),
     Unary(UnaryFunction.HARDSWISH), Unary(UnaryFunction.GELU), Unary(UnaryFunction.GELU_TANH),
     Unary(UnaryFunction.LEAKY_RELU, (0.1,)), Unary(UnaryFunction.ELU, (0.7,)), Unary(UnaryFunction.HARDTANH, (-1.0, 2.5)),
-    Unary(UnaryFunction.SCALE, (-0.375,)),
+    Unary(UnaryFunction.SCALE, (-0.375,)), Unary(UnaryFunction.OFFSET, (3.0,)),
 ]
 MONOTONE = [u for u in UNARIES if u.function not in (UnaryFunction.SILU, UnaryFunction.HARDSWISH, UnaryFunction.GELU,
                                                      UnaryFunction.GELU_TANH, UnaryFunction.SCALE)]
@@ -39,7 +39,7 @@ def test_float64_function_is_torchs(unary):
 
 def test_known_values():
     """Exact points: sigmoid(0) = 1/2, hardsigmoid(3) = 1, hardswish(-3) = 0, gelu(0) = 0,
-    leaky(-2) = -2 slope, elu(-inf side) -> -alpha, hardtanh clamps, scale multiplies."""
+    leaky(-2) = -2 slope, elu(-inf side) -> -alpha, hardtanh clamps, scale multiplies, offset adds."""
     assert Unary(UnaryFunction.SIGMOID).apply(0.0) == 0.5
     assert Unary(UnaryFunction.HARDSIGMOID).apply(3.0) == 1.0
     assert Unary(UnaryFunction.HARDSWISH).apply(-3.0) == 0.0
@@ -48,6 +48,7 @@ def test_known_values():
     assert Unary(UnaryFunction.ELU, (0.5,)).apply(-50.0) == -0.5
     assert Unary(UnaryFunction.HARDTANH, (-1.0, 1.0)).apply(np.array([-3.0, 0.5, 3.0])).tolist() == [-1.0, 0.5, 1.0]
     assert Unary(UnaryFunction.SCALE, (0.5,)).apply(3.0) == 1.5
+    assert Unary(UnaryFunction.OFFSET, (3.0,)).apply(-3.0) == 0.0
 
 
 @given(quant_params(), quant_params(), st.sampled_from(UNARIES))

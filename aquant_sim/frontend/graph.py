@@ -179,6 +179,8 @@ def torch_unary(unary: Unary, x: torch.Tensor) -> torch.Tensor:
         return F.elu(x, p[0])
     if f is UnaryFunction.HARDTANH:
         return F.hardtanh(x, p[0], p[1])
+    if f is UnaryFunction.OFFSET:
+        return x + p[0]
     return x * p[0]  # SCALE
 
 
@@ -616,10 +618,21 @@ class _Capture:
         else:
             self.emit(n, Node(n.name, NodeKind.CONCAT, names))
 
-    def add(self, n, a, b, alpha=1) -> None:
+    def add(self, n, a, b, alpha=1, subtract: bool = False) -> None:
+        """``a + b`` (``a - b``) of two tensors (an add node), or a tensor plus or minus a constant
+        (a table of the sum)."""
+        constant = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)]
         if alpha != 1:
             raise _unsupported("add with alpha", n)
-        self.emit(n, Node(n.name, NodeKind.ADD, (self.tensor(a, n), self.tensor(b, n))))
+        if constant == [False, True]:
+            self.unary(n, a, UnaryFunction.OFFSET, -b if subtract else b)
+        elif constant == [True, False] and not subtract:
+            self.unary(n, b, UnaryFunction.OFFSET, a)
+        elif constant == [False, False] and not subtract:
+            self.emit(n, Node(n.name, NodeKind.ADD, (self.tensor(a, n), self.tensor(b, n))))
+        else:
+            raise _unsupported(f"{'subtraction' if subtract else 'addition'} of {a!r:.40} and {b!r:.40} "
+                               "(a tensor plus a tensor, or a tensor plus or minus a constant)", n)
 
     def flatten(self, n, x, start_dim=1, end_dim=-1) -> None:
         if start_dim != 1 or end_dim != -1:
@@ -630,6 +643,8 @@ class _Capture:
         f, args, kwargs = n.target, n.args, n.kwargs
         if f in (operator.add, operator.iadd, torch.add):
             self.add(n, *args, **kwargs)
+        elif f in (operator.sub, operator.isub) and not kwargs:
+            self.add(n, *args, subtract=True)
         elif f in (F.relu, torch.relu):
             self.activation(n, self.tensor(args[0], n), Activation.RELU)
         elif f is F.relu6:

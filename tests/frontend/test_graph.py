@@ -228,6 +228,9 @@ SPELLINGS = [
     (lambda x: x * 0.5, UnaryFunction.SCALE, (0.5,)), (lambda x: 3 * x, UnaryFunction.SCALE, (3.0,)),
     (lambda x: x / 4, UnaryFunction.SCALE, (0.25,)), (lambda x: x.mul(-2.0), UnaryFunction.SCALE, (-2.0,)),
     (lambda x: torch.mul(x, 1.5), UnaryFunction.SCALE, (1.5,)), (lambda x: x.div(8), UnaryFunction.SCALE, (0.125,)),
+    (lambda x: x + 3.0, UnaryFunction.OFFSET, (3.0,)), (lambda x: 2 + x, UnaryFunction.OFFSET, (2.0,)),
+    (lambda x: x - 0.5, UnaryFunction.OFFSET, (-0.5,)), (lambda x: torch.add(x, 1.5), UnaryFunction.OFFSET, (1.5,)),
+    (lambda x: x.add(-1.0), UnaryFunction.OFFSET, (-1.0,)),
 ]
 
 
@@ -293,6 +296,12 @@ class WrongView(nn.Module):
 
     def forward(self, x):
         return self.conv(x).view(-1, 2)
+
+
+def test_constant_minus_tensor_is_refused_naming_both():
+    """``c - x`` is no table of ``x + c``: refused, naming the operands, before any calibration."""
+    with pytest.raises(UnsupportedError, match=r"subtraction of 1.0 and conv .*a tensor plus or minus a constant"):
+        capture(Activated(lambda x: 1.0 - x), (1, 8, 8))
 
 
 @pytest.mark.parametrize("model, words", [

@@ -161,27 +161,52 @@ class DenseNet(nn.Module):
 
 class GhostModule(nn.Module):
     """GhostNet's (Han et al. 2020, huawei-noah's ``ghostnet.py``) ghost module: a 1x1 primary conv,
-    a cheap depthwise 3x3 on its output, the two concatenated."""
+    a cheap depthwise 3x3 on its output, the two concatenated; ReLU on both, or on neither."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, relu=True):
         super().__init__()
-        self.primary = _conv_bn(cin, cout // 2, 1)
-        self.cheap = _conv_bn(cout // 2, cout // 2, 3, groups=cout // 2)
+        act = nn.ReLU if relu else None
+        self.primary = _conv_bn(cin, cout // 2, 1, act=act)
+        self.cheap = _conv_bn(cout // 2, cout // 2, 3, groups=cout // 2, act=act)
 
     def forward(self, x):
         y = self.primary(x)
         return torch.cat([y, self.cheap(y)], 1)
 
 
-class GhostNet(nn.Module):
-    def __init__(self):
+def hard_sigmoid(x):
+    """``ghostnet.py``'s gate, spelled as there."""
+    return F.relu6(x + 3.0) / 6.0
+
+
+class SqueezeExcite(nn.Module):
+    """``ghostnet.py``'s squeeze-excitation: global pool, 1x1 reduce (with bias), ReLU, 1x1 expand,
+    the input times the gate ``hard_sigmoid`` of the result."""
+
+    def __init__(self, channels, reduced):
         super().__init__()
-        self.stem = _conv_bn(3, 16, 3, 2)
-        self.ghost = GhostModule(16, 16)
-        self.fc = nn.Linear(16, 10)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce, self.act, self.expand = nn.Conv2d(channels, reduced, 1), nn.ReLU(), nn.Conv2d(reduced, channels, 1)
 
     def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.ghost(self.stem(x)) + self.stem(x), 1), 1))
+        return x * hard_sigmoid(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class GhostBottleneck(nn.Module):
+    """``ghostnet.py``'s stride-1 bottleneck with SE: ghost module (ReLU) to ``mid`` channels, SE,
+    ghost module without ReLU back, identity shortcut."""
+
+    def __init__(self, channels, mid):
+        super().__init__()
+        self.ghost1, self.se, self.ghost2 = GhostModule(channels, mid), SqueezeExcite(mid, mid // 4), GhostModule(mid, channels, relu=False)
+
+    def forward(self, x):
+        return self.ghost2(self.se(self.ghost1(x))) + x
+
+
+class GhostNet(_Classifier):
+    def __init__(self):
+        super().__init__(_conv_bn(3, 16, 3, 2), GhostBottleneck(16, 32), 16)
 
 
 class ConvNeXtBlock(nn.Module):
