@@ -13,6 +13,11 @@ Prints ``name: value`` lines:
 * ``exact_over_float``: one forward+backward of the block's fake-quant nodes in
   ``ForwardMode.EXACT`` (the integer program's values, straight-through gradients) against
   ``ForwardMode.FLOAT``, same inputs, batch and hard quantizers;
+* ``quantizer_<case>_ms`` and ``quantizer_<case>_torch_over_numba``: one forward+backward of the
+  training-time activation quantizer (``border_round``) on the block's activation shape (batch,
+  16 channels), per case (``hard``, ``hard_kept``: with QDrop's kept elements, ``soft``: learned
+  borders per channel and level), least process CPU time of ``--iters`` calls, its fused numba
+  backend against its torch backend (the reference) in the same run;
 * ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
   alternated in the same run (target: 1.0 or less);
 * with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``,
@@ -41,6 +46,7 @@ import time
 
 import torch
 
+from aquant_sim.frontend.border_round import Backend, border_round, draw_uniform16, keep_threshold
 from aquant_sim.frontend.graph import capture
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.qmodel import ForwardMode, QuantConfig, QuantModel
@@ -80,6 +86,26 @@ def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple
         ((block(x) - target) ** 2).sum(1).mean().backward()
         spent.append((time.perf_counter() - started) * 1000)
     return statistics.median(spent[1:]), (time.process_time() - started_cpu) / iters * 1000
+
+
+def quantizer_ms(shape: tuple[int, ...], iters: int) -> dict[str, dict[Backend, float]]:
+    """Least process CPU milliseconds of one forward+backward of ``border_round`` per case and
+    backend (W2A2's levels 0..3, borders per channel and level)."""
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=generator).requires_grad_(True)
+    scale = torch.tensor(0.3, requires_grad=True)
+    table = torch.rand(shape[1], 3, generator=generator).clamp(0.05, 0.95).requires_grad_(True)
+    draws = draw_uniform16(shape)
+    cases = {"hard": (False, None), "hard_kept": (False, draws), "soft": (True, None)}
+    times = {case: {backend: float("inf") for backend in Backend} for case in cases}
+    for _ in range(iters):
+        for case, (soft, kept) in cases.items():
+            for backend in Backend:
+                started = time.process_time()
+                out = border_round(x, scale, table, 0, 0, 3, soft, 0.5, kept, keep_threshold(0.5), backend)
+                out.sum().backward()
+                times[case][backend] = min(times[case][backend], (time.process_time() - started) * 1000)
+    return times
 
 
 def exact_and_float_ms(graph, images: torch.Tensor, quant: QuantConfig, iters: int, batch: int) -> dict:
@@ -175,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
         one = min(wall for wall, _ in one_thread)
         print(f"qdrop_seconds_per_1000_one_thread: {one:.2f}")
         print(f"two_threads_over_one: {qdrop / one:.3f}")
+    quantizer_shape = (batch, *block_input.shape[1:])
+    for case, by_backend in quantizer_ms(quantizer_shape, args.iters).items():
+        print(f"quantizer_{case}_ms: {by_backend[Backend.NUMBA]:.3f}")
+        print(f"quantizer_{case}_torch_over_numba: {by_backend[Backend.TORCH] / by_backend[Backend.NUMBA]:.2f}")
     print(f"float_forward_backward_ms: {float_ms:.2f}")
     print(f"exact_forward_backward_ms: {exact_ms:.2f}")
     print(f"exact_over_float: {exact_ms / float_ms:.3f}")

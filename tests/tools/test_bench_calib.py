@@ -19,6 +19,8 @@ def test_prints_every_figure_and_consistent_ratios(capsys):
                             ("two_threads_over_one", "qdrop_seconds_per_1000", "qdrop_seconds_per_1000_one_thread"),
                             ("exact_over_float", "exact_forward_backward_ms", "float_forward_backward_ms")):
         assert value(ratio) == pytest.approx(value(num) / value(den), rel=0.01), ratio
+    for case in ("hard", "hard_kept", "soft"):
+        assert value(f"quantizer_{case}_ms") > 0 and value(f"quantizer_{case}_torch_over_numba") > 0, case
     assert lines["block"] == "stages_0_0_conv1..add" and lines["threads"] == "2"
 
 
