@@ -147,3 +147,33 @@ def test_alexnet_conv1_equals_scalesim(path):
     ours, theirs = simulate_topology(layers, config), read_reports(ALEXNET / "reports" / config.name)
     assert len(ours) == len(theirs) == 1
     assert [figure for figure in FIGURES if getattr(ours[0], figure) != getattr(theirs[0], figure)] == []
+
+
+def _differing(directory: Path, config_path: Path, names: set[str]) -> list[tuple]:
+    """(layer, figure, ours, SCALE-Sim's) for every differing figure of the named layers."""
+    layers = read_topology(directory / "topology.csv")
+    config = read_config(config_path)
+    theirs = read_reports(directory / "reports" / config.name)
+    assert len(theirs) == len(layers) and names <= {layer.name for layer in layers}
+    return [(layer.name, figure, getattr(ours, figure), getattr(golden, figure))
+            for layer, golden in zip(layers, theirs) if layer.name in names
+            for ours in [simulate_layer(layer, config)] for figure in FIGURES if getattr(ours, figure) != getattr(golden, figure)]
+
+
+NETWORK_LAYERS = {
+    # The whole networks take the compatibility mode 20-90 s a config (FC6 alone 43 s):
+    # `tools/scalesim_validate.py compare` checks every layer (the README there gives the counts);
+    # the suite checks these rows, a second or less each, that cover every kind of row.
+    "alexnet": {"Conv3", "Conv5", "FC8"},
+    "mobilenet": {"Conv4_dw", "Conv12_dw", "Conv14_dw_0", "Conv16_dw", "Conv18_dw", "Conv13", "Conv17", "FC"},
+}
+
+
+@pytest.mark.parametrize("path", [p for network in NETWORK_LAYERS for p in sorted((DATA / network / "configs").glob("*.cfg"))],
+                         ids=lambda p: f"{p.parent.parent.name}-{p.stem}")
+def test_network_layers_equal_scalesim(path):
+    """AlexNet (SCALE-Sim's unpadded convs, FC as 1x1 rows) and MobileNet (depthwise rows as one
+    channel's conv) on SCALE-Sim's 32x32 / 64 kB config: every figure of the checked rows equals
+    SCALE-Sim 3.0's report of the whole network."""
+    directory = path.parent.parent
+    assert _differing(directory, path, NETWORK_LAYERS[directory.name]) == []
