@@ -149,6 +149,17 @@ def test_alexnet_conv1_equals_scalesim(path):
     assert [figure for figure in FIGURES if getattr(ours[0], figure) != getattr(theirs[0], figure)] == []
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_depthwise_rows_equal_scalesim(path):
+    """SCALE-Sim's two depthwise encodings on the 12 small configs: a row named ..DP.. that it runs
+    as one layer per channel, and a one-channel row with a ``#dw`` note; every figure of every
+    resulting layer equals its report."""
+    directory = DATA / "depthwise"
+    layers = read_topology(directory / "topology.csv")
+    assert [layer.name for layer in layers][:4] == [f"Conv_DPChannel_{i}" for i in range(4)]
+    assert _differing(directory, path, {layer.name for layer in layers}) == []
+
+
 def _differing(directory: Path, config_path: Path, names: set[str]) -> list[tuple]:
     """(layer, figure, ours, SCALE-Sim's) for every differing figure of the named layers."""
     layers = read_topology(directory / "topology.csv")
