@@ -9,6 +9,7 @@ import pytest
 
 from aquant_sim.errors import ConfigError, InputError, UnsupportedError
 from hw_models.config import ArrayConfig
+from hw_models.layers import Gemm
 from hw_models.memory import sram_accesses
 from hw_models.scalesim import read_topology
 from hw_models.scalesim_compat import (
@@ -158,6 +159,22 @@ def test_depthwise_rows_equal_scalesim(path):
     layers = read_topology(directory / "topology.csv")
     assert [layer.name for layer in layers][:4] == [f"Conv_DPChannel_{i}" for i in range(4)]
     assert _differing(directory, path, {layer.name for layer in layers}) == []
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem.startswith("calc")], ids=lambda p: p.stem)
+def test_depthwise_mapping_is_scalesims_per_channel_encoding(path):
+    """The project's depthwise mapping (C one-filter GEMMs run back to back, docs/hw_model.md
+    section 2) is SCALE-Sim's DP encoding: its C layers' stall-free cycles add up to the grouped
+    GEMM's, less the trailing cycle that each of the C - 1 layer boundaries drops."""
+    config = read_config(path)
+    array = ArrayConfig(rows=config.rows, cols=config.cols, dataflow=config.dataflow)
+    rows = [(layer, figures) for layer, figures in zip(read_topology(DATA / "depthwise" / "topology.csv"),
+                                                       read_reports(DATA / "depthwise" / "reports" / config.name))
+            if "DP" in layer.name]
+    one = rows[0][0].gemm
+    grouped = Gemm(pixels=one.pixels, window=one.window, filters=1, groups=len(rows))
+    assert all(figures.stall_cycles == 0 for _, figures in rows)
+    assert sum(figures.cycles for _, figures in rows) == compute_cycles(grouped, array) - (len(rows) - 1)
 
 
 def _differing(directory: Path, config_path: Path, names: set[str]) -> list[tuple]:
