@@ -35,14 +35,19 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 6
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
-``fp32_add`` and the add's ``zero_offset`` (``since=4``)."""
-KNOWN_VERSIONS = (1, 2, 3, 4)
+``fp32_add`` and the add's ``zero_offset`` (``since=4``); version 5 added the op types ``lut``
+and ``mul`` (their classes' ``since``); version 6 added the conv2d's ``padding_end`` (``since=6``)
+and the op type ``concat`` (its class's ``since``). Lookup tables and products (format 5) and
+concat with per-side padding were developed side by side; they are two versions because files of
+version 5 were written (without ``padding_end``) before the concat joined."""
+KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer, an add's offset 0)."""
+BORDER requantizer, an add's offset 0, symmetric conv padding); an op type newer than the
+file's version is refused."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
 
@@ -390,6 +395,9 @@ def _read_op(value, index: int, reader: _Reader, version: int):
     kind = kinds[type_name]
     name = _str(name, f"ops[{index}].name")
     where = f"op '{name}' ({type_name})"
+    since = getattr(OP_TYPES[kind], "since", 1)
+    if since > version:
+        _fail(f"ops[{index}].type", f"op type {type_name!r} exists from format version {since}; the file is version {version}")
     specs = tuple(spec for spec in op_fields(OP_TYPES[kind]) if spec.since <= version)
     fields = _object(value, where, ("type", "name") + tuple(spec.name for spec in specs))
     args = {}
@@ -409,7 +417,7 @@ def _read_op(value, index: int, reader: _Reader, version: int):
         elif spec.kind is FieldKind.WEIGHTS:
             args[spec.name] = reader.array(raw, at, weight_dtype(args["weight_bits"]), spec.rank)
         else:
-            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], 1)
+            args[spec.name] = reader.array(raw, at, _VECTOR_DTYPES[spec.kind], spec.rank)
     try:
         return OP_TYPES[kind](name=name, **args)
     except ProgramError as error:

@@ -2,7 +2,8 @@
 
 The builder derives what the datapath needs from the real quantization parameters: the
 requantizer's ``(m, n)`` from ``M = s_x * s_w[c] / s_y`` (docs/contract.md (6)), the residual add's
-integer input weights (D.9), the average pool's divisor, and ReLU6's upper level. It tracks each
+integer input weights (D.9), the average pool's divisor, ReLU6's upper level, the product's
+multiplier (D.16) and a lookup table's entries (D.15, ``aquant_sim.lut.lookup_table``). It tracks each
 tensor's shape and border table so that callers (the synthetic networks, the calibration
 front-end's lowering and its exact forward) only say what the network is.
 """
@@ -13,9 +14,10 @@ import numpy as np
 
 from aquant_sim import rounding
 from aquant_sim.errors import ProgramError
+from aquant_sim.lut import Unary, lookup_table
 from aquant_sim.program import (
-    Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool,
-    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    Add, AccumulatorParams, AvgPool2d, BorderTable, Clamp, Concat, Conv2d, Flatten, GlobalAvgPool,
+    Linear, Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 
 ADD_WEIGHT_BITS = 14
@@ -78,11 +80,13 @@ class ProgramBuilder:
         return self._emit(op, quant, borders)
 
     def conv2d(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None) -> str:
+               stride=1, padding=0, dilation=1, groups=1, weight_zero_point=None, padding_end=None) -> str:
         """Conv2d (D.1). ``out_quant`` None leaves accumulators (program output only);
-        ``weight_zero_point`` None is the symmetric grid."""
+        ``weight_zero_point`` None is the symmetric grid; ``padding`` is (top, left), ``padding_end``
+        (bottom, right), None for symmetric."""
         return self._weighted(Conv2d, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders,
-                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups)
+                              weight_zero_point, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_end=padding_end)
 
     def linear(self, name, x, weight, weight_bits, weight_scale, bias, out_quant, borders, weight_zero_point=None) -> str:
         """Linear (D.2). ``out_quant`` None leaves accumulators (program output only)."""
@@ -97,6 +101,34 @@ class ProgramBuilder:
         w_a, w_b = (max(1, int(np.floor(one * s / s_max + 0.5))) for s in (s_a, s_b))
         requant = self.requantizer(s_max / (one * out_quant.scale), borders)
         return self._emit(Add(name, a, b, name, w_a, w_b, requant), out_quant, borders)
+
+    def mul(self, name, a, b, out_quant: QuantParams, borders: BorderTable) -> str:
+        """Elementwise product (D.16): ``M = s_a s_b / s_y``."""
+        real = self._tensors[a].quant.scale * self._tensors[b].quant.scale / out_quant.scale
+        return self._emit(Mul(name, a, b, name, self.requantizer(real, borders)), out_quant, borders)
+
+    def lut(self, name, x, unary: Unary, out_quant: QuantParams, borders: BorderTable) -> str:
+        """A lookup table of ``unary`` (D.15) onto ``out_quant`` with the output's border table."""
+        table = lookup_table(unary, self._tensors[x].quant, out_quant, borders.beta)
+        return self._emit(Lut(name, x, name, table), out_quant, borders)
+
+    def concat(self, name, inputs, out_quant: QuantParams, borders: BorderTable) -> str:
+        """Concat along channels (D.17) of two or more tensors, each requantized to ``out_quant``
+        with ``M = s_x / s_y`` per output channel (1, a copy, where an input's scale is the
+        output's). More than two inputs chain binary concats: every partial result already has
+        the output's quantization (and its rows of a per-channel table), so each later concat
+        copies it; the last op is named ``name``."""
+        if len(inputs) < 2:
+            raise ProgramError(f"concat '{name}' needs at least two inputs, got {len(inputs)}")
+        first = inputs[0]
+        for i, x in enumerate(inputs[1:], start=1):
+            channels = sum(self._tensors[t].shape[0] for t in inputs[: i + 1])
+            out = name if i == len(inputs) - 1 else f"{name}_part{i}"
+            table = borders if borders.values.shape[0] == 1 else BorderTable(borders.frac_bits, borders.values[:channels])
+            real = np.concatenate([np.full(self._tensors[t].shape[0], self._tensors[t].quant.scale / out_quant.scale)
+                                   for t in (first, x)])
+            first = self._emit(Concat(out, first, x, out, self.requantizer(real, table)), out_quant, table)
+        return first
 
     def clamp(self, name, x, lo, hi) -> str:
         t = self._tensors[x]

@@ -30,8 +30,8 @@ class Accumulated(NamedTuple):
 
 
 class PassedThrough(NamedTuple):
-    """What an exact op (max pooling, clamp, flatten) produced: int32 ``values`` and the count
-    of outputs at the zero-point."""
+    """What an exact op (max pooling, clamp, flatten, lookup table) produced: int32 ``values``
+    and the count of outputs at the (output's) zero-point."""
 
     values: np.ndarray
     zeros: int
@@ -43,10 +43,15 @@ class Datapath(Protocol):
 
     def run_accumulating(self, op, inputs: Sequence[np.ndarray], in_quants: Sequence[QuantParams], out_quant,
                          out_shape: tuple[int, ...], accumulator_bits: int, overflow: OverflowPolicy) -> Accumulated:
-        """Conv2d, linear, add, average pooling: exact sums (D.1-D.12), the A-bit accumulator with
+        """Conv2d, linear, add, average pooling, mul: exact sums (D.1-D.12, D.16), the A-bit accumulator with
         ``overflow`` (D.4, counted), then the requantizer (6)-(8) unless ``op.requant`` is None."""
         ...
 
     def run_pass_through(self, op, x: np.ndarray, quant: QuantParams) -> PassedThrough:
         """Max pooling, clamp or flatten of levels ``x`` of format ``quant`` (D.10, D.13, D.14)."""
+        ...
+
+    def run_table(self, op, x: np.ndarray, in_quant: QuantParams, out_quant: QuantParams) -> PassedThrough:
+        """A lookup table (D.15): levels ``x`` of format ``in_quant`` to int32 levels of
+        ``out_quant``, and the count of outputs at ``out_quant``'s zero-point."""
         ...

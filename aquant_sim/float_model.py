@@ -11,6 +11,8 @@ position ``u`` in float64 from the real scales, and rounds it with the real-valu
 * add (D.9): ``u = (s_a * (a - z_a) + s_b * (b - z_b)) / s_y + z_y``, from both input scales
   (not from the datapath's integer input weights, whose 14-bit ratio is a second approximation)
 * average pooling (D.11, D.12): ``u = acc * s_x / (N * s_y) + z_y``, N the window (or H * W)
+* mul (D.16): ``u = (s_a * (a - z_a)) * (s_b * (b - z_b)) / s_y + z_y``, the real values'
+  product (numpy broadcasts the per-channel operand as the datapath does)
 
 ``acc`` is the exact integer sum (no accumulator width), so an accumulator overflow, which the
 datapath counts, also shows here as a difference. Each op is fed the datapath's own inputs, so
@@ -62,6 +64,13 @@ def real_position(program: Program, op, inputs: list[np.ndarray]) -> np.ndarray:
     if op.kind is OpKind.ADD:
         a, b = (x.astype(np.float64) - q.zero_point for x, q in zip(inputs, quants))
         return (quants[0].scale * a + quants[1].scale * b) / s_y
+    if op.kind is OpKind.MUL:
+        a, b = (q.scale * (x.astype(np.float64) - q.zero_point) for x, q in zip(inputs, quants))
+        return a * b / s_y
+    if op.kind is OpKind.CONCAT:
+        scales = [np.full(x.shape[1], q.scale / s_y) for x, q in zip(inputs, quants)]
+        acc = reference.concat_acc(inputs[0], inputs[1], quants[0].zero_point, quants[1].zero_point)
+        return acc.astype(np.float64) * _per_channel(np.concatenate(scales), acc.ndim)
     if op.kind is OpKind.AVGPOOL2D:
         acc = reference.avgpool_acc(inputs[0], op, quants[0].zero_point)
         count = op.kernel_size[0] * op.kernel_size[1]

@@ -3,9 +3,11 @@
 A program is a list of ops in execution order over named tensors. Tensor shapes exclude the
 batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors. Every quantized tensor
 has its own bits, signedness, scale and zero-point; every op that produces a new quantized
-tensor from a sum (conv2d, linear, add, average pooling) ends in a :class:`Requantizer`, the
-datapath's equations (6)-(8) with a border table. Max pooling, flatten and clamps (ReLU,
-ReLU6) are exact on integers and keep their input's quantization.
+tensor from a sum or a product (conv2d, linear, add, average pooling, mul) ends in a
+:class:`Requantizer`, the datapath's equations (6)-(8) with a border table. A lookup table
+(lut: activations, constant multiples) maps input levels to output levels of a new
+quantization. Max pooling, flatten and clamps (ReLU, ReLU6) are exact on integers and keep
+their input's quantization.
 
 Everything is checked at construction; errors are :class:`ProgramError` naming the op and the
 field. The integer semantics of every op are written down in ``docs/datapath.md``.
@@ -75,7 +77,7 @@ class FieldKind(enum.Enum):
     WEIGHTS = "weights"
     """Signed weight integers of the op's ``weight_bits`` (stored int8 up to 8 bits, else int16)."""
     INT_VECTOR = "int vector"
-    """A vector of integers that fit 32 signed bits."""
+    """A vector of integers that fit 32 signed bits (a table of them where the field's ``rank`` is 2)."""
     REAL_VECTOR = "real vector"
     """A vector of float64 reals."""
     REQUANT = "requant"
@@ -380,6 +382,9 @@ class OpKind(enum.Enum):
     GLOBAL_AVGPOOL = "global_avgpool"
     FLATTEN = "flatten"
     CLAMP = "clamp"
+    LUT = "lut"
+    MUL = "mul"
+    CONCAT = "concat"
 
 
 @dataclass(frozen=True, eq=False)
@@ -389,7 +394,8 @@ class Conv2d:
     (O, I/groups, KH, KW), signed ``weight_bits`` integers with real scale ``weight_scale[c]``
     and integer zero-point ``weight_zero_point[c]`` (``z_w``, in the weight range; None means
     zeros, the symmetric grid). ``requant`` None leaves int32 accumulators (only for the program
-    output)."""
+    output). ``padding`` is the (top, left) padding, ``padding_end`` the (bottom, right) one
+    (None: the same as ``padding``, symmetric; TF's "SAME" at stride 2 pads one more at the end)."""
 
     kind: ClassVar[OpKind] = OpKind.CONV2D
     name: str
@@ -405,10 +411,13 @@ class Conv2d:
     dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
     groups: int = op_field(FieldKind.INT, minimum=1, default=1)
     weight_zero_point: np.ndarray = op_field(FieldKind.INT_VECTOR, since=2, default=None)
+    padding_end: tuple[int, int] = op_field(FieldKind.PAIR, since=6, default=None)
 
     def __post_init__(self):
         where = _check_fields(self)
         _check_weights(self, where)
+        if self.padding_end is None:
+            object.__setattr__(self, "padding_end", self.padding)
         out_channels = self.weight.shape[0]
         if out_channels % self.groups:
             _fail(f"{where}.groups", f"{self.groups} does not divide {out_channels} output channels")
@@ -426,7 +435,8 @@ class Conv2d:
         shape = _expect_rank(shapes[0], 3, where)
         if shape[0] != self.weight.shape[1] * self.groups:
             _fail(f"{where}.weight", f"expects {self.weight.shape[1] * self.groups} input channels, input has {shape[0]}")
-        return (self.weight.shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where))
+        return (self.weight.shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where,
+                                                     self.padding_end))
 
 
 @dataclass(frozen=True, eq=False)
@@ -627,11 +637,103 @@ class Clamp:
         return shapes[0]
 
 
-Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp]
-OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp)}
-REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL)
+@dataclass(frozen=True, eq=False)
+class Lut:
+    """D.15: ``y = table[g(c), x - qmin_x]``, a unary activation (or constant multiple) on
+    levels, the table built once by ``aquant_sim.lut.lookup_table`` (its equation (T)): each
+    input level dequantized, the function applied in float64, border-rounded (1)-(4) to the
+    output grid. ``table`` is (G, 2^b_x) output levels, G 1 or the channel count (one row per
+    output border group). The output has its own quantization."""
+
+    kind: ClassVar[OpKind] = OpKind.LUT
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
+    name: str
+    input: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    table: np.ndarray = op_field(FieldKind.INT_VECTOR, rank=2, since=5)
+
+    def __post_init__(self):
+        where = _check_fields(self)
+        if self.table.size == 0:
+            _fail(f"{where}.table", "is empty")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Mul:
+    """D.16: ``acc = (a - z_a) * (b - z_b)``, the product of zero-point-corrected levels, with
+    ``b`` of ``a``'s shape or, for a (C, H, W) ``a``, of shape (C, 1, 1) (broadcast over H and W:
+    the squeeze-excitation gate); the requantizer carries ``M = s_a s_b / s_y``."""
+
+    kind: ClassVar[OpKind] = OpKind.MUL
+    since: ClassVar[int] = 5
+    """The artifact format version that introduced the op type."""
+    name: str
+    input_a: str = op_field(FieldKind.TENSOR)
+    input_b: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    requant: Requantizer = op_field(FieldKind.REQUANT, since=5)
+
+    def __post_init__(self):
+        _check_fields(self)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_a, self.input_b)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        a, b = shapes
+        if b != a and not (len(a) == 3 and b == (a[0], 1, 1)):
+            _fail(f"op '{self.name}' (mul).input_b", f"shape {b} must equal input_a's {a} or be ({a[0]}, 1, 1) for a (C, H, W) input_a")
+        return a
+
+
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """D.17: the channels of ``input_a`` then those of ``input_b`` (same H, W), each requantized
+    to the output's quantization: ``acc[c] = x[c'] - z_x`` of the input that holds output
+    channel ``c``, then the requantizer (6)-(8) with one multiplier per output channel,
+    ``M[c] = s_x / s_y``. Where an input's scale and zero-point are the output's, ``M = 1``
+    (``m = 2^30``, ``n = 30``) and the requantizer returns its levels unchanged: a copy."""
+
+    kind: ClassVar[OpKind] = OpKind.CONCAT
+    since: ClassVar[int] = 6
+    """The artifact format version that introduced the op."""
+    name: str
+    input_a: str = op_field(FieldKind.TENSOR)
+    input_b: str = op_field(FieldKind.TENSOR)
+    output: str = op_field(FieldKind.TENSOR)
+    requant: Requantizer = op_field(FieldKind.REQUANT)
+
+    def __post_init__(self):
+        _check_fields(self)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input_a, self.input_b)
+
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        where = f"op '{self.name}' (concat)"
+        a, b = (_expect_rank(shape, 3, where) for shape in shapes)
+        if a[1:] != b[1:]:
+            _fail(where, f"inputs must have the same height and width, got {a} and {b}")
+        return (a[0] + b[0], *a[1:])
+
+
+Op = Union[Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul, Concat]
+OP_TYPES: dict[OpKind, type] = {t.kind: t for t in (Conv2d, Linear, Add, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Clamp, Lut, Mul, Concat)}
+REQUANTIZING_OPS = (OpKind.CONV2D, OpKind.LINEAR, OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL, OpKind.CONCAT)
 PASS_THROUGH_OPS = (OpKind.MAXPOOL2D, OpKind.FLATTEN, OpKind.CLAMP)
 """Ops whose output keeps the input's quantization exactly."""
+TABLE_OPS = (OpKind.LUT,)
+"""Ops that map input levels to output levels of a new quantization through a table."""
 
 
 def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ...]:
@@ -640,25 +742,30 @@ def _expect_rank(shape: tuple[int, ...], rank: int, where: str) -> tuple[int, ..
     return shape
 
 
-def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+def window_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, padding_end: int | None = None) -> int:
     """Output length of a sliding window (conv, pooling) along one axis: the number of window
-    positions of span ``dilation * (kernel - 1) + 1`` over ``size + 2 * padding`` at ``stride``."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    positions of span ``dilation * (kernel - 1) + 1`` over ``padding + size + padding_end``
+    (``padding_end`` None: ``padding``, symmetric) at ``stride``."""
+    end = padding if padding_end is None else padding_end
+    return (size + padding + end - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _window_shape(shape: tuple[int, int, int], kernel, stride, padding, dilation, where: str) -> tuple[int, int]:
-    """Output (H, W) of a window op on a (C, H, W) input: every window must fit the padded
-    input, and the padded input must hold at most :data:`MAX_TENSOR_ELEMENTS` elements."""
+def _window_shape(shape: tuple[int, int, int], kernel, stride, padding, dilation, where: str,
+                  padding_end=None) -> tuple[int, int]:
+    """Output (H, W) of a window op on a (C, H, W) input, padded by ``padding`` before and
+    ``padding_end`` (None: ``padding``) after: every window must fit the padded input, and the
+    padded input must hold at most :data:`MAX_TENSOR_ELEMENTS` elements."""
     c, h, w = shape
-    padded = c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    end = padding if padding_end is None else padding_end
+    padded = c * (h + padding[0] + end[0]) * (w + padding[1] + end[1])
     if padded > MAX_TENSOR_ELEMENTS:
         _fail(f"{where}.padding", f"{tuple(padding)} pads the input {shape} to {padded} elements, more than {MAX_TENSOR_ELEMENTS}")
     out = []
     for a, size in enumerate((h, w)):
         span = dilation[a] * (kernel[a] - 1) + 1
-        if size + 2 * padding[a] < span:
-            _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding[a]}")
-        out.append(window_output_size(size, kernel[a], stride[a], padding[a], dilation[a]))
+        if size + padding[a] + end[a] < span:
+            _fail(where, f"window of span {span} does not fit an input of size {size} with padding {padding[a]} and {end[a]}")
+        out.append(window_output_size(size, kernel[a], stride[a], padding[a], dilation[a], end[a]))
     return out[0], out[1]
 
 
@@ -692,7 +799,7 @@ class Program:
 
     ``input`` is quantized on entry with ``input_borders`` (real-valued rounding (1)-(4) with
     ``beta = B / 2^F``), ``output`` is returned. ``accumulator_bits`` (A) and ``overflow`` apply
-    to every accumulating op (conv2d, linear, add, average pooling).
+    to every accumulating op (conv2d, linear, add, average pooling, mul).
     """
 
     tensors: tuple[Tensor, ...]
@@ -773,6 +880,9 @@ class Program:
                 if op.lo.min() < qmin or op.hi.max() > qmax:
                     _fail(f"{where}.lo", f"clamp bounds must lie in [{qmin}, {qmax}]")
             return
+        if op.kind is OpKind.LUT:
+            self._check_table(op, ins[0], out, where)
+            return
         if op.kind in (OpKind.CONV2D, OpKind.LINEAR):
             lo, hi = integer_range(self.accumulator_bits, signed=True)
             if op.bias.min() < lo or op.bias.max() > hi:
@@ -786,6 +896,22 @@ class Program:
                 _fail(f"{where}.requant", "only the program output may hold unrequantized accumulators")
             return
         op.requant.check_fits(out.channels, out.quant, self.accumulator_bits, f"{where}.requant")
+
+    @staticmethod
+    def _check_table(op, source: Tensor, out: Tensor, where: str) -> None:
+        """A Lut reads levels of a quantized input and writes levels of a quantized output: one
+        entry per input level, one row or one per output channel, every entry on the output grid."""
+        if not out.is_quantized:
+            _fail(f"{where}.output", f"tensor '{out.name}' must be quantized")
+        groups, entries = op.table.shape
+        if entries != source.quant.levels + 1:
+            _fail(f"{where}.table", f"has {entries} entries per row; must be 2^b = {source.quant.levels + 1} for the "
+                                    f"{source.quant.bits}-bit input '{source.name}'")
+        if groups not in (1, out.channels):
+            _fail(f"{where}.table", f"has {groups} rows; must be 1 or the channel count {out.channels}")
+        qmin, qmax = out.quant.qmin, out.quant.qmax
+        if op.table.min() < qmin or op.table.max() > qmax:
+            _fail(f"{where}.table", f"entries must be levels of the output in [{qmin}, {qmax}], got [{op.table.min()}, {op.table.max()}]")
 
     @property
     def input_tensor(self) -> Tensor:

@@ -3,7 +3,8 @@
 All arithmetic is int64 and exact; no float touches an integer here, except in the FP32 variants
 of the requantizer and the add, which are float32 rules by definition (``rounding``). Activations come in NCHW
 (or N, F) integer arrays. Functions return exact int64 sums ("acc" functions, equations D.1,
-D.2, D.9, D.11, D.12 of ``docs/datapath.md``) or final levels (max pooling, clamp, requantize).
+D.2, D.9, D.11, D.12, D.16 of ``docs/datapath.md``) or final levels (max pooling, clamp, lookup
+table, requantize).
 The accumulator width is applied by the simulator, after these exact sums.
 """
 
@@ -15,9 +16,11 @@ from aquant_sim import rounding
 from aquant_sim.program import Add, AvgPool2d, Conv2d, Linear, MaxPool2d, QuantParams, Requantizer, window_output_size
 
 
-def _pad(x: np.ndarray, padding: tuple[int, int], value: int) -> np.ndarray:
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+def _pad(x: np.ndarray, padding: tuple[int, int], value: int, padding_end: tuple[int, int] | None = None) -> np.ndarray:
+    """Pad H and W with ``value``: ``padding`` (top, left) before, ``padding_end`` (bottom,
+    right; None: ``padding``) after."""
+    (pt, pl), (pb, pr) = padding, padding if padding_end is None else padding_end
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
 
 
 def _window_taps(x: np.ndarray, kernel, stride, dilation, out_hw):
@@ -38,14 +41,14 @@ def _centred_weight(op) -> np.ndarray:
 def conv2d_acc(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray:
     """D.1: ``acc[n, o, y, x] = bias[o] + sum_{c, kh, kw} (w[o, c, kh, kw] - z_w[o]) * (xp - z)``
     over the input channels of o's group, ``xp`` the input padded with ``z`` (padding adds
-    nothing)."""
+    nothing), ``padding`` before and ``padding_end`` after."""
     n, c, h, w = x.shape
     groups = op.groups
     out_c, cg, kh_, kw_ = op.weight.shape
-    oh = window_output_size(h, kh_, op.stride[0], op.padding[0], op.dilation[0])
-    ow = window_output_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1])
-    centred = _pad(x.astype(np.int64), op.padding, zero_point) - zero_point
-    centred = centred.reshape(n, groups, cg, h + 2 * op.padding[0], w + 2 * op.padding[1])
+    oh = window_output_size(h, kh_, op.stride[0], op.padding[0], op.dilation[0], op.padding_end[0])
+    ow = window_output_size(w, kw_, op.stride[1], op.padding[1], op.dilation[1], op.padding_end[1])
+    centred = _pad(x.astype(np.int64), op.padding, zero_point, op.padding_end) - zero_point
+    centred = centred.reshape(n, groups, cg, *centred.shape[2:])
     weight = _centred_weight(op).reshape(groups, out_c // groups, cg, kh_, kw_)
     acc = np.zeros((n, groups, out_c // groups, oh, ow), dtype=np.int64)
     for kh, kw, view in _window_taps(centred, (kh_, kw_), op.stride, op.dilation, (oh, ow)):
@@ -87,6 +90,11 @@ def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
     return acc
 
 
+def concat_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.17: ``acc = (a - z_a)`` on the first channels, ``(b - z_b)`` on the rest."""
+    return np.concatenate([a.astype(np.int64) - zero_a, b.astype(np.int64) - zero_b], axis=1)
+
+
 def global_avgpool_acc(x: np.ndarray, zero_point: int) -> np.ndarray:
     """D.12: ``acc[n, c, 0, 0] = sum_{y, x} (x[n, c, y, x] - z)``."""
     return (x.astype(np.int64) - zero_point).sum(axis=(2, 3), keepdims=True)
@@ -103,6 +111,22 @@ def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
     for _, _, view in _window_taps(padded, op.kernel_size, op.stride, op.dilation, (oh, ow)):
         out = np.maximum(out, view)
     return out
+
+
+def mul_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.16: ``acc = (a - z_a) * (b - z_b)``, ``b`` broadcast over the positions of ``a`` when it
+    holds one value per channel (N, C, 1, 1)."""
+    return (a.astype(np.int64) - zero_a) * (b.astype(np.int64) - zero_b)
+
+
+def lut(x: np.ndarray, table: np.ndarray, qmin: int) -> np.ndarray:
+    """D.15: ``table[g(c), x - qmin]`` with the channel on axis 1 (one row serves every channel)."""
+    index = x.astype(np.int64) - qmin
+    if table.shape[0] == 1:
+        return table[0][index]
+    shape = [1] * x.ndim
+    shape[1] = table.shape[0]
+    return table[np.arange(table.shape[0]).reshape(shape), index]
 
 
 def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

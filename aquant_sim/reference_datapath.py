@@ -29,6 +29,10 @@ class ReferenceDatapath:
             acc = reference.linear_acc(x, op, z)
         elif op.kind is OpKind.ADD:
             acc = reference.add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
+        elif op.kind is OpKind.MUL:
+            acc = reference.mul_acc(x, inputs[1], z, in_quants[1].zero_point)
+        elif op.kind is OpKind.CONCAT:
+            acc = reference.concat_acc(x, inputs[1], z, in_quants[1].zero_point)
         elif op.kind is OpKind.AVGPOOL2D:
             acc = reference.avgpool_acc(x, op, z)
         else:
@@ -50,3 +54,8 @@ class ReferenceDatapath:
             result = x.reshape(x.shape[0], -1)
         result = result.astype(np.int32, copy=False)
         return PassedThrough(result, int(np.count_nonzero(result == quant.zero_point)))
+
+    def run_table(self, op, x, in_quant, out_quant) -> PassedThrough:
+        """A lookup table (D.15)."""
+        result = reference.lut(x, op.table, in_quant.qmin).astype(np.int32)
+        return PassedThrough(result, int(np.count_nonzero(result == out_quant.zero_point)))

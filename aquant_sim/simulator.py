@@ -22,7 +22,7 @@ import numpy as np
 from aquant_sim import rounding
 from aquant_sim.datapath import Datapath
 from aquant_sim.errors import InputError
-from aquant_sim.program import PASS_THROUGH_OPS, OpKind, Program, QuantParams, Tensor
+from aquant_sim.program import PASS_THROUGH_OPS, TABLE_OPS, OpKind, Program, QuantParams, Tensor
 
 
 class Backend(enum.Enum):
@@ -162,6 +162,8 @@ class Simulator:
         layer = LayerCounters(op.name, op.kind, out.shape)
         if op.kind in PASS_THROUGH_OPS:
             result, zeros = self._datapath.run_pass_through(op, inputs[0], in_quant[0])
+        elif op.kind in TABLE_OPS:
+            result, zeros = self._datapath.run_table(op, inputs[0], in_quant[0], out.quant)
         else:
             result, layer.max_abs_acc, layer.overflows, zeros = self._datapath.run_accumulating(
                 op, inputs, in_quant, out.quant, out.shape, program.accumulator_bits, program.overflow)

@@ -6,7 +6,14 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
   With zero gating and the simulator's counters, the multiply of a zero activation is skipped.
 - Vector unit: max pooling compares at the input width; average pooling accumulates at the
   accumulator width; the residual add multiplies both inputs by 16-bit integer weights (D.9)
-  and adds.
+  and adds; the elementwise product (D.16) subtracts both zero-points and multiplies the two
+  ``(b + 1)``-bit differences (both inputs taken at the first input's width); the concat (D.17)
+  subtracts its input's zero-point, one ``(b + 1)``-bit add as each of the product's; a lookup
+  table (D.15) forms its address with one add at the input width and reads one output-width
+  entry of a table memory as large as the layer's table (A3 at that size: a dedicated table
+  memory, not the filter buffer); a per-channel 1x1 conv (``layers.per_channel_affine``)
+  multiplies each element by its channel's weight at the array's operand width and adds at the
+  accumulator width (its weights come from the filter buffer, in the SRAM figure).
 - Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
   shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
@@ -63,6 +70,14 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
         per_op = costs.add_pj(layer.input_bits)
     elif layer.kind is OpKind.ADD:
         per_op = 2 * costs.mul_pj(ADD_WEIGHT_BITS, layer.input_bits + 1) + costs.add_pj(acc)
+    elif layer.kind is OpKind.MUL:
+        per_op = costs.mul_pj(layer.input_bits + 1, layer.input_bits + 1) + 2 * costs.add_pj(layer.input_bits + 1)
+    elif layer.kind is OpKind.LUT:
+        per_op = costs.add_pj(layer.input_bits) + layer.output_bits * costs.sram_pj_per_bit(layer.weight_bytes)
+    elif layer.kind is OpKind.CONCAT:
+        per_op = costs.add_pj(layer.input_bits + 1)
+    elif layer.kind is OpKind.CONV2D:  # a per-channel 1x1 conv on the vector unit
+        per_op = costs.mul_pj(array.operand_bits, array.operand_bits) + costs.add_pj(acc)
     else:
         per_op = costs.add_pj(acc)
     vector = layer.vector_ops * per_op

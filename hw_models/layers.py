@@ -2,11 +2,20 @@
 operations for the vector unit, or nothing (fused into its producer).
 
 Conv2d is lowered to im2col GEMMs, one per group: ``(P x K) @ (K x N)`` with P output pixels,
-K = KH * KW * C_in / groups window elements and N = C_out / groups filters. Linear is a GEMM with
+K = KH * KW * C_in / groups window elements and N = C_out / groups filters, except a per-channel
+1x1 conv (one weight per channel, ``groups = C_in = C_out``: a batch norm that follows no conv),
+whose GEMMs would be 1 x 1 and use one PE each: it runs on the vector unit, one multiply-add per
+output element. Linear is a GEMM with
 P = 1 (one image: every figure of the hardware models is per inference). Pooling and the
 residual add run on the vector unit, one element operation per input element of each window
-(add: per output element). Clamps (ReLU, ReLU6) and flatten are fused into the producer's output
-stage: they cost no cycles and no traffic (the clamp's comparators are part of the requantizer).
+(add, mul: per output element). A concat (D.17) runs on the vector unit too: per output element
+one subtraction of its input's zero-point, then the requantizer, which moves the element into its
+channel slot of the output (the requantizer is charged even where it is the identity, ``M = 1``:
+the hardware has no separate copy path). A lookup table (lut, D.15) runs there as well: its table
+of ``G x 2^b`` output levels is the layer's "weights" (read from DRAM once per inference, at the
+output width), and each output element is one table read. Clamps (ReLU, ReLU6) and flatten are
+fused into the producer's output stage: they cost no cycles and no traffic (the clamp's
+comparators are part of the requantizer).
 """
 
 from __future__ import annotations
@@ -122,6 +131,14 @@ def _windowed_input(op, in_shape, out_shape) -> int:
     return in_shape[0] * rows * cols
 
 
+def per_channel_affine(op) -> bool:
+    """A conv2d with one 1x1 weight per channel, each channel its own group (``y[c] = w[c] x[c] +
+    b[c]``): vector work, not a GEMM. Its weight zero-point is a constant of the channel, folded
+    into ``w[c] - z_w[c]`` beforehand, so it needs no row sum."""
+    return op.kind is OpKind.CONV2D and op.weight.shape[1:] == (1, 1, 1) and op.groups == op.weight.shape[0] > 1 \
+        and op.stride == (1, 1) and op.padding == op.padding_end == (0, 0)
+
+
 def program_layers(program: Program) -> list[LayerWork]:
     """The hardware demand of every op of the program, in program order."""
     return [_layer(program, op) for op in program.ops]
@@ -143,6 +160,9 @@ def _layer(program: Program, op) -> LayerWork:
     )
     if op.kind in (OpKind.CONV2D, OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):
         common["input_elements"] = _windowed_input(op, ins[0].shape, out.shape)
+    if per_channel_affine(op):
+        return LayerWork(engine=Engine.VECTOR, gemm=None, vector_ops=out_elements, weight_elements=op.weight.size,
+                         weight_bits=op.weight_bits, **common)
     if op.kind is OpKind.CONV2D:
         c_out, c_in_per_group, kh, kw = op.weight.shape
         gemm = Gemm(pixels=out.shape[1] * out.shape[2], window=c_in_per_group * kh * kw,
@@ -153,7 +173,10 @@ def _layer(program: Program, op) -> LayerWork:
         gemm = Gemm(pixels=1, window=op.weight.shape[1], filters=op.weight.shape[0])
         return LayerWork(engine=Engine.ARRAY, gemm=gemm, vector_ops=0, weight_elements=op.weight.size,
                          weight_bits=op.weight_bits, asymmetric_weights=bool(np.any(op.weight_zero_point)), **common)
-    if op.kind is OpKind.ADD:
+    if op.kind is OpKind.LUT:
+        return LayerWork(engine=Engine.VECTOR, gemm=None, vector_ops=out_elements, weight_elements=op.table.size,
+                         weight_bits=out.quant.bits, **common)
+    if op.kind in (OpKind.ADD, OpKind.MUL, OpKind.CONCAT):
         ops = out_elements
     elif op.kind in (OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):
         ops = out_elements * op.kernel_size[0] * op.kernel_size[1]

@@ -28,7 +28,11 @@ Partial sums that outlive a row fold (WS, IS with row_folds > 1) stay in the ofm
 their working set (``P x min(N, C)`` under WS, ``min(P, C) x N`` under IS, at the accumulator
 width) fits in its half; otherwise every intermediate row fold is written to DRAM and read back.
 Each layer reads its inputs from DRAM and writes its outputs back (no fusion across layers);
-border tables are read once per layer (``table_bytes``, from ``border_unit``).
+border tables are read once per layer (``table_bytes``, from ``border_unit``), and so are a
+vector layer's weights (a lookup table's table, a per-channel 1x1 conv's weights). A vector
+layer's SRAM traffic is its inputs read once per element operation, its outputs written once
+and a per-channel conv's weights read once from the filter buffer; a lookup table's reads of its
+own table memory are in the energy model's vector figure.
 
 **Stalls**: DRAM transfers overlap compute (double buffering); a layer stalls for
 ``max(0, dram_cycles - compute_cycles)`` with ``dram_cycles = ceil(operand bytes / bandwidth)``.
@@ -43,6 +47,7 @@ import math
 from dataclasses import dataclass
 
 from aquant_sim.errors import UnsupportedError
+from aquant_sim.program import OpKind
 from hw_models.config import AcceleratorConfig, ArrayConfig, Dataflow, MemoryModel
 from hw_models.layers import Engine, Gemm, LayerWork
 from hw_models.systolic import map_gemm
@@ -107,8 +112,10 @@ def layer_memory(layer: LayerWork, config: AcceleratorConfig, compute_cycles: in
     if layer.engine is Engine.FUSED:
         return LayerMemory(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     if layer.engine is Engine.VECTOR:
-        reads, writes, spill = inputs, outputs, 0
-        sram = (_bytes(layer.vector_ops, layer.input_bits), 0, outputs, 0)
+        # Weights (a lookup table's table, a per-channel 1x1 conv's weights) are read from DRAM once;
+        # the conv's are then read once from the filter buffer, the table lives in its own memory.
+        reads, writes, spill = inputs + weights, outputs, 0
+        sram = (_bytes(layer.vector_ops, layer.input_bits), 0 if layer.kind is OpKind.LUT else weights, outputs, 0)
     else:
         acc_bits = array.accumulator_bits
         counts = sram_accesses(layer.gemm, array)

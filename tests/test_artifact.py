@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aquant_sim import artifact
-from aquant_sim.artifact import load_program, save_program
+from aquant_sim.artifact import FORMAT_VERSION, load_program, save_program
+from aquant_sim.builder import ProgramBuilder
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, OpKind
+from aquant_sim.lut import Unary, UnaryFunction
+from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, BorderTable, OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
@@ -181,7 +183,7 @@ def _bias(manifest):
 
 
 MANIFEST_CASES = [
-    ("unknown version", _set(["version"], 5), ["version", "unknown format version 5"]),
+    ("unknown version", _set(["version"], artifact.FORMAT_VERSION + 1), ["version", f"unknown format version {artifact.FORMAT_VERSION + 1}"]),
     ("version as text", _set(["version"], "1"), ["version"]),
     ("wrong format", _set(["format"], "onnx"), ["format", "aquant-sim-program"]),
     ("unknown op type", _set([("op", "conv1"), "type"], "conv3d"), ["ops[0].type", "unknown op type 'conv3d'"]),
@@ -530,3 +532,85 @@ def test_version2_file_loads_with_border_requantizers(backend):
     with np.load(V2 / "tensors.npz") as stored:
         for name in stored.files:
             np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
+def _gate_program():
+    """A SiLU table with one row per channel (learned borders), a global pool, a Hardsigmoid table
+    and the squeeze-excitation product: format 5's op types."""
+    q8, q4, nearest = QuantParams(8, False, 0.05, 20), QuantParams(4, True, 1 / 8, -8), BorderTable.nearest(8)
+    b = ProgramBuilder("x", (3, 5, 5), q8, nearest)
+    x = b.lut("act", "x", Unary(UnaryFunction.SILU), q8, BorderTable(8, [[128], [1], [256]]))
+    pooled = b.global_avgpool("pool", x, q8, nearest)
+    gate = b.lut("gate", pooled, Unary(UnaryFunction.HARDSIGMOID), q4, nearest)
+    return b.build(b.mul("scale", x, gate, q8, nearest))
+
+
+def test_round_trip_lookup_tables_and_products(tmp_path):
+    """lut (its (G, 2^b) table as an i32 array) and mul save and load to the same integers and
+    bytes (in a file of the current version, which holds format 5's op types)."""
+    program = _gate_program()
+    loaded = _assert_round_trip(program, tmp_path)
+    assert [op.kind for op in loaded.ops] == [OpKind.LUT, OpKind.GLOBAL_AVGPOOL, OpKind.LUT, OpKind.MUL]
+    assert loaded.ops[0].table.shape == (3, 256) and np.array_equal(loaded.ops[0].table, program.ops[0].table)
+    assert json.loads(zipfile.ZipFile(tmp_path / "a.aqp").read("manifest.json"))["version"] == FORMAT_VERSION
+
+
+V5 = Path(__file__).parent / "data" / "artifact_v5"
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version5_file_loads_with_symmetric_padding(backend):
+    """A version-5 file (lookup tables and a product, written before version 6 added padding_end
+    and concat) loads with every conv padded symmetrically and simulates to the integers stored
+    beside it."""
+    program = load_program(V5 / "program.aqp")
+    assert {op.kind for op in program.ops} >= {OpKind.LUT, OpKind.MUL, OpKind.CONV2D}
+    convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
+    assert all(op.padding != (0, 0) and op.padding_end == op.padding for op in convs)
+    result = Simulator(program, backend).run(np.load(V5 / "input.npy"), keep_tensors=True)
+    np.testing.assert_array_equal(result.output, np.load(V5 / "output.npy"))
+    with np.load(V5 / "tensors.npz") as stored:
+        for name in stored.files:
+            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+
+
+def test_lookup_table_in_an_older_version_is_refused(tmp_path):
+    """A version-4 file cannot hold the op types of version 5."""
+    members = _members(_gate_program())
+    path = _edit(members, tmp_path, _set(["version"], 4))
+    _expect(path, "ops[0].type", "op type 'lut' exists from format version 5; the file is version 4")
+
+
+def _dense_program():
+    """A program with a concat and an asymmetrically padded conv (the ops of format version 6)."""
+    rng = np.random.default_rng(5)
+    quant, table = QuantParams(4, False, 0.1, 3), BorderTable(8, rng.integers(1, 257, size=(1, 15)))
+    builder = ProgramBuilder("x", (2, 6, 6), quant, table)
+    conv = builder.conv2d("conv", "x", rng.integers(-8, 8, size=(3, 2, 3, 3)), 4, np.full(3, 0.05), np.zeros(3, dtype=np.int64),
+                          QuantParams(4, False, 0.2, 1), table, stride=2, padding=(0, 1), padding_end=(1, 0))
+    pooled = builder.avgpool("pool", "x", 2, 2, QuantParams(4, False, 0.1, 3), table)
+    return builder.build(builder.concat("cat", [conv, pooled], quant, table))
+
+
+def test_round_trip_concat_and_asymmetric_padding(tmp_path):
+    """A concat and a conv's padding_end save and load with the same fields and integers."""
+    program = _dense_program()
+    loaded = _assert_round_trip(program, tmp_path)
+    assert [op.kind for op in loaded.ops] == [OpKind.CONV2D, OpKind.AVGPOOL2D, OpKind.CONCAT]
+    assert (loaded.ops[0].padding, loaded.ops[0].padding_end) == ((0, 1), (1, 0))
+
+
+def test_concat_in_a_version5_file_is_refused(tmp_path):
+    """An op type newer than the file's format version is refused, naming the op and both versions
+    (and a version-5 file cannot hold padding_end either: it is an unknown field there)."""
+    members = _members(_dense_program())
+    manifest = json.loads(members["manifest.json"])
+    for op in manifest["ops"]:
+        op.pop("padding_end", None)
+    manifest["version"] = 5
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _expect(_write(tmp_path / "old.aqp", members), "ops[2].type", "'concat' exists from format version 6", "version 5")
+    manifest["ops"] = manifest["ops"][:1]
+    manifest["ops"][0]["padding_end"] = [1, 0]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _expect(_write(tmp_path / "old.aqp", members), "unknown field 'padding_end'")

@@ -9,7 +9,7 @@ import pytest
 
 from aquant_sim.artifact import load_program
 from aquant_sim.errors import ArtifactError
-from aquant_sim.program import OpKind
+from aquant_sim.program import OP_TYPES, OpKind
 from aquant_sim.simulator import Backend, Simulator
 
 FIXTURE = Path(__file__).parent / "data" / "artifact_v1"
@@ -21,8 +21,8 @@ def program():
 
 
 def test_fixture_covers_every_op_kind_and_granularity(program):
-    """The fixture holds every op kind and the four border-table shapes, so that it tests them all."""
-    assert {op.kind for op in program.ops} == set(OpKind)
+    """The fixture holds every op kind of version 1 and the four border-table shapes, so that it tests them all."""
+    assert {op.kind for op in program.ops} == {kind for kind, op_type in OP_TYPES.items() if getattr(op_type, "since", 1) == 1}
     tables = [program.input_borders] + [op.requant.borders for op in program.ops if getattr(op, "requant", None)]
     assert {(t.values.shape[0] > 1, t.values.shape[1] > 1) for t in tables} == {(a, b) for a in (0, 1) for b in (0, 1)}
 
@@ -42,6 +42,14 @@ def test_version1_file_has_symmetric_weights(program):
     """A version-1 file has no weight zero-points; conv2d and linear load with z_w = 0."""
     weighted = [op for op in program.ops if op.kind in (OpKind.CONV2D, OpKind.LINEAR)]
     assert weighted and all(op.weight_zero_point.tolist() == [0] * op.weight.shape[0] for op in weighted)
+
+
+def test_version1_file_has_symmetric_conv_padding(program):
+    """A version-1 file has no padding_end; every conv2d loads with the padding after equal to the
+    padding before (and some conv pads, so that the default is tested)."""
+    convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
+    assert any(op.padding != (0, 0) for op in convs)
+    assert all(op.padding_end == op.padding for op in convs)
 
 
 def test_version1_manifest_with_a_version2_field_is_refused(tmp_path):

@@ -46,6 +46,9 @@ def test_dyadic_programs_are_exact(config):
             s_max = max(s_x, s_b)
             assert (op.weight_a * s_max, op.weight_b * s_max) == (2**14 * s_x, 2**14 * s_b)
             real = np.array([s_max / (2**14 * s_y)])
+        elif op.kind is OpKind.CONCAT:
+            real = np.concatenate([np.full(program.tensor(name).channels, program.tensor(name).quant.scale / s_y)
+                                   for name in op.inputs])
         else:
             shape = program.tensor(op.input).shape
             count = op.kernel_size[0] * op.kernel_size[1] if op.kind is OpKind.AVGPOOL2D else shape[1] * shape[2]
@@ -91,3 +94,19 @@ def test_realistic_multipliers_differ_by_at_most_one_level():
     differences = measure(program, _run(program, batch=4).tensors)
     assert {d.kind for d in differences} == {OpKind.CONV2D, OpKind.ADD, OpKind.GLOBAL_AVGPOOL}
     assert max(d.max_level_difference for d in differences) <= 1
+
+
+def test_product_of_dyadic_scales_has_no_differences():
+    """D.16: with power-of-two scales ``M = s_a s_b / s_y`` is exact, and the float model of the
+    product (real values multiplied in float64, then (1)-(4)) equals the datapath on every element,
+    with learned per-channel borders; both backends give the same integers."""
+    qa, qb, out = QuantParams(8, False, 2.0**-4, 100), QuantParams(6, True, 2.0**-3, 3), QuantParams(8, True, 2.0**-7, -5)
+    b = ProgramBuilder("x", (3, 6, 6), qa, BorderTable.nearest(8))
+    pooled = b.global_avgpool("pool", "x", qb, BorderTable(8, [[40], [128], [250]]))
+    y = b.mul("scale", "x", pooled, out, BorderTable(8, np.random.default_rng(0).integers(1, 257, (3, 255))))
+    program = b.build(y)
+    result = _run(program, batch=4)
+    assert {d.name: d.differing for d in measure(program, result.tensors)} == {"pool": 0, "scale": 0}
+    assert np.array_equal(Simulator(program, Backend.NUMBA).run(np.random.default_rng(0).standard_normal((4, 3, 6, 6))).output,
+                          result.output)
+    assert np.unique(result.output).size > 20

@@ -7,8 +7,8 @@ import pytest
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.program import (
-    OP_TYPES, AccumulatorParams, Add, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten, GlobalAvgPool,
-    Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor, op_fields,
+    OP_TYPES, AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, FieldKind, Flatten,
+    GlobalAvgPool, Linear, Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor, op_fields,
 )
 from aquant_sim import rounding
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
@@ -282,3 +282,51 @@ def test_fp32_add_variant_is_checked():
         program(ops=(conv(requant=fp32_add_requant()),))
     with pytest.raises(ProgramError, match="requantizes no accumulator"):
         rounding.requantize_variant(RequantVariant.FP32_ADD, np.zeros((1, 1)), [1 << 30], [31], 1, None, 0, 0, 255)
+
+
+def _lut_program(table, out_quant=Q4, out_shape=(2, 5, 5)):
+    tensors = (Tensor("x", (2, 5, 5), Q4), Tensor("y", out_shape, out_quant))
+    return program(ops=(Lut("lut", "x", "y", table),), tensors=tensors)
+
+
+def test_lut_validates_and_maps_levels():
+    """A lookup table with one entry per input level, one row or one per channel, on the output
+    grid, builds; the op keeps the input's shape."""
+    assert _lut_program(np.arange(16)[None, ::-1]).ops[0].table.shape == (1, 16)
+    assert _lut_program(np.full((2, 16), 255), out_quant=Q8).ops[0].table.shape == (2, 16)
+
+
+@pytest.mark.parametrize("table, out_quant, message", [
+    (np.zeros((1, 15), dtype=np.int64), Q4, "has 15 entries per row; must be 2^b = 16 for the 4-bit input 'x'"),
+    (np.zeros((3, 16), dtype=np.int64), Q4, "has 3 rows; must be 1 or the channel count 2"),
+    (np.full((1, 16), 16), Q4, "entries must be levels of the output in [0, 15], got [16, 16]"),
+    (np.zeros(16, dtype=np.int64), Q4, "expected 2 dimensions"),
+    (np.zeros((1, 16)), Q4, "expected an integer array"),
+    (np.zeros((1, 16), dtype=np.int64), AccumulatorParams(np.ones(2)), "tensor 'y' must be quantized"),
+])
+def test_lut_table_is_checked(table, out_quant, message):
+    """Each malformed table is a ProgramError naming the op, the field and what is wrong."""
+    with pytest.raises(ProgramError) as error:
+        _lut_program(table, out_quant)
+    assert "op 'lut' (lut)" in str(error.value) and message in str(error.value)
+
+
+def _mul_program(shape_b, shape_a=(2, 5, 5)):
+    tensors = (Tensor("x", shape_a, Q4), Tensor("s", shape_b, Q8), Tensor("y", shape_a, Q4))
+    ops = (GlobalAvgPool("pool", "x", "s", requant()) if shape_b == (2, 1, 1) else Lut("s", "x", "s", np.zeros((1, 16), dtype=np.int64)),
+           Mul("mul", "x", "s", "y", requant()))
+    return program(ops=ops, tensors=tensors)
+
+
+def test_mul_takes_the_same_shape_or_one_value_per_channel():
+    """``b`` of ``a``'s shape, or (C, 1, 1) of a (C, H, W) ``a``: the squeeze-excitation gate."""
+    assert _mul_program((2, 5, 5)).tensor("y").shape == (2, 5, 5)
+    assert _mul_program((2, 1, 1)).ops[1].inputs == ("x", "s")
+
+
+def test_mul_of_other_shapes_is_refused():
+    """A broadcast the datapath does not do (here a row vector) is named with both shapes."""
+    tensors = (Tensor("x", (2, 5, 5), Q4), Tensor("s", (2, 5, 1), Q8), Tensor("y", (2, 5, 5), Q4))
+    ops = (AvgPool2d("pool", "x", "s", (1, 5), (1, 5), requant()), Mul("mul", "x", "s", "y", requant()))
+    with pytest.raises(ProgramError, match=r"op 'mul' \(mul\).input_b: shape \(2, 5, 1\) must equal input_a's \(2, 5, 5\)"):
+        program(ops=ops, tensors=tensors)

@@ -41,6 +41,32 @@ def test_conv2d_matches_torch(case):
     assert np.array_equal(got, want.astype(np.int64))
 
 
+@pytest.mark.parametrize("padding, padding_end, stride", [
+    ((0, 0), (1, 1), 2),  # TF "SAME", 3x3 at stride 2 on an even input
+    ((1, 0), (2, 1), 1),
+    ((0, 2), (0, 0), 1),
+    ((2, 1), (0, 0), 2),
+])
+def test_conv2d_asymmetric_padding_is_the_padded_input(padding, padding_end, stride):
+    """D.1 with padding before and after: equals the conv without padding of the input padded
+    explicitly with z (top, left by ``padding``, bottom, right by ``padding_end``)."""
+    rng = np.random.default_rng(sum(padding + padding_end) + stride)
+    weight, x, z = rng.integers(-8, 8, size=(4, 3, 3, 3)), rng.integers(0, 16, size=(2, 3, 6, 7)), 5
+    bias = rng.integers(-100, 100, size=4)
+    op = Conv2d("c", "x", "y", weight, 4, np.ones(4), bias, REQUANT, stride=stride, padding=padding, padding_end=padding_end)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0], padding_end[0]), (padding[1], padding_end[1])), constant_values=z)
+    plain = Conv2d("c", "x", "y", weight, 4, np.ones(4), bias, REQUANT, stride=stride)
+    got = reference.conv2d_acc(x, op, z)
+    assert got.shape[2:] == op.output_shape([x.shape[1:]])[1:]
+    assert np.array_equal(got, reference.conv2d_acc(padded, plain, z))
+
+
+def test_concat_by_hand():
+    """D.17: the centred levels of the first input's channels, then the second's."""
+    a, b = np.array([[[[3]], [[4]]]]), np.array([[[[9]]]])
+    assert reference.concat_acc(a, b, 1, 7).tolist() == [[[[2]], [[3]], [[2]]]]
+
+
 def test_linear_matches_matmul():
     """D.2: linear is bias plus the product with the centred input."""
     rng = np.random.default_rng(1)
@@ -74,6 +100,21 @@ def test_add_global_pool_and_clamp_by_hand():
     assert reference.global_avgpool_acc(x, 1).ravel().tolist() == [2, 18]
     clamped = reference.clamp(x, np.array([1, 5]), np.array([2, 6]))
     assert clamped.ravel().tolist() == [1, 1, 2, 2, 5, 5, 6, 6]
+
+
+def test_mul_and_lookup_table_by_hand():
+    """D.16 with a per-channel operand broadcast over positions, and D.15 with one shared row and
+    with a row per channel, on hand-computed values."""
+    a = np.array([[[[3, 4]], [[0, 7]]]])  # (1, 2, 1, 2)
+    s = np.array([[[[5]], [[1]]]])  # one value per channel
+    # (3-2)(5-3) = 2, (4-2)(5-3) = 4; (0-2)(1-3) = 4, (7-2)(1-3) = -10
+    assert reference.mul_acc(a, s, 2, 3).ravel().tolist() == [2, 4, 4, -10]
+    assert reference.mul_acc(a, a, 0, 1).ravel().tolist() == [6, 12, 0, 42]
+    x = np.array([[[[-2, 1]], [[0, -1]]]])  # levels of a signed 2-bit tensor, qmin = -2
+    shared = np.array([[10, 11, 12, 13]])
+    assert reference.lut(x, shared, -2).ravel().tolist() == [10, 13, 12, 11]
+    rows = np.array([[10, 11, 12, 13], [20, 21, 22, 23]])
+    assert reference.lut(x, rows, -2).ravel().tolist() == [10, 13, 22, 21]
 
 
 def test_requantize_uses_the_op_requantizer():

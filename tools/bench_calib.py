@@ -13,8 +13,18 @@ Prints ``name: value`` lines:
 * ``exact_over_float``: one forward+backward of the block's fake-quant nodes in
   ``ForwardMode.EXACT`` (the integer program's values, straight-through gradients) against
   ``ForwardMode.FLOAT``, same inputs, batch and hard quantizers;
+* ``quantizer_<case>_ms`` and ``quantizer_<case>_torch_over_numba``: one forward+backward of the
+  training-time activation quantizer (``border_round``) on the block's activation shape (batch,
+  16 channels), per case (``hard``, ``hard_kept``: with QDrop's kept elements, ``soft``: learned
+  borders per channel and level), least process CPU time of ``--iters`` calls, its fused numba
+  backend against its torch backend (the reference) in the same run;
 * ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
-  alternated in the same run (target: 1.0 or less).
+  alternated in the same run (target: 1.0 or less);
+* with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``,
+  the same two ratios of process CPU time (the loop's, and the float block's): other processes
+  inflate CPU time far less than wall time, so these are the figures a shared, loaded machine
+  can give (not at all is not guaranteed: shared caches, clock). With several threads CPU time
+  adds the threads' time up and says nothing of the wall time, so they are refused.
 
 The block is the first residual block of a ResNet-20 (16 channels) with random weights and
 batch-norm statistics: timing does not depend on training. Each figure is the best of
@@ -36,6 +46,7 @@ import time
 
 import torch
 
+from aquant_sim.frontend.border_round import Backend, border_round, draw_uniform16, keep_threshold
 from aquant_sim.frontend.graph import capture
 from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.qmodel import ForwardMode, QuantConfig, QuantModel
@@ -49,7 +60,8 @@ BLOCK = 1
 """Unit index of the first residual block (unit 0 is the stem)."""
 
 
-def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int) -> float:
+def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int) -> tuple[float, float]:
+    """Wall and process CPU seconds per 1000 iterations of the block's training loop."""
     qm = QuantModel(graph, quant, images)
     rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters), images, progress=False)
     for index in range(BLOCK):
@@ -57,20 +69,43 @@ def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfi
         rec.claim_scales(index)
         rec.claim_borders(index)
     report = rec.calibrate_unit(BLOCK)
-    return report.train_seconds / iters * 1000
+    return report.train_seconds / iters * 1000, report.train_cpu_seconds / iters * 1000
 
 
-def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> float:
-    """Median milliseconds of one forward+backward of the float block (its parameters take
-    gradients) with the reconstruction's squared error summed over channels."""
+def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple[float, float]:
+    """Median wall milliseconds of one forward+backward of the float block (its parameters take
+    gradients) with the reconstruction's squared error summed over channels, and the mean
+    process CPU milliseconds of the same steps."""
     target = block(x).detach() + 0.01
     spent = []
-    for _ in range(iters + 1):
+    for step in range(iters + 1):
+        if step == 1:
+            started_cpu = time.process_time()
         started = time.perf_counter()
         block.zero_grad(set_to_none=True)
         ((block(x) - target) ** 2).sum(1).mean().backward()
         spent.append((time.perf_counter() - started) * 1000)
-    return statistics.median(spent[1:])
+    return statistics.median(spent[1:]), (time.process_time() - started_cpu) / iters * 1000
+
+
+def quantizer_ms(shape: tuple[int, ...], iters: int) -> dict[str, dict[Backend, float]]:
+    """Least process CPU milliseconds of one forward+backward of ``border_round`` per case and
+    backend (W2A2's levels 0..3, borders per channel and level)."""
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=generator).requires_grad_(True)
+    scale = torch.tensor(0.3, requires_grad=True)
+    table = torch.rand(shape[1], 3, generator=generator).clamp(0.05, 0.95).requires_grad_(True)
+    draws = draw_uniform16(shape)
+    cases = {"hard": (False, None), "hard_kept": (False, draws), "soft": (True, None)}
+    times = {case: {backend: float("inf") for backend in Backend} for case in cases}
+    for _ in range(iters):
+        for case, (soft, kept) in cases.items():
+            for backend in Backend:
+                started = time.process_time()
+                out = border_round(x, scale, table, 0, 0, 3, soft, 0.5, kept, keep_threshold(0.5), backend)
+                out.sum().backward()
+                times[case][backend] = min(times[case][backend], (time.process_time() - started) * 1000)
+    return times
 
 
 def exact_and_float_ms(graph, images: torch.Tensor, quant: QuantConfig, iters: int, batch: int) -> dict:
@@ -110,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default="channel_level")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the methods this many times; report the best")
+    parser.add_argument("--cpu-time", action="store_true", help="also the ratios of process CPU time (with --threads 1)")
     args = parser.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time needs --threads 1 (CPU time adds up the threads' time)")
     load_before = os.getloadavg()[0]
     use_threads(args.threads)
     torch.manual_seed(0)
@@ -136,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
             use_threads(1)
             one_thread.append(time_per_1000(Method.QDROP, graph, images, quant, args.iters))
             use_threads(2)
-    qdrop, aquant, float_block = min(times[Method.QDROP]), min(times[Method.AQUANT]), min(float_times)
+    (qdrop, qdrop_cpu), (aquant, aquant_cpu), (float_block, float_cpu) = (
+        [min(t[i] for t in runs) for i in (0, 1)] for runs in (times[Method.QDROP], times[Method.AQUANT], float_times))
     modes = [exact_and_float_ms(graph, images, quant, args.iters, batch) for _ in range(args.repeats)]
     float_ms, exact_ms = (min(m[mode] for m in modes) for mode in (ForwardMode.FLOAT, ForwardMode.EXACT))
     print(f"block: {Reconstructor(QuantModel(graph, quant, images[:8]), Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK].name}")
@@ -152,9 +191,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float_block_forward_backward_ms: {float_block:.2f}")
     print(f"qdrop_over_float: {qdrop / float_block:.3f}")
     print(f"aquant_over_qdrop: {aquant / qdrop:.3f}")
+    if args.cpu_time:
+        print(f"qdrop_cpu_seconds_per_1000: {qdrop_cpu:.2f}")
+        print(f"aquant_cpu_seconds_per_1000: {aquant_cpu:.2f}")
+        print(f"float_block_forward_backward_cpu_ms: {float_cpu:.2f}")
+        print(f"qdrop_over_float_cpu: {qdrop_cpu / float_cpu:.3f}")
+        print(f"aquant_over_qdrop_cpu: {aquant_cpu / qdrop_cpu:.3f}")
     if one_thread:
-        print(f"qdrop_seconds_per_1000_one_thread: {min(one_thread):.2f}")
-        print(f"two_threads_over_one: {qdrop / min(one_thread):.3f}")
+        one = min(wall for wall, _ in one_thread)
+        print(f"qdrop_seconds_per_1000_one_thread: {one:.2f}")
+        print(f"two_threads_over_one: {qdrop / one:.3f}")
+    quantizer_shape = (batch, *block_input.shape[1:])
+    for case, by_backend in quantizer_ms(quantizer_shape, args.iters).items():
+        print(f"quantizer_{case}_ms: {by_backend[Backend.NUMBA]:.3f}")
+        print(f"quantizer_{case}_torch_over_numba: {by_backend[Backend.TORCH] / by_backend[Backend.NUMBA]:.2f}")
     print(f"float_forward_backward_ms: {float_ms:.2f}")
     print(f"exact_forward_backward_ms: {exact_ms:.2f}")
     print(f"exact_over_float: {exact_ms / float_ms:.3f}")

@@ -33,7 +33,7 @@ FLOAT32_EXACT = 1 << 24
 """Integers of magnitude up to 2^24 are exact in float32: the bound of :func:`sum_dtype`."""
 
 WEIGHTED_KINDS = (OpKind.CONV2D, OpKind.LINEAR)
-REQUANTIZING_KINDS = WEIGHTED_KINDS + (OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL)
+REQUANTIZING_KINDS = WEIGHTED_KINDS + (OpKind.ADD, OpKind.AVGPOOL2D, OpKind.GLOBAL_AVGPOOL, OpKind.MUL, OpKind.CONCAT)
 """Ops that accumulate and then requantize (or leave accumulators); the others map levels."""
 
 
@@ -152,7 +152,11 @@ def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tenso
     centred = (x - quant.zero_point).to(dtype)
     w = torch.as_tensor(weight, device=x.device).to(dtype)
     if op.kind is OpKind.CONV2D:
-        acc = F.conv2d(centred, w, None, op.stride, op.padding, op.dilation, op.groups)
+        (top, left), (bottom, right) = op.padding, op.padding_end
+        # Padding with z is padding the centred levels with 0.
+        centred = F.pad(centred, (left, right, top, bottom)) if (top, left) != (bottom, right) else centred
+        padding = op.padding if (top, left) == (bottom, right) else 0
+        acc = F.conv2d(centred, w, None, op.stride, padding, op.dilation, op.groups)
     else:
         acc = F.linear(centred, w)
     return _exact_long(acc) + _channel_vector(op.bias, acc.dim()).to(x.device)
@@ -160,12 +164,18 @@ def _accumulate_weighted(op, x: torch.Tensor, quant: QuantParams) -> torch.Tenso
 
 def accumulate(op, ins: list[torch.Tensor], quants: list[QuantParams]) -> torch.Tensor:
     """The exact int64 sum of a requantizing op (before the accumulator width is applied):
-    (5) for conv/linear, D.9 for the add, D.11/D.12 window sums for the pools."""
+    (5) for conv/linear, D.9 for the add, D.11/D.12 window sums for the pools, D.16's product
+    (the second operand broadcast over positions when it has one value per channel), D.17's
+    centred levels for the concat."""
     kind = op.kind
     if kind in WEIGHTED_KINDS:
         return _accumulate_weighted(op, ins[0], quants[0])
     if kind is OpKind.ADD:
         return op.weight_a * (ins[0] - quants[0].zero_point) + op.weight_b * (ins[1] - quants[1].zero_point)
+    if kind is OpKind.MUL:
+        return (ins[0] - quants[0].zero_point) * (ins[1] - quants[1].zero_point)
+    if kind is OpKind.CONCAT:
+        return torch.cat([ins[0] - quants[0].zero_point, ins[1] - quants[1].zero_point], dim=1)
     centred = ins[0] - quants[0].zero_point
     if kind is OpKind.AVGPOOL2D:
         # Window sums of b <= 16-bit levels over at most 2^16 taps: exact in float64.
@@ -176,9 +186,23 @@ def accumulate(op, ins: list[torch.Tensor], quants: list[QuantParams]) -> torch.
     raise ValueError(f"op '{op.name}' ({kind.value}) does not accumulate")
 
 
-def map_levels(op, x: torch.Tensor) -> torch.Tensor:
-    """Ops that map levels without requantizing: max pooling (D.10), clamp (D.13), flatten."""
+def lut(table: np.ndarray, x: torch.Tensor, qmin: int) -> torch.Tensor:
+    """D.15: ``table[g(c), x - qmin]`` (channel on axis 1; one row serves every channel)."""
+    table = torch.as_tensor(table, dtype=torch.int64, device=x.device)
+    index = x - qmin
+    if table.shape[0] > 1:
+        shape = [1] * x.dim()
+        shape[1] = -1
+        index = index + torch.arange(table.shape[0], device=x.device).reshape(shape) * table.shape[1]
+    return torch.take(table, index)
+
+
+def map_levels(op, x: torch.Tensor, quant: QuantParams) -> torch.Tensor:
+    """Ops that map levels without requantizing: max pooling (D.10), clamp (D.13), flatten,
+    lookup table (D.15); ``quant`` is the input's format."""
     kind = op.kind
+    if kind is OpKind.LUT:
+        return lut(op.table, x, quant.qmin)
     if kind is OpKind.MAXPOOL2D:
         # -inf padding of torch's max pooling never wins, as the program's qmin padding.
         return _exact_long(F.max_pool2d(x.double(), op.kernel_size, op.stride, op.padding, op.dilation))
@@ -194,7 +218,7 @@ def run_op(op, ins: list[torch.Tensor], quants: list[QuantParams], out_quant, ac
     """One op on int64 input levels: its output (levels, or A-bit accumulators for an op without
     a requantizer) and the count of accumulator overflows."""
     if op.kind not in REQUANTIZING_KINDS:
-        return map_levels(op, ins[0]), 0
+        return map_levels(op, ins[0], quants[0]), 0
     acc, count = apply_overflow(accumulate(op, ins, quants), accumulator_bits, overflow)
     return (acc if op.requant is None else requantize(acc, op.requant, out_quant)), count
 

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 from aquant_sim.errors import ConfigError, InputError
 from aquant_sim.frontend import emulation
-from aquant_sim.frontend.graph import Activation, Node
+from aquant_sim.frontend.graph import Activation, Node, NodeKind, apply_node
 from aquant_sim.frontend.lowering import declare_source, lower_node, quant_params, source_builder
 from aquant_sim.frontend.quantizers import BorderMode, WeightRounding
-from aquant_sim.program import QuantParams
+from aquant_sim.program import OpKind, QuantParams
 
 if TYPE_CHECKING:
     from aquant_sim.frontend.qmodel import QuantModel
@@ -143,11 +143,19 @@ def run(qm: QuantModel, nodes: list[Node], sources: dict[str, tuple[torch.Tensor
                 acc, count = emulation.apply_overflow(emulation.accumulate(op, ins, quants), config.accumulator_bits, config.overflow)
                 result.overflows[op.output] = count
                 if node.name in raw:
-                    node_raw = _raw_value(node, acc, op, out_quant, dtype)
+                    value_raw = _raw_value(node, acc, op, out_quant, dtype)
+                    if op.kind is OpKind.CONCAT and node_raw is not None:
+                        # A chained concat (more than two inputs): its first channels are the
+                        # partial result, copied (M = 1); their raw values are the partial's.
+                        value_raw = torch.cat([node_raw, value_raw[:, node_raw.shape[1]:]], dim=1)
+                    node_raw = value_raw
                 out = acc if op.requant is None else emulation.requantize(acc, op.requant, out_quant)
             else:
                 out, _ = emulation.run_op(op, ins, quants, out_quant, config.accumulator_bits, config.overflow)
             program_levels[op.output] = out
+        if node.name in raw and node.kind is NodeKind.LUT:
+            # The real value the table rounds: the function of the exact input value.
+            node_raw = apply_node(node, [result.values[i] for i in node.inputs])
         levels = program_levels[names[node.name]]
         value = emulation.dequantize(levels, builder.tensor(names[node.name]).quant, dtype)
         if gradients:

@@ -5,7 +5,9 @@ computes (``docs/calibration.md`` C.7): integer weights from the weight quantize
 rounding), weight scales ``s_w[c]``, biases ``round_half_up(b / (s_x s_w[c]))`` (int32, D.1),
 activation scales and zero-points, and border tables ``B = encode_borders(beta, F)`` (or the
 plain 1/2 table for nearest rounding). ``ProgramBuilder`` derives the requantizers' ``(m, n)``
-from ``M = s_x s_w[c] / s_y``, the residual adds' integer weights and ReLU6's level ``q(6)``.
+from ``M = s_x s_w[c] / s_y``, the residual adds' integer weights, ReLU6's level ``q(6)`` and
+the lookup tables of activations (``aquant_sim.lut``, from the input's and the output's
+quantizers).
 A fused ReLU is the requantizer's clamp at ``qmin = z = 0`` and adds no op.
 
 :func:`lower_node` is the one place that turns a graph node into program ops: :func:`lower`
@@ -77,11 +79,13 @@ def lower_node(qm: QuantModel, builder: ProgramBuilder, node: Node, names: dict[
         if kind is NodeKind.CONV:
             out = builder.conv2d(name, ins[0], weights, wq.bits, scale, bias, quant, table,
                                  stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups,
-                                 weight_zero_point=zero_point)
+                                 weight_zero_point=zero_point, padding_end=node.padding_end)
         else:
             out = builder.linear(name, ins[0], weights, wq.bits, scale, bias, quant, table, weight_zero_point=zero_point)
     elif kind is NodeKind.ADD:
         out = builder.add(name, ins[0], ins[1], quant, table)
+    elif kind is NodeKind.CONCAT:
+        out = builder.concat(name, ins, quant, table)
     elif kind is NodeKind.AVGPOOL:
         out = builder.avgpool(name, ins[0], node.kernel_size, node.stride, quant, table, node.padding)
     elif kind is NodeKind.GAP:
@@ -92,6 +96,10 @@ def lower_node(qm: QuantModel, builder: ProgramBuilder, node: Node, names: dict[
         out = builder.flatten(name, ins[0])
     elif kind is NodeKind.RELU:
         out = builder.relu(name, ins[0])
+    elif kind is NodeKind.LUT:
+        out = builder.lut(name, ins[0], node.unary, quant, table)
+    elif kind is NodeKind.MUL:
+        out = builder.mul(name, ins[0], ins[1], quant, table)
     else:
         raise UnsupportedError(f"cannot lower {kind.value} at graph node '{name}'")
     if node.activation is not Activation.NONE:

@@ -192,13 +192,18 @@ class WeightQuantizer(nn.Module):
         return float(((h > margin) & (h < 1 - margin)).double().mean())
 
     def integers(self) -> torch.Tensor:
-        """The hard integer weights ``w_int`` (what the program stores, ``z_w`` included)."""
-        ratio = self._ratio()
+        """The hard integer weights ``w_int`` (what the program stores, ``z_w`` included), in the
+        weight's dtype. The ratio ``w / s + z_w`` is computed in float64 whatever that dtype, so
+        that a float32 model and its float64 copy (the exact forward of ``evaluation``) hold the
+        same integers: a ratio at an integer, as the one weight per channel of a batch norm's
+        depthwise conv always is, floors differently in float32 and float64."""
+        shape = self._shape()
+        ratio = self.weight.detach().double() / self.scale.detach().double().reshape(shape) + self.zero_point.reshape(shape)
         if self.rounding is WeightRounding.ADAROUND:
-            q = torch.floor(ratio) + (self.alpha.detach() >= 0).float()
+            q = torch.floor(ratio) + (self.alpha.detach() >= 0).double()
         else:
             q = round_half_up(ratio)
-        return torch.clamp(q, self.qmin, self.qmax)
+        return torch.clamp(q, self.qmin, self.qmax).to(self.weight.dtype)
 
     def dequantized(self) -> torch.Tensor:
         """The hard fake-quant weight ``s (w_int - z_w)`` (no gradient)."""

@@ -138,11 +138,14 @@ class UnitReport:
     soft_share: float
     seconds: float
     train_seconds: float
+    train_cpu_seconds: float
+    """The training loop's process CPU time (all threads): what a shared, loaded machine inflates
+    far less than ``train_seconds``, its wall time."""
 
     def as_dict(self) -> dict:
         return {"unit": self.name, "stage": self.stage, "loss_before": self.loss_before, "loss_soft": self.loss_soft,
                 "loss_after": self.loss_after, "soft_share": self.soft_share, "seconds": self.seconds,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds}
 
 
 def block_units(graph: Graph) -> list[Unit]:
@@ -381,17 +384,19 @@ class Reconstructor:
                           borders=borders if joint else (), dropped=dropped, scale_lr=cfg.scale_lr)
         cache = self._cache(unit)
         before = self._loss(unit, cache, phase.loss_p)
-        loss_soft, soft_share, train_seconds = None, 0.0, 0.0
+        loss_soft, soft_share, train_seconds, train_cpu_seconds = None, 0.0, 0.0, 0.0
         if phase.trains and phase.iters > 0:
-            loss_soft, soft_share, train_seconds = self._optimise(index, unit, cache, phase)
+            loss_soft, soft_share, train_seconds, train_cpu_seconds = self._optimise(index, unit, cache, phase)
         if borders and cfg.border_schedule is BorderSchedule.HARDENED:
             self._init_borders(border_names)
             border_phase = Phase("borders", round(cfg.border_phase * cfg.iters), borders=borders, dropped=dropped)
             if border_phase.iters > 0:
-                loss_soft, _, border_seconds = self._optimise(index, unit, cache, border_phase)
+                loss_soft, _, border_seconds, border_cpu_seconds = self._optimise(index, unit, cache, border_phase)
                 train_seconds += border_seconds
+                train_cpu_seconds += border_cpu_seconds
         after = self._loss(unit, cache, phase.loss_p)
-        return UnitReport(unit.name, stage, before, loss_soft, after, soft_share, time.perf_counter() - started, train_seconds)
+        return UnitReport(unit.name, stage, before, loss_soft, after, soft_share, time.perf_counter() - started, train_seconds,
+                          train_cpu_seconds)
 
     def _init_borders(self, names) -> None:
         """Initial borders (``border_init``) from the weights as they are now, applied hard."""
@@ -403,9 +408,10 @@ class Reconstructor:
                 act.borders.data = torch.full_like(act.borders, 0.5)
             act.mode = BorderMode.HARD
 
-    def _optimise(self, index: int, unit: Unit, cache, phase: Phase) -> tuple[float | None, float, float]:
+    def _optimise(self, index: int, unit: Unit, cache, phase: Phase) -> tuple[float | None, float, float, float]:
         """Train ``phase``; returns the loss with its soft weights and borders (None if nothing
-        was soft), the share of rounding variables still soft at the end, and the loop's time."""
+        was soft), the share of rounding variables still soft at the end, and the loop's wall and
+        process CPU seconds."""
         qm, spec, cfg = self.qm, self.spec, self.config
         quantized, floating, target = cache
         optimizers, schedulers = [], []
@@ -422,7 +428,7 @@ class Reconstructor:
         torch.manual_seed(seed)  # QDrop's masks
         warm = int(cfg.warmup * phase.iters)
         (tau0, tau1), (b0, b1) = cfg.tau, cfg.reg_exponent
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         with training(qm, phase, cfg.drop_prob):
             bar = tqdm(range(phase.iters), desc=f"{unit.name} {phase.name}", disable=not self.progress, leave=False,
                        mininterval=1.0)
@@ -453,8 +459,8 @@ class Reconstructor:
                         a.borders.clamp_(1.0 / (1 << a.frac_bits), 1.0)
                 if t % 50 == 0:
                     bar.set_postfix(rec=f"{rec:.4g}", soft=f"{_soft_share(phase.weights):.1%}")
-            train_seconds = time.perf_counter() - started
+            train_seconds, train_cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
             qm.eval()
             soft = self._loss(unit, cache, phase.loss_p) if phase.weights or phase.borders else None
             share = _soft_share(phase.weights)
-        return soft, share, train_seconds
+        return soft, share, train_seconds, train_cpu_seconds

@@ -201,11 +201,11 @@ def _weighted(graph: _Graph, node, x: str, weight_input: str, bias_input: str | 
 def _conv(graph: _Graph, node) -> None:
     x = graph.activation(node.input[0], node)
     attrs = graph.attributes(node)
-    padding = _symmetric_pads(graph, node, attrs)
+    padding, padding_end = _conv_pads(graph, node, attrs)
     fields, q, out_quant = _weighted(graph, node, x, node.input[1], node.input[2] if len(node.input) > 2 else None)
     op = Conv2d(name=q.output[0], input=x, output=q.output[0], stride=tuple(attrs.get("strides", [1, 1])),
                 padding=padding, dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
-                **fields)
+                padding_end=padding_end, **fields)
     shape = op.output_shape([graph.tensors[x].shape])
     graph.add_tensor(q.output[0], shape, out_quant)
     graph.ops.append(op)
@@ -293,14 +293,23 @@ def _exact_op(graph: _Graph, node, x: str, name: str):
     return op
 
 
-def _symmetric_pads(graph: _Graph, node, attrs: dict) -> tuple[int, int]:
-    """ONNX ``pads`` [top, left, bottom, right] as the program's symmetric (H, W) padding."""
+def _conv_pads(graph: _Graph, node, attrs: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ONNX ``pads`` [top, left, bottom, right] of a conv as the program's ``padding`` (top,
+    left) and ``padding_end`` (bottom, right): TF's "SAME" at stride 2 pads only at the end."""
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         graph.fail(node, "auto_pad is not supported; export with explicit pads")
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
-        graph.fail(node, f"pads {pads} are not symmetric")
-    return pads[0], pads[1]
+    if len(pads) != 4:
+        graph.fail(node, f"pads {pads} are not 2-D [top, left, bottom, right]")
+    return (pads[0], pads[1]), (pads[2], pads[3])
+
+
+def _symmetric_pads(graph: _Graph, node, attrs: dict) -> tuple[int, int]:
+    """ONNX ``pads`` [top, left, bottom, right] of a max pooling as the program's symmetric (H, W) padding."""
+    (top, left), end = _conv_pads(graph, node, attrs)
+    if (top, left) != end:
+        graph.fail(node, f"pads {list(attrs.get('pads'))} are not symmetric")
+    return top, left
 
 
 def _explicit_quant(graph: _Graph, node, scale_index: int) -> QuantParams:
@@ -328,14 +337,15 @@ def _qlinear_conv(graph: _Graph, node) -> None:
     """QLinearConv(x, s_x, z_x, w, s_w, z_w, s_y, z_y, [bias])."""
     x = _quantized_input(graph, node, 1)
     attrs = graph.attributes(node)
-    padding = _symmetric_pads(graph, node, attrs)
+    padding, padding_end = _conv_pads(graph, node, attrs)
     out_quant = _explicit_quant(graph, node, 6)
     bias = graph.constant(node.input[8], node) if len(node.input) > 8 and node.input[8] else None
     fields = _weight_fields(graph, node, x, graph.constant(node.input[3], node), graph.constant(node.input[4], node),
                             graph.constant(node.input[5], node), bias, out_quant)
     name = node.output[0]
     op = Conv2d(name=name, input=x, output=name, stride=tuple(attrs.get("strides", [1, 1])), padding=padding,
-                dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), **fields)
+                dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), padding_end=padding_end,
+                **fields)
     graph.add_tensor(name, op.output_shape([graph.tensors[x].shape]), out_quant)
     graph.ops.append(op)
 

@@ -180,7 +180,8 @@ def centred_sums(prepared: _PreparedWeights, cols: np.ndarray, path: GemmPath) -
 def conv2d_output_hw(x_shape: tuple[int, ...], op: Conv2d) -> tuple[int, int]:
     """Output height and width of a conv over an (N, C, H, W) input."""
     return tuple(
-        window_output_size(x_shape[2 + a], op.weight.shape[2 + a], op.stride[a], op.padding[a], op.dilation[a])
+        window_output_size(x_shape[2 + a], op.weight.shape[2 + a], op.stride[a], op.padding[a], op.dilation[a],
+                           op.padding_end[a])
         for a in (0, 1)
     )
 

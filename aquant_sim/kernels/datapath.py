@@ -1,6 +1,6 @@
 """The simulator's fused hot path: one op from its inputs to its output levels and counters.
 
-For an accumulating op (conv2d, linear, add, average pooling) one parallel numba pass reads the
+For an accumulating op (conv2d, linear, add, concat, average pooling, mul) one parallel numba pass reads the
 exact sums (for conv2d and linear from the int8 VNNI kernels where the operands fit, else from
 the general exact GEMM), adds the bias in int64, records ``max |acc|``, applies the A-bit accumulator
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
@@ -19,7 +19,7 @@ import numpy as np
 from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
-from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, count_equal
+from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, concat_acc, count_equal, lut_into, mul_acc
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
 from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
@@ -41,6 +41,10 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
         return (linear_sums(x, op, z) if sums is None else sums), True, op.bias
     if op.kind is OpKind.ADD:
         acc = add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
+    elif op.kind is OpKind.MUL:
+        acc = mul_acc(x, inputs[1], z, in_quants[1].zero_point)
+    elif op.kind is OpKind.CONCAT:
+        acc = concat_acc(x, inputs[1], z, in_quants[1].zero_point)
     elif op.kind is OpKind.AVGPOOL2D:
         acc = avgpool_acc(x, op, z)
     else:
@@ -94,3 +98,8 @@ class NumbaDatapath:
         else:
             values = x.reshape(x.shape[0], -1)
         return PassedThrough(values, count_equal(values, quant.zero_point))
+
+    def run_table(self, op, x: np.ndarray, in_quant: QuantParams, out_quant: QuantParams) -> PassedThrough:
+        """Run a lookup table: int32 levels and the count at the output's zero-point."""
+        values = lut_into(x, op.table, in_quant.qmin, np.int32)
+        return PassedThrough(values, count_equal(values, out_quant.zero_point))

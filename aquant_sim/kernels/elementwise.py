@@ -1,6 +1,7 @@
-"""Element-wise kernels: the residual add's sums (D.9), onnxruntime's float32 add (the FP32_ADD
-variant, contract (17)-(20)), per-channel clamps (D.13), and the count of elements equal to a
-value (the simulator's zero fraction). Parallel over (n, c) planes."""
+"""Element-wise kernels: the residual add's sums (D.9), the concat's centred levels (D.17),
+onnxruntime's float32 add (the FP32_ADD variant, contract (17)-(20)), per-channel clamps (D.13),
+the elementwise product's sums (D.16), lookup tables (D.15), and the count of elements equal to a value (the simulator's zero
+fraction). Parallel over (n, c) planes."""
 
 from __future__ import annotations
 
@@ -33,6 +34,27 @@ def add_acc(a: np.ndarray, b: np.ndarray, weight_a: int, weight_b: int, zero_a: 
     """D.9: ``acc = w_a * (a - z_a) + w_b * (b - z_b)``, exact int64 (|w| < 2^16, 16-bit levels)."""
     out = np.empty(a.shape, dtype=np.int64)
     _add(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), weight_a, weight_b, zero_a, zero_b, _planes(out))
+    return out
+
+
+@parallel_jit
+def _concat(a, b, zero_a, zero_b, out):
+    batch, channels_a, positions = a.shape
+    channels = out.shape[1]
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        if c < channels_a:
+            for p in range(positions):
+                out[n, c, p] = np.int64(a[n, c, p]) - zero_a
+        else:
+            for p in range(positions):
+                out[n, c, p] = np.int64(b[n, c - channels_a, p]) - zero_b
+
+
+def concat_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.17: ``acc = (a - z_a)`` on the first channels, ``(b - z_b)`` on the rest, exact int64."""
+    out = np.empty((a.shape[0], a.shape[1] + b.shape[1], *a.shape[2:]), dtype=np.int64)
+    _concat(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), zero_a, zero_b, _planes(out))
     return out
 
 
@@ -103,6 +125,43 @@ def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """D.13: ``clamp(x, lo[c], hi[c])`` with the channel on axis 1 (vectors of length C or 1);
     int64 levels."""
     return clamp_into(x, lo, hi, np.int64)
+
+
+@parallel_jit
+def _mul(a, b, zero_a, zero_b, out):
+    batch, channels, positions = a.shape
+    per_channel = b.shape[2] == 1
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for p in range(positions):
+            other = b[n, c, 0] if per_channel else b[n, c, p]
+            out[n, c, p] = (np.int64(a[n, c, p]) - zero_a) * (np.int64(other) - zero_b)
+
+
+def mul_acc(a: np.ndarray, b: np.ndarray, zero_a: int, zero_b: int) -> np.ndarray:
+    """D.16: ``acc = (a - z_a) * (b - z_b)``, exact int64 (16-bit levels: |acc| <= 2^32); ``b``
+    of ``a``'s shape, or (N, C, 1, 1) for an (N, C, H, W) ``a`` (one value per channel)."""
+    out = np.empty(a.shape, dtype=np.int64)
+    _mul(_planes(np.ascontiguousarray(a)), _planes(np.ascontiguousarray(b)), zero_a, zero_b, _planes(out))
+    return out
+
+
+@parallel_jit
+def _lut(x, table, qmin, out):
+    batch, channels, positions = x.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        row = c if table.shape[0] > 1 else 0
+        for p in range(positions):
+            out[n, c, p] = table[row, np.int64(x[n, c, p]) - qmin]
+
+
+def lut_into(x: np.ndarray, table: np.ndarray, qmin: int, dtype) -> np.ndarray:
+    """D.15: ``table[g(c), x - qmin]`` with the channel on axis 1 into a new array of ``dtype``
+    (the program guarantees every level indexes the table)."""
+    out = np.empty(x.shape, dtype=dtype)
+    _lut(_planes(np.ascontiguousarray(x)), table, qmin, _planes(out))
+    return out
 
 
 @parallel_jit

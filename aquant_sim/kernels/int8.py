@@ -379,9 +379,10 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
     if lo is None:
         return None
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
-    oh, ow = (window_output_size(x.shape[2 + a], op.weight.shape[2 + a], op.stride[a], op.padding[a], op.dilation[a])
+    oh, ow = (window_output_size(x.shape[2 + a], op.weight.shape[2 + a], op.stride[a], op.padding[a], op.dilation[a],
+                                 op.padding_end[a])
               for a in (0, 1))
-    hp, wp = h + 2 * ph, w + 2 * pw
+    hp, wp = h + ph + op.padding_end[0], w + pw + op.padding_end[1]
     fill = zero_point - lo
     u = np.empty((batch, hp, wp, channels), dtype=np.uint8)
     _pack(x, lo, fill, ph, pw, u)

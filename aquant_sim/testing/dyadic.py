@@ -5,8 +5,9 @@ pooling divisor a power of two, and residual-add scales within 2^14 of each othe
 builder's ``(m, n)`` represent every ``M`` exactly and the add's integer weights are exact. On
 these programs the claim of docs/contract.md "(8) equals (4)" holds for the whole network: the float model
 (:mod:`aquant_sim.float_model`) and the datapath agree on every element. The programs use every
-op kind: conv2d (with padding, stride and groups), ReLU and ReLU6 clamps, residual add, max and
-average pooling, global average pooling, flatten and linear.
+op kind: conv2d (with padding, asymmetric in one, stride and groups), ReLU and ReLU6 clamps,
+residual add, concat (of inputs whose scales are powers of two apart), max and average pooling,
+global average pooling, flatten and linear.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class _Dyadic:
         zero = int(self.rng.integers(qmin, qmin + (qmax - qmin) // 2 + 1))
         return QuantParams(cfg.act_bits, cfg.signed, _power_of_two(2 * real_spread / (qmax - qmin)), zero)
 
-    def conv(self, name, x, out_channels, kernel, stride, padding, groups) -> str:
+    def conv(self, name, x, out_channels, kernel, stride, padding, groups, padding_end=None) -> str:
         cfg, b = self.config, self.builder
         t = b.tensor(x)
         w_lo, w_hi = rounding.integer_range(cfg.weight_bits, signed=True)
@@ -78,18 +79,22 @@ class _Dyadic:
         bias = self.rng.integers(-int(acc_spread) // 2, int(acc_spread) // 2 + 1, size=out_channels)
         real_spread = acc_spread * t.quant.scale * float(np.mean(weight_scale))
         return b.conv2d(name, x, weight, cfg.weight_bits, weight_scale, bias, self.out_quant(real_spread),
-                        self.borders(out_channels, cfg.act_bits), stride=stride, padding=padding, groups=groups)
+                        self.borders(out_channels, cfg.act_bits), stride=stride, padding=padding, groups=groups,
+                        padding_end=padding_end)
 
     def build(self) -> Program:
         cfg, b = self.config, self.builder
         c = cfg.channels
         x = b.relu("conv1.relu", self.conv("conv1", b.input, c, 3, 1, 1, 1))
-        y = self.conv("conv2", x, c, 3, 1, 1, cfg.groups)
+        y = self.conv("conv2", x, c, 3, 1, (0, 1), cfg.groups, padding_end=(2, 1))  # the same size, padded below
         s = max(b.tensor(x).quant.scale, b.tensor(y).quant.scale)
         levels = b.tensor(y).quant.qmax - b.tensor(y).quant.qmin
         x = b.add("add", y, x, QuantParams(cfg.act_bits, cfg.signed, s * 2, b.tensor(y).quant.zero_point),
                   self.borders(c, cfg.act_bits))
         x = b.relu6("add.relu6", x)
+        joined = b.tensor(x).quant
+        x = b.concat("concat", [x, "conv1.relu"], joined, self.borders(2 * c, cfg.act_bits))
+        c *= 2
         x = b.maxpool("maxpool", x, 3, 2, 1)
         pooled = b.tensor(x).quant
         x = b.avgpool("avgpool", x, 2, 2, QuantParams(cfg.act_bits, cfg.signed, pooled.scale / 2, pooled.zero_point),

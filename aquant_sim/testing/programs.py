@@ -5,9 +5,11 @@ with non-zero zero-points, every border granularity (``BorderGranularity.table_s
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
 allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32, and
 FP32_ADD on residual adds), both overflow policies and accumulators narrow
-enough to overflow, weight zero-points (symmetric and not), conv with stride, padding,
-dilation, groups and depthwise, linear, residual add, max and average pooling, global average
-pooling, flatten and clamps.
+enough to overflow, weight zero-points (symmetric and not), conv with stride, padding
+(symmetric and not), dilation, groups and depthwise, linear, residual add, concat, max and
+average pooling, global average pooling, flatten, clamps, lookup tables (one row or one per
+channel, any entries on the output grid) and elementwise products (same shape, or one value per
+channel).
 
 Ops are constructed directly (not through ``ProgramBuilder``) so that multipliers, shifts and
 add weights are free integers rather than derived from scales; ``Program`` validates them.
@@ -22,8 +24,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from aquant_sim.program import (
-    AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear,
-    MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    AccumulatorParams, Add, AvgPool2d, BorderGranularity, BorderTable, Clamp, Concat, Conv2d, Flatten, GlobalAvgPool, Linear,
+    Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 from aquant_sim.rounding import (
     FLOAT32_MANTISSA_BITS, FP32_ADD_SHIFT_RANGE, MAX_ZERO_OFFSET, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
@@ -142,13 +144,16 @@ def _divisors(n: int) -> list[int]:
 
 @st.composite
 def conv_geometry(draw, channels: int, height: int, width: int) -> dict:
-    """Kernel, stride, padding, dilation and groups (depthwise included) that fit the input."""
+    """Kernel, stride, padding (before and after: symmetric half the time), dilation and groups
+    (depthwise included) that fit the input."""
     geometry = {}
     for name in ("stride", "padding", "dilation"):
         geometry[name] = (draw(st.integers(1, 2)) if name != "padding" else draw(st.integers(0, 2)),) * 2
+    symmetric = draw(st.booleans())
+    geometry["padding_end"] = geometry["padding"] if symmetric else (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     kernel = []
-    for size, pad, dil in zip((height, width), geometry["padding"], geometry["dilation"]):
-        largest = (size + 2 * pad - 1) // dil + 1
+    for size, pad, end, dil in zip((height, width), geometry["padding"], geometry["padding_end"], geometry["dilation"]):
+        largest = (size + pad + end - 1) // dil + 1
         kernel.append(draw(st.integers(1, min(3, largest))))
     groups = draw(st.sampled_from(_divisors(channels)))
     out_channels = groups * draw(st.integers(1, 3))
@@ -200,6 +205,7 @@ def conv_cases(draw, batch=st.integers(1, 2), requant=True) -> OpCase:
         "conv", "x", "y", weight, wb, np.ones(g["out_channels"]), draw(_bias(g["out_channels"], a, seed)),
         draw(requantizers(g["out_channels"], out_q, a)) if requant else None,
         g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(g["out_channels"], wb)),
+        g["padding_end"],
     )
     x = random_levels(seed, (draw(batch), c, h, w), in_q)
     return OpCase(op, (x,), (in_q,), out_q, a)
@@ -231,6 +237,25 @@ def add_cases(draw) -> OpCase:
     y = random_levels(draw(st.integers(0, 2**32 - 1)), x.shape, qb)
     op = draw(adds("add", "a", "b", "y", x.shape[1], out_q, a))
     return OpCase(op, (x, y), (qa, qb), out_q, a)
+
+
+@st.composite
+def concat_cases(draw) -> OpCase:
+    """A Concat of two maps of the same height and width, with different channel counts and
+    formats, requantized by any variant but FP32_ADD; a third of the time both inputs share the
+    output's format and the requantizer is ``M = 1`` (a copy)."""
+    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    copy = draw(st.integers(0, 2)) == 0
+    if copy:
+        qa = qb = out_q
+    x = draw(feature_maps(qa))
+    y = random_levels(draw(st.integers(0, 2**32 - 1)), (x.shape[0], draw(st.integers(1, 4)), *x.shape[2:]), qb)
+    channels = x.shape[1] + y.shape[1]
+    if copy:
+        requant = Requantizer(np.array([1 << 30]), np.array([30]), draw(border_tables(channels, out_q)))
+    else:
+        requant = draw(requantizers(channels, out_q, a))
+    return OpCase(Concat("cat", "a", "b", "y", requant), (x, y), (qa, qb), out_q, a)
 
 
 @st.composite
@@ -293,6 +318,34 @@ def clamp_cases(draw) -> OpCase:
     return OpCase(Clamp("clamp", "x", "y", lo, hi), (x,), (q,), q, 32)
 
 
+@st.composite
+def lut_tables(draw, channels: int, in_quant: QuantParams, out_quant: QuantParams) -> np.ndarray:
+    """A table of ``2^b`` entries per row for ``in_quant``'s levels, one row or one per channel,
+    entries anywhere on ``out_quant``'s grid."""
+    rows = draw(st.sampled_from([1, channels]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.integers(out_quant.qmin, out_quant.qmax + 1, size=(rows, in_quant.levels + 1))
+
+
+@st.composite
+def lut_cases(draw) -> OpCase:
+    """A Lut from one drawn format to another."""
+    q, out_q = draw(quant_params()), draw(quant_params())
+    x = draw(feature_maps(q))
+    return OpCase(Lut("lut", "x", "y", draw(lut_tables(x.shape[1], q, out_q))), (x,), (q,), out_q, 32)
+
+
+@st.composite
+def mul_cases(draw) -> OpCase:
+    """A Mul of two drawn formats, ``b`` of ``a``'s shape or one value per channel, with a
+    requantizer of any variant."""
+    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(qa))
+    shape = x.shape if draw(st.booleans()) else (x.shape[0], x.shape[1], 1, 1)
+    y = random_levels(draw(st.integers(0, 2**32 - 1)), shape, qb)
+    return OpCase(Mul("mul", "a", "b", "y", draw(requantizers(x.shape[1], out_q, a))), (x, y), (qa, qb), out_q, a)
+
+
 class _ChainBuilder:
     """Appends ops to a chain of tensors, declaring each output with its shape and format."""
 
@@ -319,13 +372,14 @@ class _ChainBuilder:
         if shape_like is None:
             g = draw(conv_geometry(c, h, w))
         else:
-            g = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), kernel=(3, 3), groups=1, out_channels=shape_like.shape[0])
+            g = dict(stride=(1, 1), padding=(1, 1), padding_end=(1, 1), dilation=(1, 1), kernel=(3, 3), groups=1,
+                     out_channels=shape_like.shape[0])
         out_q = shape_like.quant if shape_like is not None else draw(quant_params())
         wb, seed = draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))
         o = g["out_channels"]
         op = Conv2d(self.name(), source.name, self.name(), draw(_weights((o, c // g["groups"], *g["kernel"]), wb, seed)),
                     wb, np.ones(o), draw(_bias(o, self.a, seed)), draw(requantizers(o, out_q, self.a)),
-                    g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(o, wb)))
+                    g["stride"], g["padding"], g["dilation"], g["groups"], draw(weight_zero_points(o, wb)), g["padding_end"])
         return self.emit(op, op.output_shape([source.shape]), out_q)
 
     def step(self, kind: str) -> None:
@@ -338,12 +392,25 @@ class _ChainBuilder:
         elif kind == "maxpool":
             op = MaxPool2d(self.name(), x.name, self.name(), **draw(pool_windows(*x.shape[1:], dilated=True)))
             self.emit(op, op.output_shape([x.shape]), x.quant)
+        elif kind == "lut":
+            out_q = draw(quant_params())
+            self.emit(Lut(self.name(), x.name, self.name(), draw(lut_tables(x.channels, x.quant, out_q))), x.shape, out_q)
+        elif kind == "gate":  # squeeze-excitation's product: x times its own global average
+            pooled_q, out_q = draw(quant_params()), draw(quant_params())
+            pooled = self.emit(GlobalAvgPool(self.name(), x.name, self.name(), draw(requantizers(x.channels, pooled_q, self.a))),
+                               (x.channels, 1, 1), pooled_q)
+            self.emit(Mul(self.name(), x.name, pooled.name, self.name(), draw(requantizers(x.channels, out_q, self.a))), x.shape, out_q)
         elif kind == "avgpool":
             window = draw(pool_windows(*x.shape[1:], dilated=False))
             del window["dilation"]
             out_q = draw(quant_params())
             op = AvgPool2d(self.name(), x.name, self.name(), requant=draw(requantizers(x.channels, out_q, self.a)), **window)
             self.emit(op, op.output_shape([x.shape]), out_q)
+        elif kind == "concat":  # dense: x's channels, then a conv of x's
+            branch = self.conv(x, shape_like=x)
+            out_q = draw(quant_params())
+            requant = draw(requantizers(2 * x.channels, out_q, self.a))
+            self.emit(Concat(self.name(), x.name, branch.name, self.name(), requant), (2 * x.channels, *x.shape[1:]), out_q)
         else:  # residual: add x to a same-shaped conv of x
             branch = self.conv(x, shape_like=x)
             out_q = draw(quant_params())
@@ -353,7 +420,8 @@ class _ChainBuilder:
 
 @st.composite
 def programs(draw, max_ops: int = 4) -> Program:
-    """A random valid program: a chain of conv, clamp, max/avg pooling and residual blocks on a
+    """A random valid program: a chain of conv, clamp, lookup table, max/avg pooling, residual,
+    gate (x times its global average) and dense (concat) blocks on a
     small (C <= 4, H, W <= 8) input, ending either there or in global average pooling, flatten
     and a linear layer (requantized or leaving accumulators)."""
     in_q = draw(quant_params())
@@ -361,7 +429,7 @@ def programs(draw, max_ops: int = 4) -> Program:
     shape = (draw(st.integers(1, 4)), draw(st.integers(3, 8)), draw(st.integers(3, 8)))
     chain = _ChainBuilder(draw, shape, in_q, a)
     input_borders = draw(border_tables(shape[0], in_q))
-    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "maxpool", "avgpool", "residual"]), min_size=1, max_size=max_ops)):
+    for kind in draw(st.lists(st.sampled_from(["conv", "clamp", "lut", "maxpool", "avgpool", "residual", "gate", "concat"]), min_size=1, max_size=max_ops)):
         chain.step(kind)
     if draw(st.booleans()):
         x = chain.current

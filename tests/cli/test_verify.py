@@ -41,7 +41,7 @@ def test_equal_runs_pass(saved, dumps, tmp_path, capsys, reference_only):
     assert "verify: PASS" in text and "float model vs datapath" in text
     data = json.loads(out.read_text())
     assert data["equal"] is True and len(data["checks"]) == 2
-    assert {d["name"] for d in data["float_model"]} == {"conv1", "conv2", "add", "avgpool", "gap"}
+    assert {d["name"] for d in data["float_model"]} == {"conv1", "conv2", "add", "concat", "avgpool", "gap"}
     assert all(d["differing"] == 0 for d in data["float_model"])
 
 
@@ -56,7 +56,7 @@ def test_changed_dump_is_named(saved, dumps, tmp_path, capsys, reference_only):
     text = capsys.readouterr().out
     assert (f"first difference: layer 'conv2' (conv2d), tensor 'conv2' at index (1, 2, 3, 4): "
             f"expect {original + 1}, reference {original} (1 of 768 elements differ)") in text
-    assert "2 of 11 tensors differ" in text and "verify: FAIL" in text
+    assert "2 of 12 tensors differ" in text and "verify: FAIL" in text
 
 
 def test_backend_difference_is_named(saved, capsys, monkeypatch, reference_only):
@@ -81,7 +81,7 @@ def test_backend_difference_is_named(saved, capsys, monkeypatch, reference_only)
     monkeypatch.setattr(verify, "simulator", fake)
     assert _verify(saved) == 1
     text = capsys.readouterr().out
-    assert "reference vs reference: 1 of 11 tensors differ; first difference: layer 'add' (add), tensor 'add' at index (0, 1, 0, 0)" in text
+    assert "reference vs reference: 1 of 12 tensors differ; first difference: layer 'add' (add), tensor 'add' at index (0, 1, 0, 0)" in text
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -126,4 +126,4 @@ def test_npy_given_as_dumps(saved, tmp_path, capsys, reference_only):
 def test_numba_equals_reference(saved, dumps, tmp_path, capsys):
     """The real pair: numba and the reference agree on every tensor and counter, and with the dumps."""
     assert _verify(saved, "--expect", _write_dumps(tmp_path / "d.npz", dumps)) == 0
-    assert "numba vs reference: all 11 tensors equal" in capsys.readouterr().out
+    assert "numba vs reference: all 12 tensors equal" in capsys.readouterr().out

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from aquant_sim.builder import ProgramBuilder
 from aquant_sim.errors import UnsupportedError
 from aquant_sim.frontend.emulation import emulate, requantize
 from aquant_sim.program import BorderGranularity, BorderTable, QuantParams, Requantizer
@@ -64,3 +65,36 @@ def test_float32_dequantization_is_float64_then_cast():
         quant = QuantParams(16, False, float(scale), int(rng.integers(0, 1 << 16)))
         q = torch.from_numpy(rng.integers(0, 1 << 16, 2000))
         assert torch.equal(dequantize(q, quant, torch.float32), dequantize(q, quant, torch.float64).float())
+
+
+def test_emulation_equals_simulator_on_concat_and_asymmetric_padding():
+    """A program of a TF-"SAME" stride-2 conv, a concat of three tensors (one of them in the
+    output's format, so one concat is a copy) and an asymmetrically padded conv after it: every
+    tensor is the same in the emulation and on both simulator backends."""
+    rng = np.random.default_rng(3)
+
+    def table(channels):
+        return BorderTable(6, rng.integers(1, 65, size=(channels, 7)))
+
+    quant = [QuantParams(3, False, s, z) for s, z in ((0.05, 2), (0.07, 0), (0.04, 3))]
+    builder = ProgramBuilder("x", (2, 8, 8), quant[0], table(2))
+
+    def conv(name, x, out, quant_out, **geometry):
+        weight = rng.integers(-4, 4, size=(out, builder.tensor(x).shape[0], 3, 3))
+        return builder.conv2d(name, x, weight, 3, np.full(out, 0.1), rng.integers(-20, 20, size=out), quant_out,
+                              table(out), **geometry)
+
+    a = conv("a", "x", 3, quant[1], stride=2, padding=(0, 0), padding_end=(1, 1))
+    b = conv("b", a, 2, quant[2], padding=(1, 1))
+    c = conv("c", a, 4, quant[1], padding=(1, 1))
+    cat = builder.concat("cat", [a, b, c], quant[1], table(9))
+    conv("d", cat, 2, quant[0], padding=(1, 0), padding_end=(2, 1))
+    program = builder.build("d")
+    assert [op.kind.value for op in program.ops].count("concat") == 2
+    x = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)
+    got = emulate(program, torch.from_numpy(x), keep_tensors=True)
+    for backend in Backend:
+        expected = Simulator(program, backend).run(x, keep_tensors=True).tensors
+        assert expected.keys() == got.keys()
+        for name in expected:
+            assert np.array_equal(expected[name], got[name].numpy()), (backend, name)

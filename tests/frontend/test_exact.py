@@ -19,7 +19,7 @@ from aquant_sim.program import BorderGranularity, Program
 from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.simulator import Backend, Simulator
 
-from tiny_models import TinyMobile, TinyResNet, randomize_batchnorm
+from tiny_models import TinyMobile, TinyResNet, TinySE, randomize_batchnorm
 
 FAST = ReconstructionConfig(iters=2, batch_size=8)
 
@@ -52,6 +52,40 @@ def test_exact_equals_program_after_every_method_at_w2a2(cls, method, images):
     method learns them), the exact forward reproduces every tensor of the lowered program."""
     calibrated = _calibrated(cls, method, QuantConfig(2, 2), images)
     _assert_exact(calibrated.qmodel, calibrated.lowered, images)
+
+
+@pytest.mark.parametrize("method, bits", [(Method.AQUANT, 4), (Method.BRECQ, 2), (Method.QDROP, 2)])
+def test_exact_equals_program_with_tables_and_products(method, bits, images):
+    """Lookup tables (SiLU, Hardswish, Hardsigmoid, x * 0.5, GELU on a vector) and the SE product
+    after AQuant at W4A4 (learned per-channel-and-level borders on every table's output, scales
+    and weights), BRECQ (float activations first) and QDrop (dropped quantization) at W2A2: the
+    exact forward reproduces every tensor of the program."""
+    calibrated = _calibrated(TinySE, method, QuantConfig(bits, bits), images)
+    kinds = [op.kind.value for op in calibrated.lowered.program.ops]
+    assert kinds.count("lut") == 5 and kinds.count("mul") == 1
+    _assert_exact(calibrated.qmodel, calibrated.lowered, images)
+
+
+def test_table_gradient_is_the_functions_derivative(images):
+    """In the exact forward a table's input gets the function's derivative (straight through the
+    output quantizer where its output lies on the grid) while the value is the table's; its value
+    before the quantizer (what reconstruction reads) is the function of the exact input."""
+    torch.manual_seed(3)
+    qm = QuantModel(capture(randomize_batchnorm(TinySE()), (1, 8, 8)), QuantConfig(8, 8), images)
+    node = qm.graph["conv_2"]
+    source = qm.graph.nodes[qm.graph.nodes.index(node) - 1].name
+    with qm.forward_mode_as(ForwardMode.EXACT):
+        x = qm.collect(images, [source], quantized=True, after_quantizer=True)[source].requires_grad_(True)
+        y = qm.run_nodes([node], {source: x})[node.name]
+        y.sum().backward()
+        act = qm.acts[node.name]
+        expected = torch.autograd.grad(torch.nn.functional.silu(x).sum(), x)[0]
+        u = torch.nn.functional.silu(x.detach()) / act.scale + act.zero_point
+        inside = (u > act.qmin) & (u < act.qmax)
+        assert torch.equal(y.detach(), qm.levels(images)[node.name].to(y.dtype).sub(act.zero_point).mul(act.scale))
+        raw = qm.collect(images, [node.name], quantized=True)[node.name]
+    assert inside.float().mean() > 0.9 and torch.allclose(x.grad[inside], expected[inside])
+    assert torch.equal(raw, torch.nn.functional.silu(x.detach()))  # before its quantizer: the function's value
 
 
 @pytest.mark.parametrize("bits", [(4, 4, 8), (8, 8, 8)])

@@ -7,6 +7,7 @@ from torch import nn
 
 from aquant_sim.errors import InputError, UnsupportedError
 from aquant_sim.frontend.graph import Activation, NodeKind, capture, float_forward
+from aquant_sim.lut import Unary, UnaryFunction
 
 from tiny_models import TinyMobile, TinyResNet, randomize_batchnorm
 
@@ -76,34 +77,7 @@ def test_view_flatten_and_unfused_relu(images):
         assert torch.allclose(float_forward(graph, images), model(images), atol=1e-6)
 
 
-class SigmoidNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.act = nn.Sigmoid()
-
-    def forward(self, x):
-        return self.act(self.conv(x))
-
-
-class LonelyBatchNorm(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(1)
-
-    def forward(self, x):
-        return self.bn(x)
-
-
-class MulNet(nn.Module):
-    def forward(self, x):
-        return x * 2
-
-
 @pytest.mark.parametrize("model, words", [
-    (SigmoidNet(), ["Sigmoid", "'act'"]),
-    (LonelyBatchNorm(), ["BatchNorm2d", "'bn'"]),
-    (MulNet(), ["mul", "'mul'"]),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, ceil_mode=True)), ["ceil_mode", "'_1'"]),
 ])
 def test_unsupported_ops_are_named(model, words):
@@ -226,24 +200,93 @@ def test_flatten_spellings(flatten, images):
         assert torch.allclose(float_forward(graph, images), model(images), atol=1e-6)
 
 
-class AsymmetricPad(nn.Module):
-    def __init__(self):
+class Activated(nn.Module):
+    """A conv, then one spelling of an activation (a module, or a function of the conv output)."""
+
+    def __init__(self, act):
         super().__init__()
-        self.pad = nn.ZeroPad2d((0, 1, 0, 1))  # TF "SAME" at stride 2
-        self.conv = nn.Conv2d(1, 2, 3, 2)
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.act = act
 
     def forward(self, x):
-        return self.conv(self.pad(x))
+        return self.act(self.conv(x))
 
 
-class Cat(nn.Module):
-    def __init__(self):
+SPELLINGS = [
+    (nn.SiLU(), UnaryFunction.SILU, ()), (F.silu, UnaryFunction.SILU, ()),
+    (nn.Hardswish(), UnaryFunction.HARDSWISH, ()), (F.hardswish, UnaryFunction.HARDSWISH, ()),
+    (nn.Hardsigmoid(), UnaryFunction.HARDSIGMOID, ()), (F.hardsigmoid, UnaryFunction.HARDSIGMOID, ()),
+    (nn.Sigmoid(), UnaryFunction.SIGMOID, ()), (torch.sigmoid, UnaryFunction.SIGMOID, ()),
+    (F.sigmoid, UnaryFunction.SIGMOID, ()), (lambda x: x.sigmoid(), UnaryFunction.SIGMOID, ()),
+    (nn.Tanh(), UnaryFunction.TANH, ()), (torch.tanh, UnaryFunction.TANH, ()), (lambda x: x.tanh(), UnaryFunction.TANH, ()),
+    (nn.GELU(), UnaryFunction.GELU, ()), (F.gelu, UnaryFunction.GELU, ()),
+    (nn.GELU("tanh"), UnaryFunction.GELU_TANH, ()), (lambda x: F.gelu(x, approximate="tanh"), UnaryFunction.GELU_TANH, ()),
+    (nn.LeakyReLU(0.2), UnaryFunction.LEAKY_RELU, (0.2,)), (lambda x: F.leaky_relu(x, 0.3), UnaryFunction.LEAKY_RELU, (0.3,)),
+    (F.leaky_relu, UnaryFunction.LEAKY_RELU, (0.01,)),
+    (nn.ELU(0.5), UnaryFunction.ELU, (0.5,)), (lambda x: F.elu(x, alpha=0.7), UnaryFunction.ELU, (0.7,)),
+    (nn.Hardtanh(-1, 1), UnaryFunction.HARDTANH, (-1.0, 1.0)), (lambda x: F.hardtanh(x, -2.0, 0.5), UnaryFunction.HARDTANH, (-2.0, 0.5)),
+    (lambda x: x * 0.5, UnaryFunction.SCALE, (0.5,)), (lambda x: 3 * x, UnaryFunction.SCALE, (3.0,)),
+    (lambda x: x / 4, UnaryFunction.SCALE, (0.25,)), (lambda x: x.mul(-2.0), UnaryFunction.SCALE, (-2.0,)),
+    (lambda x: torch.mul(x, 1.5), UnaryFunction.SCALE, (1.5,)), (lambda x: x.div(8), UnaryFunction.SCALE, (0.125,)),
+    (lambda x: x + 3.0, UnaryFunction.OFFSET, (3.0,)), (lambda x: 2 + x, UnaryFunction.OFFSET, (2.0,)),
+    (lambda x: x - 0.5, UnaryFunction.OFFSET, (-0.5,)), (lambda x: torch.add(x, 1.5), UnaryFunction.OFFSET, (1.5,)),
+    (lambda x: x.add(-1.0), UnaryFunction.OFFSET, (-1.0,)),
+]
+
+
+@pytest.mark.parametrize("act, function, parameters", SPELLINGS)
+def test_activation_spellings_become_tables(act, function, parameters, images):
+    """Every module, function and method spelling of a table activation captures to one LUT
+    node of its function and parameters, whose float form computes the model's output."""
+    model = Activated(act).eval()
+    graph = capture(model, (1, 8, 8))
+    (node,) = [n for n in graph.nodes if n.kind is NodeKind.LUT]
+    assert node.unary == Unary(function, parameters) and node.inputs == ("conv",)
+    with torch.no_grad():
+        assert torch.allclose(float_forward(graph, images), model(images), rtol=1e-6, atol=1e-7)
+
+
+def test_unfusable_relu6_is_a_table():
+    """A ReLU6 whose input has another reader cannot be the requantizer's clamp: it is the table
+    of hardtanh(0, 6); a fusable one still fuses."""
+    class TwoReaders(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return F.relu6(y) + y
+
+    graph = capture(TwoReaders(), (1, 8, 8))
+    assert graph["relu6"].kind is NodeKind.LUT and graph["relu6"].unary == Unary(UnaryFunction.HARDTANH, (0.0, 6.0))
+    assert capture(Activated(nn.ReLU6()), (1, 8, 8))["conv"].activation is Activation.RELU6
+
+
+class Gate(nn.Module):
+    """A conv ``x`` and its global average ``s`` (one value per channel), combined by ``combine``."""
+
+    def __init__(self, combine):
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3)
+        self.combine = combine
 
     def forward(self, x):
-        y = self.conv(x)
-        return torch.cat([y, y], 1)
+        x = self.conv(x)
+        return self.combine(x, F.adaptive_avg_pool2d(x, 1))
+
+
+@pytest.mark.parametrize("combine", [lambda x, s: x * s, lambda x, s: s * x, lambda x, s: torch.mul(x, s),
+                                     lambda x, s: x.mul(s), lambda x, s: x * x])
+def test_tensor_products_become_mul_nodes(combine, images):
+    """x * s, s * x (operands swapped so that the full map comes first), torch.mul, .mul and x * x
+    capture to one MUL node and compute the model's output."""
+    model = Gate(combine).eval()
+    graph = capture(model, (1, 8, 8))
+    (node,) = [n for n in graph.nodes if n.kind is NodeKind.MUL]
+    assert node.inputs[0] == "conv" and graph[node.inputs[1]].shape in ((2, 1, 1), (2, 6, 6)) and node.shape == (2, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(float_forward(graph, images), model(images))
 
 
 class WrongView(nn.Module):
@@ -255,13 +298,20 @@ class WrongView(nn.Module):
         return self.conv(x).view(-1, 2)
 
 
+def test_constant_minus_tensor_is_refused_naming_both():
+    """``c - x`` is no table of ``x + c``: refused, naming the operands, before any calibration."""
+    with pytest.raises(UnsupportedError, match=r"subtraction of 1.0 and conv .*a tensor plus or minus a constant"):
+        capture(Activated(lambda x: 1.0 - x), (1, 8, 8))
+
+
 @pytest.mark.parametrize("model, words", [
-    (AsymmetricPad(), ["asymmetric zero padding (0, 1, 0, 1)", "module 'conv'"]),
     (nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2)), ["zero padding (1, 1, 1, 1) read by 1", "only a conv2d"]),
     (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), ["padding_mode 'reflect'"]),
-    (nn.Sequential(nn.Conv2d(1, 2, 4, padding="same")), ["padding='same' with kernel (4, 4)"]),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardtanh(-1, 1)), ["hardtanh(-1, 1)", "(Hardtanh)"]),
-    (Cat(), ["function cat", "test_graph.py"]),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Softplus()), ["Softplus (module '1')"]),
+    (Gate(lambda x, s: x * s[:, :, :1]), ["function getitem"]),
+    (Gate(lambda x, s: x * F.avg_pool2d(x, (1, 6))), ["mul at graph node 'mul'", "shapes (2, 6, 6) and (2, 6, 1)"]),
+    (Gate(lambda x, s: x / s), ["division of conv by adaptive_avg_pool2d"]),
+    (Gate(lambda x, s: x * 0), ["'scale': the constant must not be 0", "test_graph.py"]),
     (WrongView(), ["view of a tensor (2, 6, 6)"]),
 ])
 def test_unsupported_forms_name_module_and_line(model, words):

@@ -1,5 +1,7 @@
 """Weight and activation fake quantizers against the rounding contract."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,21 @@ def test_asymmetric_search_finds_the_best_candidate():
         assert float(err[c]) == pytest.approx(_brute_force_search(w[c].flatten().double(), 2), rel=1e-5)
     sym_err = ((sym.dequantized().double() - w.double()) ** 2).reshape(2, -1).sum(dim=1)
     assert float(err[0]) < 0.5 * float(sym_err[0])
+
+
+def test_weight_integers_do_not_depend_on_the_model_dtype():
+    """Regression: a batch norm's depthwise 1x1 conv has one weight per channel, at the edge of
+    its channel's grid (``w / s`` an integer up to float error); hard AdaRound floors that ratio,
+    and a float64 copy of the model (the exact forward of the evaluation) gave other integers
+    than the float32 model that was lowered. The integers are now the same in both dtypes."""
+    weight = torch.from_numpy(np.random.default_rng(4).uniform(0.2, 3.0, size=(256, 1, 1, 1)).astype(np.float32))
+    quantizer = WeightQuantizer(weight, torch.zeros(256), 4, WeightScheme.SYMMETRIC)
+    with torch.no_grad():
+        quantizer.scale.copy_(weight.flatten() / 7)  # every weight at the top level, 7, as the search puts it
+    quantizer.enable_adaround()
+    quantizer.alpha.data.fill_(-1.0)  # hard rounding down: the floor of the ratio decides
+    quantizer.soft = False
+    floats = weight.flatten() / quantizer.scale, weight.flatten().double() / quantizer.scale.double()
+    assert not torch.equal(torch.floor(floats[0]).double(), torch.floor(floats[1]))  # the hazard is in the data
+    as_double = copy.deepcopy(quantizer).double()
+    assert torch.equal(quantizer.integers().double(), as_double.integers())

@@ -58,6 +58,26 @@ class TinyMobile(nn.Module):
         return self.fc(self.avg(y).mean((2, 3)))
 
 
+class TinySE(nn.Module):
+    """Table activations and a squeeze-excitation product: conv-bn-SiLU, depthwise conv-bn-Hardswish,
+    a gate (global pool, 1x1 conv, ReLU, 1x1 conv, Hardsigmoid) multiplied in, conv-bn, x * 0.5,
+    then x.mean, GELU on the features and a linear."""
+
+    def __init__(self, in_channels=1, classes=4):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, 6, 3, 2, 1, bias=False), nn.BatchNorm2d(6), nn.SiLU())
+        self.dw = nn.Sequential(nn.Conv2d(6, 6, 3, 1, 1, groups=6, bias=False), nn.BatchNorm2d(6), nn.Hardswish())
+        self.reduce, self.expand = nn.Conv2d(6, 3, 1), nn.Conv2d(3, 6, 1)
+        self.pw = nn.Sequential(nn.Conv2d(6, 6, 1, bias=False), nn.BatchNorm2d(6))
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x):
+        y = self.dw(self.conv(x))
+        y = y * F.hardsigmoid(self.expand(F.relu(self.reduce(F.adaptive_avg_pool2d(y, 1)))))
+        y = self.pw(y) * 0.5
+        return self.fc(F.gelu(y.mean((2, 3))))
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every batch norm non-trivial statistics so that folding is really tested."""
     g = torch.Generator().manual_seed(seed)

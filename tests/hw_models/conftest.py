@@ -4,7 +4,9 @@ import dataclasses
 
 import pytest
 
-from aquant_sim.program import BorderGranularity, BorderTable, Program
+from aquant_sim.builder import ProgramBuilder
+from aquant_sim.lut import Unary, UnaryFunction
+from aquant_sim.program import BorderGranularity, BorderTable, Program, QuantParams
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
 
 SMALL = SyntheticConfig(input_shape=(3, 12, 12), widths=(8, 16), blocks=(1, 1))
@@ -43,3 +45,15 @@ def tensor_border_program() -> Program:
 def narrow_accumulator_program() -> Program:
     """``small_program``'s shape with a 12-bit accumulator, so that sums overflow."""
     return synthetic_resnet(dataclasses.replace(SMALL, accumulator_bits=12))
+
+
+@pytest.fixture(scope="session")
+def gate_program() -> Program:
+    """A squeeze-excitation gate on a (4, 6, 6) 8-bit map: SiLU table ``act``, global pool, a
+    Hardsigmoid table with one row per channel ``gate`` (4-bit output), and the product ``scale``."""
+    q8, q4, nearest = QuantParams(8, False, 0.05, 20), QuantParams(4, False, 1 / 15, 0), BorderTable.nearest(8)
+    b = ProgramBuilder("x", (4, 6, 6), q8, nearest)
+    x = b.lut("act", "x", Unary(UnaryFunction.SILU), q8, nearest)
+    pooled = b.global_avgpool("pool", x, q8, nearest)
+    gate = b.lut("gate", pooled, Unary(UnaryFunction.HARDSIGMOID), q4, BorderTable(8, [[128], [100], [128], [64]]))
+    return b.build(b.mul("scale", x, gate, q8, nearest))

@@ -5,8 +5,10 @@ onnxruntime's integers on every tensor."""
 import numpy as np
 import onnx
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnxruntime.quantization import QuantFormat, quantize_static
 
 from aquant_sim.errors import AquantError, ArtifactError, UnsupportedError
 from aquant_sim.importers.onnx_qdq import import_onnx
@@ -16,6 +18,8 @@ from aquant_sim.rounding import RequantVariant
 from aquant_sim.kernels.datapath import NumbaDatapath
 from aquant_sim.reference_datapath import ReferenceDatapath
 from aquant_sim.simulator import Backend, Simulator
+
+from onnx_fixtures import SHAPE, _Plain, _Reader
 
 DATAPATHS = {Backend.REFERENCE: ReferenceDatapath(), Backend.NUMBA: NumbaDatapath()}
 
@@ -222,3 +226,28 @@ def test_mutated_model_never_crashes(plain_model, tmp_path, data):
     levels = np.random.default_rng(0).integers(quant.qmin, quant.qmax + 1, size=(1, *program.input_tensor.shape))
     fast, slow = (Simulator(program, backend).run(levels).output for backend in (Backend.NUMBA, Backend.REFERENCE))
     assert np.array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("quant_format", [QuantFormat.QDQ, QuantFormat.QOperator], ids=["qdq", "qoperator"])
+def test_asymmetric_conv_pads_equal_onnxruntime(quant_format, batch, tmp_path):
+    """A conv whose ONNX pads differ before and after (TF's "SAME" at stride 2, [0, 0, 1, 1], as
+    TensorFlow exports have it) imports with padding (0, 0) and padding_end (1, 1), and every
+    tensor equals onnxruntime's on both backends."""
+    torch.manual_seed(0)
+    float_path, path = tmp_path / "float.onnx", tmp_path / "same.onnx"
+    torch.onnx.export(_Plain().eval(), torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    model = onnx.load(str(float_path))
+    strided = next(node for node in model.graph.node if node.op_type == "Conv"
+                   and any(a.name == "strides" and list(a.ints) == [2, 2] for a in node.attribute))
+    next(a for a in strided.attribute if a.name == "pads").ints[:] = [0, 0, 1, 1]
+    onnx.save(model, str(float_path))
+    quantize_static(str(float_path), str(path), _Reader(0), quant_format=quant_format, per_channel=True)
+    imported = import_onnx(path)
+    convs = [op for op in imported.program.ops if op.kind is OpKind.CONV2D]
+    assert [(op.padding, op.padding_end) for op in convs if op.stride == (2, 2)] == [((0, 0), (1, 1))]
+    runtime = run_tensors(path, imported.graph_input, imported.program, batch)
+    for backend in Backend:
+        result = Simulator(imported.program, backend).run(runtime[imported.program.input].astype(np.int32), keep_tensors=True)
+        for tensor in imported.program.tensors:
+            assert np.array_equal(result.tensors[tensor.name], runtime[tensor.name]), (backend, tensor.name)

@@ -12,14 +12,14 @@ from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.simulator import Backend
 from aquant_sim.reference_datapath import ReferenceDatapath
 from aquant_sim.testing.programs import (
-    OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, conv_cases, global_avgpool_cases, linear_cases,
-    maxpool_cases, random_levels,
+    OVERFLOW, OpCase, add_cases, avgpool_cases, clamp_cases, concat_cases, conv_cases, global_avgpool_cases,
+    linear_cases, lut_cases, maxpool_cases, mul_cases, random_levels,
 )
 
 REFERENCE, NUMBA = ReferenceDatapath(), NumbaDatapath()
 ACCUMULATING = st.one_of(
     conv_cases(), conv_cases(requant=False), linear_cases(), linear_cases(requant=False), add_cases(),
-    avgpool_cases(), global_avgpool_cases(),
+    avgpool_cases(), global_avgpool_cases(), mul_cases(), concat_cases(),
 )
 
 
@@ -54,6 +54,22 @@ def test_pass_through_ops_match_reference(case):
     _assert_same(got, want)
 
 
+@given(lut_cases())
+def test_lookup_tables_match_reference(case):
+    """A lookup table (one row or one per channel) gives the same int32 levels and count of
+    outputs at the output's zero-point as the reference."""
+    (x,), (q,) = case.inputs, case.in_quants
+    got, want = NUMBA.run_table(case.op, x, q, case.out_quant), REFERENCE.run_table(case.op, x, q, case.out_quant)
+    _assert_same(got, want)
+
+
+@given(mul_cases(), OVERFLOW)
+def test_products_match_reference(case, policy):
+    """Elementwise products, same shape or broadcast per channel, equal the reference in levels
+    and counters (the mul cases are also among the accumulating ops above; here every draw is one)."""
+    _assert_same(*_both(case, policy))
+
+
 @pytest.mark.parametrize("policy", list(OverflowPolicy))
 def test_overflow_counted_and_applied(policy):
     """A 12-bit accumulator that overflows wraps or saturates exactly as apply_overflow does."""
@@ -66,6 +82,21 @@ def test_overflow_counted_and_applied(policy):
     got, want = _both(case, policy)
     _assert_same(got, want)
     assert got[2] > 0 and got[1] > 1 << 11  # it did overflow, and max |acc| is the exact sum
+
+
+def _is_copy(case: OpCase) -> bool:
+    requant = case.op.requant
+    return (requant.multiplier.tolist(), requant.shift.tolist()) == ([1 << 30], [30]) \
+        and case.in_quants[0] == case.in_quants[1] == case.out_quant
+
+
+@given(concat_cases().filter(_is_copy))
+def test_concat_of_inputs_in_the_output_format_is_a_copy(case):
+    """Where both inputs already have the output's scale and zero-point, the requantizer's M = 1
+    returns the input levels unchanged on both backends, whatever the border table."""
+    want = np.concatenate(case.inputs, axis=1)
+    for got in _both(case, OverflowPolicy.WRAP):
+        assert np.array_equal(got.values, want)
 
 
 def test_both_backends_implement_the_protocol():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from aquant_sim import kernels, reference
 from aquant_sim.kernels.elementwise import count_equal
 from aquant_sim.rounding import RequantVariant
-from aquant_sim.testing.programs import add_cases, clamp_cases
+from aquant_sim.testing.programs import add_cases, clamp_cases, concat_cases
 
 
 @given(add_cases())
@@ -42,3 +42,12 @@ def test_count_equal_counts(seed, value):
     """count_equal equals numpy's count of matching elements."""
     x = np.random.default_rng(seed).integers(-2, 3, size=(2, 3, 4, 5)).astype(np.int32)
     assert count_equal(x, value) == np.count_nonzero(x == value)
+
+
+@given(concat_cases())
+def test_concat_acc_matches_reference(case):
+    """The concat's centred levels (D.17) equal the reference for any channel counts and zero-points."""
+    (a, b), (qa, qb) = case.inputs, case.in_quants
+    got = kernels.elementwise.concat_acc(a, b, qa.zero_point, qb.zero_point)
+    want = reference.concat_acc(a, b, qa.zero_point, qb.zero_point)
+    assert got.dtype == want.dtype and np.array_equal(got, want)

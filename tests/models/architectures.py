@@ -1,7 +1,7 @@
 """Architectures people deploy, rewritten without weights at a small width and depth for the
 coverage test (``tests/models/test_coverage.py``, table in ``docs/models.md``). Each keeps the
 building block of the public definition it names (the layers, their order and the operators),
-scaled down: fewer stages and channels, 3x32x32 inputs, 10 classes."""
+scaled down: fewer stages and channels, 3x16x16 inputs, 10 classes."""
 
 import torch
 import torch.nn.functional as F
@@ -114,67 +114,136 @@ class MBConv(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    """torchvision ``densenet121``'s dense layer: BN-ReLU-1x1, BN-ReLU-3x3, concatenated to its input."""
+    """torchvision ``densenet121``'s ``_DenseLayer``: the features so far concatenated, then
+    BN-ReLU-1x1 (4 x growth), BN-ReLU-3x3 (growth); batch norms that follow no conv."""
 
     def __init__(self, cin, growth):
         super().__init__()
         self.body = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
                                   nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False))
 
+    def forward(self, features):
+        return self.body(torch.cat(features, 1))
+
+
+class DenseBlock(nn.Module):
+    """torchvision's ``_DenseBlock``: each layer reads every earlier feature map, and the block
+    returns them all concatenated (a concat of ``layers + 1`` tensors)."""
+
+    def __init__(self, cin, growth, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(DenseLayer(cin + i * growth, growth) for i in range(layers))
+
     def forward(self, x):
-        return torch.cat([x, self.body(x)], 1)
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(features))
+        return torch.cat(features, 1)
 
 
 class DenseNet(nn.Module):
+    """torchvision ``densenet121``: conv-BN-ReLU-max pool stem, dense blocks with a transition
+    (BN-ReLU-1x1 conv-2x2 average pool) between them, a final BN and ReLU, average pool, linear."""
+
     def __init__(self):
         super().__init__()
-        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.block = nn.Sequential(DenseLayer(16, 8), DenseLayer(24, 8))
+        self.stem = nn.Sequential(_conv_bn(3, 16, 3), nn.MaxPool2d(3, 2, 1))
+        self.block1 = DenseBlock(16, 8, 2)
+        self.transition = nn.Sequential(nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 16, 1, bias=False), nn.AvgPool2d(2, 2))
+        self.block2 = DenseBlock(16, 8, 2)
         self.norm = nn.BatchNorm2d(32)
         self.fc = nn.Linear(32, 10)
 
     def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.norm(self.block(self.stem(x)))), 1), 1))
+        y = self.block2(self.transition(self.block1(self.stem(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.norm(y)), 1), 1))
 
 
 class GhostModule(nn.Module):
     """GhostNet's (Han et al. 2020, huawei-noah's ``ghostnet.py``) ghost module: a 1x1 primary conv,
-    a cheap depthwise 3x3 on its output, the two concatenated."""
+    a cheap depthwise 3x3 on its output, the two concatenated; ReLU on both, or on neither."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, relu=True):
         super().__init__()
-        self.primary = _conv_bn(cin, cout // 2, 1)
-        self.cheap = _conv_bn(cout // 2, cout // 2, 3, groups=cout // 2)
+        act = nn.ReLU if relu else None
+        self.primary = _conv_bn(cin, cout // 2, 1, act=act)
+        self.cheap = _conv_bn(cout // 2, cout // 2, 3, groups=cout // 2, act=act)
 
     def forward(self, x):
         y = self.primary(x)
         return torch.cat([y, self.cheap(y)], 1)
 
 
-class GhostNet(nn.Module):
-    def __init__(self):
+def hard_sigmoid(x):
+    """``ghostnet.py``'s gate, spelled as there."""
+    return F.relu6(x + 3.0) / 6.0
+
+
+class SqueezeExcite(nn.Module):
+    """``ghostnet.py``'s squeeze-excitation: global pool, 1x1 reduce (with bias), ReLU, 1x1 expand,
+    the input times the gate ``hard_sigmoid`` of the result."""
+
+    def __init__(self, channels, reduced):
         super().__init__()
-        self.stem = _conv_bn(3, 16, 3, 2)
-        self.ghost = GhostModule(16, 16)
-        self.fc = nn.Linear(16, 10)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce, self.act, self.expand = nn.Conv2d(channels, reduced, 1), nn.ReLU(), nn.Conv2d(reduced, channels, 1)
 
     def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.ghost(self.stem(x)) + self.stem(x), 1), 1))
+        return x * hard_sigmoid(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class GhostBottleneck(nn.Module):
+    """``ghostnet.py``'s stride-1 bottleneck with SE: ghost module (ReLU) to ``mid`` channels, SE,
+    ghost module without ReLU back, identity shortcut."""
+
+    def __init__(self, channels, mid):
+        super().__init__()
+        self.ghost1, self.se, self.ghost2 = GhostModule(channels, mid), SqueezeExcite(mid, mid // 4), GhostModule(mid, channels, relu=False)
+
+    def forward(self, x):
+        return self.ghost2(self.se(self.ghost1(x))) + x
+
+
+class GhostNet(_Classifier):
+    def __init__(self):
+        super().__init__(_conv_bn(3, 16, 3, 2), GhostBottleneck(16, 32), 16)
 
 
 class ConvNeXtBlock(nn.Module):
-    """torchvision ``convnext_tiny``'s block, conv parts: depthwise 7x7, LayerNorm over channels
-    (channels last), 1x1 expand x4 as linear, GELU, linear back, residual."""
+    """torchvision ``convnext_tiny``'s block (``CNBlock``) as defined: depthwise 7x7, permute to
+    channels-last, LayerNorm over channels, linear expand x4, GELU, linear back, permute back,
+    the layer scale (a learned per-channel factor, 1e-6 at initialisation as there), residual.
+    Stochastic depth is the identity in eval mode and left out."""
 
     def __init__(self, channels):
         super().__init__()
         self.dw = nn.Conv2d(channels, channels, 7, 1, 3, groups=channels)
-        self.norm = nn.LayerNorm(channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
         self.pw1, self.pw2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+        self.layer_scale = nn.Parameter(torch.full((channels, 1, 1), 1e-6))
 
     def forward(self, x):
         y = self.dw(x).permute(0, 2, 3, 1)
         y = self.pw2(F.gelu(self.pw1(self.norm(y))))
+        return x + self.layer_scale * y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtConvBlock(nn.Module):
+    """The conv parts of torchvision ``convnext_tiny``'s block, with what has no integer op
+    replaced: depthwise 7x7, BatchNorm2d in place of the LayerNorm (the ConvNeXt paper's
+    ResNet starting point normalises with batch norm), permute to channels-last, linear expand
+    x4, GELU (a lookup table on the channels-last tensor), linear back, permute back, residual;
+    no layer scale."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 7, 1, 3, groups=channels)
+        self.norm = nn.BatchNorm2d(channels)
+        self.pw1, self.pw2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+
+    def forward(self, x):
+        y = self.norm(self.dw(x)).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(y)))
         return x + y.permute(0, 3, 1, 2)
 
 
@@ -191,6 +260,8 @@ ARCHITECTURES = {
     "EfficientNet-B0": lambda: _Classifier(_conv_bn(3, 16, 3, 2, act=nn.SiLU), MBConv(16, 4), 16),
     "DenseNet (densenet121)": DenseNet,
     "GhostNet": GhostNet,
-    "ConvNeXt (convnext_tiny), conv parts": lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtBlock(16), 16),
+    "ConvNeXt (convnext_tiny)": lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtBlock(16), 16),
+    "ConvNeXt conv parts (convnext_tiny, BatchNorm2d for LayerNorm)":
+        lambda: _Classifier(nn.Conv2d(3, 16, 4, 4), ConvNeXtConvBlock(16), 16),
 }
 """Name in ``docs/models.md`` -> a constructor of the scaled-down model."""
