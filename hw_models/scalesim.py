@@ -6,6 +6,13 @@ allowed)::
 
     Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
 
+Read as SCALE-Sim 3.0 reads it (``scalesim/topology_utils.py``, ``load_arrays_conv``): it drops
+the last cell of every row, so a note after the stride (``#dw`` in its MobileNet files) is
+ignored, and a row whose name contains ``DP`` is a depthwise layer that it runs as ``Channels``
+layers of one channel each, named ``<name>Channel_<i>``; ``read_topology`` returns those rows.
+(SCALE-Sim's own parser needs the trailing comma: without it the stride is the dropped cell and
+it fails; this reader accepts both.)
+
 SCALE-Sim has no padding: the IFMAP sizes are the padded sizes, and its output size is
 ``ceil((H - FH + S) / S)`` (that is what reproduces its published AlexNet conv1 count, 55x55
 outputs from 224 with an 11x11 filter at stride 4). Export writes, for each conv of a program,
@@ -22,7 +29,7 @@ from __future__ import annotations
 import configparser
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aquant_sim.errors import ConfigError
@@ -68,6 +75,8 @@ class TopologyLayer:
         return Gemm(pixels=oh * ow, window=self.filter_h * self.filter_w * self.channels, filters=self.filters)
 
 
+DEPTHWISE_MARK = "DP"
+"""A topology row whose name contains this is a depthwise layer to SCALE-Sim 3.0: one row per channel."""
 _ATTRS = dict(zip(TOPOLOGY_HEADER[1:], ("ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "filters", "stride")))
 
 
@@ -79,7 +88,8 @@ def read_topology(path: str | Path) -> list[TopologyLayer]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
     rows = [[cell.strip() for cell in row] for row in csv.reader(text.splitlines())]
-    numbered = [(i + 1, row[:-1] if row and row[-1] == "" else row) for i, row in enumerate(rows) if any(row)]
+    numbered = [(i + 1, row[:-1] if row and (row[-1] == "" or row[-1].startswith("#")) else row)
+                for i, row in enumerate(rows) if any(row)]
     if not numbered:
         raise ConfigError(f"{path}: empty topology file")
     (_, header), body = numbered[0], numbered[1:]
@@ -98,7 +108,11 @@ def read_topology(path: str | Path) -> list[TopologyLayer]:
             except ValueError:
                 raise ConfigError(f"{path}: line {line}: {column} must be an integer, got {cell!r}") from None
         try:
-            layers.append(TopologyLayer(row[0], *values))
+            layer = TopologyLayer(row[0], *values)
+            if DEPTHWISE_MARK in layer.name:
+                layers.extend(replace(layer, name=f"{layer.name}Channel_{i}", channels=1) for i in range(layer.channels))
+            else:
+                layers.append(layer)
         except ConfigError as error:
             raise ConfigError(f"{path}: line {line}: {error}") from None
     return layers

@@ -2,16 +2,17 @@
 environment, on a topology and configs, and compare its reports figure by figure with the
 project's SCALE-Sim compatibility mode (``hw_models/scalesim_compat.py``).
 
-    python tools/scalesim_validate.py export DIR [--network resnet18|alexnet1] [--dataflow ws] [--input-size 224]
+    python tools/scalesim_validate.py export DIR [--network resnet18|alexnet1|alexnet|mobilenet] [--dataflow ws] [--input-size 224]
     python tools/scalesim_validate.py run TOPOLOGY.csv CONFIG.cfg [CONFIG.cfg ...] --out DIR [--scalesim-python PY]
     python tools/scalesim_validate.py compare TOPOLOGY.csv CONFIG.cfg REPORTS_DIR
 
-``export`` writes a topology (the synthetic ResNet-18's ungrouped convs and linears, or AlexNet
-conv1) and a SCALE-Sim config. ``run`` runs SCALE-Sim (``PY``: ``$SCALESIM_PYTHON``, else
+``export`` writes a topology (the synthetic ResNet-18's ungrouped convs and linears; AlexNet
+conv1; AlexNet's five convs and three linears; MobileNet v1 with its depthwise convs as SCALE-Sim
+encodes them, ``MOBILENET``) and a SCALE-Sim config. ``run`` runs SCALE-Sim (``PY``: ``$SCALESIM_PYTHON``, else
 ``../scalesim-venv/bin/python`` beside the repository; SCALE-Sim 3.0 requires a layout file, and
 its default layout reads the topology's numbers, so the topology itself is passed), copies its
-``COMPUTE_REPORT.csv`` and ``DETAILED_ACCESS_REPORT.csv`` to ``DIR/<run_name>/`` with the config
-and topology, and compares. ``compare`` compares existing reports. Both print, per config,
+``COMPUTE_REPORT.csv`` and ``DETAILED_ACCESS_REPORT.csv`` to ``DIR/<run_name>/`` (the config
+and topology it ran stay where they were given), and compares. ``compare`` compares existing reports. Both print, per config,
 ``layers_equal: N/M`` for every figure, the seconds each side took, and every differing value.
 """
 
@@ -31,6 +32,49 @@ from hw_models.scalesim import TopologyLayer, program_topology, read_topology, w
 from hw_models.scalesim_compat import FIGURES, read_config, read_reports, simulate_topology
 
 ALEXNET_CONV1 = TopologyLayer("Conv1", 224, 224, 11, 11, 3, 96, 4)
+ALEXNET = [
+    # The five convs as SCALE-Sim's own topology writes them (topologies/conv_nets/alexnet.csv of
+    # its GitHub repository; the PyPI wheel ships no topologies):
+    # unpadded ifmap sizes, so conv2-5 give 23x23 and 11x11 outputs where AlexNet's padded ones
+    # give 27x27 and 13x13.
+    ALEXNET_CONV1,
+    TopologyLayer("Conv2", 27, 27, 5, 5, 96, 256, 1),
+    TopologyLayer("Conv3", 13, 13, 3, 3, 256, 384, 1),
+    TopologyLayer("Conv4", 13, 13, 3, 3, 384, 384, 1),
+    TopologyLayer("Conv5", 13, 13, 3, 3, 384, 256, 1),
+    # SCALE-Sim's alexnet.csv stops at conv5; the three linears are written as its topologies
+    # write a linear (the FC row of mobilnet_paper.csv): a 1x1 conv on a 1x1 input.
+    TopologyLayer("FC6", 1, 1, 1, 1, 6 * 6 * 256, 4096, 1),
+    TopologyLayer("FC7", 1, 1, 1, 1, 4096, 4096, 1),
+    TopologyLayer("FC8", 1, 1, 1, 1, 4096, 1000, 1),
+]
+
+
+def _separable(dw: str, pw: str, size: int, stride: int, pw_size: int, c_in: int, c_out: int) -> list[TopologyLayer]:
+    """A MobileNet depthwise-separable block as SCALE-Sim's ``mobilnet_paper.csv`` encodes it:
+    the 3x3 depthwise conv as ONE channel's conv (Channels 1, Num Filter 1: 1/c_in of the
+    layer's MACs and operands), then the dense 1x1 pointwise conv."""
+    return [TopologyLayer(dw, size, size, 3, 3, 1, 1, stride), TopologyLayer(pw, pw_size, pw_size, 1, 1, c_in, c_out, 1)]
+
+
+MOBILENET = [
+    # MobileNet v1 (224x224, width 1.0) row by row as its paper's Table 1 and SCALE-Sim's
+    # topologies/conv_nets/mobilnet_paper.csv list it: each row's input size is the table's
+    # (no padding), and the last depthwise conv keeps the table's stride 2 on 7x7.
+    TopologyLayer("Conv1", 224, 224, 3, 3, 3, 32, 2),
+    *_separable("Conv2_dw", "Conv3", 112, 1, 112, 32, 64),
+    *_separable("Conv4_dw", "Conv5", 112, 2, 56, 64, 128),
+    *_separable("Conv6_dw", "Conv7", 56, 1, 56, 128, 128),
+    *_separable("Conv8_dw", "Conv9", 56, 2, 28, 128, 256),
+    *_separable("Conv10_dw", "Conv11", 28, 1, 28, 256, 256),
+    *_separable("Conv12_dw", "Conv13", 28, 2, 14, 256, 512),
+    *(layer for i in range(5) for layer in _separable(f"Conv14_dw_{i}", f"Conv15_{i}", 14, 1, 14, 512, 512)),
+    *_separable("Conv16_dw", "Conv17", 14, 2, 7, 512, 1024),
+    *_separable("Conv18_dw", "Conv19", 7, 2, 7, 1024, 1024),
+    TopologyLayer("FC", 1, 1, 1, 1, 1024, 1000, 1),
+]
+NETWORKS = {"alexnet1": [ALEXNET_CONV1], "alexnet": ALEXNET, "mobilenet": MOBILENET}
+"""The fixed topologies ``export`` writes (the ResNet-18 is exported from the synthetic program)."""
 REPOSITORY = Path(__file__).resolve().parent.parent
 RUNNER = """import sys
 from scalesim.scale_sim import scalesim
@@ -41,8 +85,8 @@ scalesim(save_disk_space=True, verbose=False, config=config, topology=topology, 
 
 def export(directory: Path, network: str, dataflow: str, input_size: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    if network == "alexnet1":
-        layers = [ALEXNET_CONV1]
+    if network in NETWORKS:
+        layers = NETWORKS[network]
     else:
         layers, skipped = program_topology(synthetic_resnet(resnet18_config(4, 4, input_size=input_size)))
         print(f"skipped (no SCALE-Sim row): {', '.join(skipped)}")
@@ -114,7 +158,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export")
     e.add_argument("directory", type=Path)
-    e.add_argument("--network", choices=("resnet18", "alexnet1"), default="resnet18")
+    e.add_argument("--network", choices=("resnet18", *NETWORKS), default="resnet18")
     e.add_argument("--dataflow", choices=[d.value for d in Dataflow], default="ws")
     e.add_argument("--input-size", type=int, default=224, help="the ResNet-18's input height and width")
     r = sub.add_parser("run")

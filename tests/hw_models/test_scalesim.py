@@ -42,6 +42,15 @@ def test_read_topology(tmp_path):
     assert layers[0].ofmap == (55, 55) and layers[1].ofmap == (27, 27)
 
 
+def test_topology_reads_as_scalesim_does(tmp_path):
+    """As SCALE-Sim 3.0 parses a row: a note after the stride (its MobileNet files' ``#dw``) is
+    dropped, and a name containing DP is a depthwise layer of one row per channel."""
+    path = tmp_path / "dw.csv"
+    path.write_text(ALEXNET.splitlines()[0] + "\nConv2_dw, 112, 112, 3, 3, 1, 1, 1,#dw\nb_DP_x, 9, 9, 3, 3, 3, 1, 2,\n")
+    assert read_topology(path) == [TopologyLayer("Conv2_dw", 112, 112, 3, 3, 1, 1, 1)] + [
+        TopologyLayer(f"b_DP_xChannel_{i}", 9, 9, 3, 3, 1, 1, 2) for i in range(3)]
+
+
 def test_topology_round_trip(tmp_path):
     """Writing and reading back a topology gives the same layers."""
     layers = [TopologyLayer("a", 10, 12, 3, 3, 4, 5, 1), TopologyLayer("b", 7, 7, 1, 1, 9, 2, 2)]
@@ -71,6 +80,8 @@ def test_program_export_keeps_every_gemm(small_program, tmp_path):
     (ALEXNET + "Conv3, 13, 13, 3, x, 256, 384, 1,\n", "line 4: Filter Width must be an integer"),
     (ALEXNET + "Conv3, 13, 13, 3, 3, 256, 0, 1,\n", "line 4: .*Num Filter must be a positive integer"),
     (ALEXNET + "Conv3, 2, 13, 3, 3, 256, 384, 1,\n", "line 4: .*larger than the ifmap"),
+    (ALEXNET + "Conv3_DP, 13, 13, 3, 3, 0, 1, 1,\n", "line 4: .*Channels must be a positive integer"),
+    (ALEXNET + "Conv3, 13, 13, 3, 3, 256, 384, 1, 2:4,\n", "line 4: expected 8 columns, got 9"),
 ])
 def test_malformed_topology(tmp_path, text, message):
     """A malformed topology raises ConfigError naming the file, the line and the column."""
