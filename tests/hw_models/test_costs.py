@@ -39,3 +39,15 @@ def test_inverted_scaling_is_refused():
     """A 32-bit figure below its 8-bit one is refused, since the scaling laws would invert."""
     with pytest.raises(ConfigError, match="scaling laws invert"):
         TechnologyCosts(add32_pj=0.01)
+
+
+def test_adder_and_multiplier_areas_against_their_derivation():
+    """The quoted adder areas are n full adders (Nangate FA_X1) within 6%; the 8-bit multiplier's
+    is its n (n - 1) full adders plus less than one FA_X1 per partial-product gate; the 32-bit
+    one lies below an array's full adders (the docstring's Booth-recoding remark)."""
+    c = TechnologyCosts()
+    assert abs(8 * c.full_adder_um2 / c.add8_um2 - 1) < 0.06
+    assert abs(32 * c.full_adder_um2 / c.add32_um2 - 1) < 0.01
+    gates8 = c.mul8_um2 - 8 * 7 * c.full_adder_um2
+    assert 0 < gates8 / 64 < c.full_adder_um2
+    assert 0.5 * 32 * 31 * c.full_adder_um2 < c.mul32_um2 < 32 * 31 * c.full_adder_um2
