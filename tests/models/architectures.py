@@ -179,7 +179,7 @@ def hard_sigmoid(x):
     return F.relu6(x + 3.0) / 6.0
 
 
-class SqueezeExcite(nn.Module):
+class GhostSqueezeExcite(nn.Module):
     """``ghostnet.py``'s squeeze-excitation: global pool, 1x1 reduce (with bias), ReLU, 1x1 expand,
     the input times the gate ``hard_sigmoid`` of the result."""
 
@@ -198,7 +198,7 @@ class GhostBottleneck(nn.Module):
 
     def __init__(self, channels, mid):
         super().__init__()
-        self.ghost1, self.se, self.ghost2 = GhostModule(channels, mid), SqueezeExcite(mid, mid // 4), GhostModule(mid, channels, relu=False)
+        self.ghost1, self.se, self.ghost2 = GhostModule(channels, mid), GhostSqueezeExcite(mid, mid // 4), GhostModule(mid, channels, relu=False)
 
     def forward(self, x):
         return self.ghost2(self.se(self.ghost1(x))) + x
