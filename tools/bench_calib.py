@@ -77,15 +77,18 @@ def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple
     gradients) with the reconstruction's squared error summed over channels, and the mean
     process CPU milliseconds of the same steps."""
     target = block(x).detach() + 0.01
-    spent = []
-    for step in range(iters + 1):
-        if step == 1:
-            started_cpu = time.process_time()
-        started = time.perf_counter()
+
+    def step() -> None:
         block.zero_grad(set_to_none=True)
         ((block(x) - target) ** 2).sum(1).mean().backward()
+
+    step()  # warm-up, timed by neither clock
+    spent, started_cpu = [], time.process_time()
+    for _ in range(iters):
+        started = time.perf_counter()
+        step()
         spent.append((time.perf_counter() - started) * 1000)
-    return statistics.median(spent[1:]), (time.process_time() - started_cpu) / iters * 1000
+    return statistics.median(spent), (time.process_time() - started_cpu) / iters * 1000
 
 
 def quantizer_ms(shape: tuple[int, ...], iters: int) -> dict[str, dict[Backend, float]]:

@@ -4,12 +4,14 @@ selection, each as an autograd function with two backends that compute the same 
 * ``TORCH``: torch elementwise ops (the reference: short, and what the tests check first);
 * ``NUMBA``: fused numba passes over contiguous CPU tensors (the default: the reconstruction
   loop's hot spot); the torch version makes a dozen passes over the activation and its bool masks
-  are slow on CPU. Per 32x16x28x28 float32 tensor, one thread, best of 20 (CPU time, loaded
-  machine): hard forward 0.25-0.33 ms, soft forward 0.45 ms plus torch's sigmoid, backward 0.57
-  ms hard and 0.74 ms soft (``tools/bench_calib.py`` measures the whole loop). Each element loop
-  is free of per-element branches on the mode, so that it vectorizes: the earlier single loop
-  took 2.2 ms (hard forward), 1.8 ms (soft forward: numba's scalar ``exp``) and 1.6 ms (soft
-  backward: a scatter-add per element).
+  are slow on CPU. The kernels alone, called directly, per 32x16x28x28 float32 tensor, one
+  thread, best of 20 (CPU time, loaded machine): hard forward 0.25-0.33 ms, soft forward 0.45 ms
+  plus torch's sigmoid, backward 0.57 ms hard and 0.74 ms soft; through the autograd function
+  ``tools/bench_calib.py`` measures 3.6 ms (hard) and 8.0 ms (soft) for forward+backward on an
+  idle machine, a gap not yet explained (``docs/benchmarks.md``). Each element loop is free of
+  per-element branches on the mode, so that it vectorizes: the earlier single loop took 2.2 ms
+  (hard forward), 1.8 ms (soft forward: numba's scalar ``exp``) and 1.6 ms (soft backward: a
+  scatter-add per element).
 
 The quantizer, for ``x`` with channels on axis 1 and a (G, L) border table (C.4-C.6,
 ``docs/contract.md`` (1)-(4)), in the dtype of ``x``::
