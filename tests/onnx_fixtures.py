@@ -105,6 +105,17 @@ def resnet_model(request, tmp_path):
 @pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
                         (QuantFormat.QOperator, True)],
                 ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
+def resnet18_model(request, tmp_path):
+    """The zoo's ResNet-18 (width 8: its 7x7/2 stem, its padded 3x3/2 max pooling, 8 basic blocks)
+    on 16 x 16 inputs, quantized with uint8 activations."""
+    quant_format, per_channel = request.param
+    return quantized_model(tmp_path, zoo_model("resnet18", width=8), per_channel=per_channel, quant_format=quant_format,
+                           activation_type=QuantType.QUInt8)
+
+
+@pytest.fixture(params=[(QuantFormat.QDQ, False), (QuantFormat.QDQ, True), (QuantFormat.QOperator, False),
+                        (QuantFormat.QOperator, True)],
+                ids=["qdq-per-tensor", "qdq-per-channel", "qoperator-per-tensor", "qoperator-per-channel"])
 def mobilenet_model(request, tmp_path):
     """The zoo's MobileNetV2-style model (width 0.25) quantized with uint8 activations."""
     quant_format, per_channel = request.param

@@ -37,6 +37,24 @@ def test_resnet20_verifies_bit_exact(resnet_model, batch, tmp_path, capsys):
     assert list(data["kernels"].values()).count("QLinearAdd") == 9
 
 
+def test_resnet18_verifies_bit_exact(resnet18_model, batch, tmp_path, capsys):
+    """The zoo's ResNet-18 quantized by onnxruntime (uint8 activations, QDQ and QOperator, per
+    tensor and per channel): its padded max pooling and 8 residual adds import, onnxruntime runs
+    20 QLinearConv, 8 QLinearAdd, MaxPool, QLinearGlobalAveragePool and QGemm, and every one of
+    the 33 tensors is equal on both backends: exit 0, 0 differing elements."""
+    report = tmp_path / "report.json"
+    code = main(["verify", str(resnet18_model), "--against", "onnxruntime", "--input", str(tmp_path / "x.npy"),
+                 "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "did not fuse" not in out, out
+    data = json.loads(report.read_text())
+    assert data["equal"] and all(c["differing"] == 0 for checks in data["checks"].values() for c in checks)
+    assert {name: len(checks) for name, checks in data["checks"].items()} == {"numba": 33, "reference": 33}
+    ran = list(data["kernels"].values())
+    assert (ran.count("QLinearConv"), ran.count("QLinearAdd"), ran.count("MaxPool")) == (20, 8, 1)
+    assert {"QLinearGlobalAveragePool", "QGemm"} <= set(ran)
+
+
 def test_a_difference_fails_and_is_named(plain_model, batch, tmp_path, capsys, monkeypatch):
     """When onnxruntime's integers differ (here: one level of the last tensor changed; the command
     imports run_tensors when it runs, so patching the module reaches it), verify exits 1 and names
