@@ -39,7 +39,7 @@ import numpy as np
 from aquant_sim import rounding
 from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
 from aquant_sim.program import (
-    Add, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
+    MAX_TENSOR_ELEMENTS, Add, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
 
 ACCUMULATOR_BITS = 32
@@ -73,6 +73,43 @@ def _load(path: Path):
         raise ArtifactError(f"{path}: not a readable ONNX model: {error}") from None
 
 
+_STORED_TYPES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
+"""The ``TensorProto`` data types a constant may have (FLOAT, UINT8, INT8, UINT16, INT16,
+INT32, INT64, BOOL, FLOAT16, DOUBLE, UINT32, UINT64) and their bytes per element in
+``raw_data``; packed, string and 8-bit float types are refused."""
+MAX_TENSOR_RANK = 8
+"""The most dimensions a constant may declare."""
+
+
+def _check_tensor(tensor, where: str) -> None:
+    """Refuse, before any of its data is converted, a constant that reads data from outside the
+    file (external data: the importer never opens a file a model names), of a type it does not
+    read, of a rank above :data:`MAX_TENSOR_RANK`, with a negative dimension, declaring more than
+    ``MAX_TENSOR_ELEMENTS`` elements, or whose data holds another element count than its
+    dimensions declare. So a constant's array is never larger than the bytes the file holds for
+    it, and no declared size alone can make the importer allocate."""
+    if tensor.data_location == 1 or len(tensor.external_data):  # TensorProto.EXTERNAL
+        raise ArtifactError(f"{where}: refers to external data, which the importer does not read")
+    if tensor.HasField("segment"):
+        raise ArtifactError(f"{where}: a segment of a tensor is not supported")
+    if tensor.data_type not in _STORED_TYPES:
+        raise ArtifactError(f"{where}: data type {tensor.data_type} is not one the importer reads")
+    dims = list(tensor.dims)
+    if len(dims) > MAX_TENSOR_RANK or min(dims, default=0) < 0:
+        raise ArtifactError(f"{where}: dimensions {dims[:MAX_TENSOR_RANK + 1]} must be at most {MAX_TENSOR_RANK}, none negative")
+    elements = 1
+    for dim in dims:
+        elements *= dim
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise ArtifactError(f"{where}: dimensions {dims} declare more than {MAX_TENSOR_ELEMENTS} elements")
+    if tensor.HasField("raw_data"):
+        held = len(tensor.raw_data) / _STORED_TYPES[tensor.data_type]
+    else:
+        held = sum(len(getattr(tensor, f)) for f in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"))
+    if held != elements:
+        raise ArtifactError(f"{where}: dimensions {dims} declare {elements} elements, its data holds {held:g}")
+
+
 class _Graph:
     """The nodes, initializers and producers of an ONNX graph, and the program being built."""
 
@@ -103,8 +140,9 @@ class _Graph:
         self.outputs = {o.name for o in model.graph.output}
 
     def _array(self, numpy_helper, tensor, where: str) -> np.ndarray:
-        """A tensor of the file as an array; a tensor whose data does not match its declared
-        type and shape is an ArtifactError naming it."""
+        """A tensor of the file as an array, after :func:`_check_tensor`; a tensor whose data
+        does not match its declared type and shape is an ArtifactError naming it."""
+        _check_tensor(tensor, f"{self.path}: {where}")
         try:
             return numpy_helper.to_array(tensor)
         except (ValueError, KeyError, TypeError) as error:
@@ -410,8 +448,19 @@ _QDQ = ("QuantizeLinear", "DequantizeLinear")
 def import_onnx(path) -> ImportedModel:
     """Read a QDQ int8 ONNX model (one image input NCHW of fixed C, H, W) as an integer program
     with onnxruntime's requantizers. Raises :class:`UnsupportedError` naming the first node the
-    importer cannot translate, and its op type."""
+    importer cannot translate, and its op type; every error is one line (names read from the
+    file that hold line breaks are escaped)."""
     path = Path(path)
+    try:
+        return _import(path)
+    except (ArtifactError, UnsupportedError) as error:
+        message = str(error)
+        if "\n" not in message and "\r" not in message:
+            raise
+        raise type(error)(message.replace("\r", "\\r").replace("\n", "\\n")) from None
+
+
+def _import(path: Path) -> ImportedModel:
     model = _load(path)
     graph = _Graph(model, path)
     inputs = [i for i in model.graph.input if i.name not in graph.constants]
@@ -424,7 +473,10 @@ def import_onnx(path) -> ImportedModel:
     first = graph.consumers.get(graph_input, [])
     if len(first) != 1 or first[0].op_type != "QuantizeLinear":
         raise UnsupportedError(f"{path}: input '{graph_input}' must feed exactly one QuantizeLinear")
-    program_input = graph.add_tensor(first[0].output[0], dims[1:], graph.quant(first[0]))
+    try:
+        program_input = graph.add_tensor(first[0].output[0], dims[1:], graph.quant(first[0]))
+    except ProgramError as error:
+        raise UnsupportedError(f"{path}: input '{graph_input}': {error}") from None
     supported = ", ".join(sorted({*_HANDLERS, *_QOPERATOR_HANDLERS}))
     for node in graph.nodes:
         if node.op_type == "DequantizeLinear" and node.output[0] in graph.outputs:
