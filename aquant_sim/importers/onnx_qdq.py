@@ -38,6 +38,7 @@ import numpy as np
 
 from aquant_sim import rounding
 from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
+from aquant_sim.exporters.onnx_export import DOMAIN as AQUANT_DOMAIN
 from aquant_sim.program import (
     MAX_TENSOR_ELEMENTS, Add, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program, QuantParams, Requantizer, Tensor,
 )
@@ -138,6 +139,12 @@ class _Graph:
         self.tensors: dict[str, Tensor] = {}
         self.ops: list = []
         self.outputs = {o.name for o in model.graph.output}
+
+    def array(self, tensor, where: str) -> np.ndarray:
+        """A ``TensorProto`` of the file (an attribute's) as a checked array, :meth:`_array`."""
+        from onnx import numpy_helper
+
+        return self._array(numpy_helper, tensor, where)
 
     def _array(self, numpy_helper, tensor, where: str) -> np.ndarray:
         """A tensor of the file as an array, after :func:`_check_tensor`; a tensor whose data
@@ -463,6 +470,11 @@ def import_onnx(path) -> ImportedModel:
 def _import(path: Path) -> ImportedModel:
     model = _load(path)
     graph = _Graph(model, path)
+    if any(opset.domain == AQUANT_DOMAIN for opset in model.opset_import):
+        from aquant_sim.importers.onnx_aquant import read_aquant
+
+        program = read_aquant(graph, model, path)
+        return ImportedModel(program, model.graph.input[0].name, path)
     inputs = [i for i in model.graph.input if i.name not in graph.constants]
     if len(inputs) != 1:
         raise UnsupportedError(f"{path}: the model must have one input, it has {len(inputs)}")
