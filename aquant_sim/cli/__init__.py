@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "aquant_sim.cli.simulate",
     "aquant_sim.cli.verify",
     "aquant_sim.cli.import_model",
+    "aquant_sim.cli.export",
     "aquant_sim.cli.hw_report",
 )
 """Modules (imported lazily by name) that each register one subcommand, in help order."""

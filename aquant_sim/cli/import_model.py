@@ -10,7 +10,7 @@ from aquant_sim.artifact import save_program
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("import", help="save an int8 ONNX model (QDQ or QOperator) as an integer program",
+    parser = subparsers.add_parser("import", help="save an int8 ONNX model (QDQ or QOperator, or an aquant export) as an integer program",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("model", help="an int8 ONNX model quantized by onnxruntime (.onnx)")
     parser.add_argument("--out", required=True, help="the program file to write (.aqp)")
