@@ -24,6 +24,10 @@ with equal scales on the integers. Each group becomes one op of the program:
 * ``MaxPool`` and ``Flatten`` between equal quantizations: ``maxpool2d`` and ``flatten``;
 * ``Relu`` between equal quantizations: a ``clamp`` at the zero-point.
 
+A model that imports the ``ai.aquant`` domain (this project's own export,
+:mod:`aquant_sim.exporters.onnx_export`) is read by :mod:`aquant_sim.importers.onnx_aquant`
+instead, back into the exact program it was exported from.
+
 Anything else raises :class:`UnsupportedError` naming the node and its op type. The model is read
 with the ``onnx`` package (a protobuf parser; nothing in the file is executed). Program tensors
 keep the ONNX names of the ``Q`` outputs, so that each can be fetched from onnxruntime.

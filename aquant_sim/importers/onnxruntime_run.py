@@ -79,7 +79,12 @@ def run_tensors(path, graph_input: str, program, x: np.ndarray) -> dict[str, np.
     at a time when the model's batch size is fixed."""
     import onnx
 
+    from aquant_sim.exporters.onnx_export import DOMAIN
+
     model = onnx.load(str(path), load_external_data=False)
+    if any(opset.domain == DOMAIN for opset in model.opset_import):
+        raise UnsupportedError(f"{path}: onnxruntime cannot run the aquant form of an export (it implements no {DOMAIN} op); "
+                               "export the program with --form onnxruntime, where its requantizers allow")
     x = np.asarray(x, dtype=np.float32)
     tensors = {}
     for tensor in program.tensors:

@@ -35,3 +35,16 @@ def test_border_program_in_onnxruntime_form_is_a_one_line_error(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "border" in err and "aquant form" in err and err.count("\n") == 1, err
     assert not (tmp_path / "ort.onnx").exists()
+
+
+def test_verify_against_onnxruntime_refuses_the_aquant_form(tmp_path, capsys):
+    """verify --against onnxruntime on an aquant-form export: one line saying onnxruntime cannot
+    run it, not onnxruntime's traceback."""
+    import numpy as np
+
+    save_program(synthetic_resnet(SMALL), tmp_path / "p.aqp")
+    assert main(["export", str(tmp_path / "p.aqp"), "--out", str(tmp_path / "p.onnx")]) == 0
+    np.save(tmp_path / "x.npy", np.zeros((1, *SMALL.input_shape), dtype=np.float32))
+    code = main(["verify", str(tmp_path / "p.onnx"), "--against", "onnxruntime", "--input", str(tmp_path / "x.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot run the aquant form" in err and err.count("\n") == 1, err
