@@ -108,8 +108,8 @@ class _Writer:
         return out
 
 
-def _exact(value) -> "object":
-    """A float64 tensor attribute (the exact scales)."""
+def _exact(value):
+    """A float64 tensor attribute (an exact scale, or one per channel)."""
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(value, dtype=np.float64))

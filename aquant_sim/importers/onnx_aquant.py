@@ -69,6 +69,13 @@ class _Reader:
         self.tensors[op.output] = Tensor(op.output, shape, quant)
         self.ops.append(op)
 
+    def symmetric_pads(self, node, geometry: dict) -> tuple:
+        """A pooling's (H, W) padding from ONNX ``pads``, which the aquant form writes symmetric."""
+        pads = list(geometry["pads"])
+        if len(pads) != 4 or pads[:2] != pads[2:]:
+            self.graph.fail(node, f"pads {pads[:5]} must be [top, left, bottom, right] with top = bottom, left = right")
+        return tuple(pads[:2])
+
     def float_node(self, custom):
         node = self.graph.producer.get(custom.input[0]) if custom.input else None
         if node is None or node.op_type not in _FLOAT_KINDS:
@@ -120,7 +127,7 @@ class _Reader:
             op = Concat(name, inputs[0], inputs[1], out, requant)
         elif kind is OpKind.AVGPOOL2D:
             op = AvgPool2d(name, inputs[0], out, tuple(geometry["kernel_shape"]), tuple(geometry["strides"]), requant,
-                           tuple(geometry["pads"][:2]))
+                           self.symmetric_pads(node, geometry))
         elif kind is OpKind.GLOBAL_AVGPOOL:
             op = GlobalAvgPool(name, inputs[0], out, requant)
         else:
@@ -136,7 +143,7 @@ class _Reader:
         geometry = self.graph.attributes(node)
         if node.op_type == "MaxPool":
             op = MaxPool2d(node.name, x, q.output[0], tuple(geometry["kernel_shape"]), tuple(geometry["strides"]),
-                           tuple(geometry["pads"][:2]), tuple(geometry["dilations"]))
+                           self.symmetric_pads(node, geometry), tuple(geometry["dilations"]))
         else:
             op = Flatten(node.name, x, q.output[0])
         self.add(op, self.tensors[x].quant)
