@@ -100,8 +100,7 @@ class _Writer:
 
     def dq(self, tensor: str) -> str:
         """A new DequantizeLinear of a quantized tensor, one per consumer, as ``quantize_static``
-        writes them (onnxruntime fuses a QDQ group only where its DequantizeLinear nodes feed
-        that group alone)."""
+        writes them (measured: onnxruntime 1.32 fuses ResNet-20's groups with shared ones too)."""
         count = self.dequantized[tensor] = self.dequantized.get(tensor, 0) + 1
         out = f"{tensor}:dq{count}"
         self.node("DequantizeLinear", [tensor, *self.quant_inputs(tensor)], [out], f"{tensor}:dequantize{count}")
