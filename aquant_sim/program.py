@@ -25,7 +25,7 @@ import numpy as np
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FLOAT64_MULTIPLIER_RANGE, FLOAT64_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
     OverflowPolicy, RequantVariant, TFLITE_ADD_SHIFT_RANGE, TFLITE_AVGPOOL_MULTIPLIER, gemmlowp_shift_range, integer_range,
     nearest_borders, scaled_shift_range, tflite_mean_left_shift,
 )
@@ -315,7 +315,8 @@ class Requantizer:
     """Per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n`` (vectors of length C, or
     1 when shared), ``M = m * 2^-n``, applied by the rule ``variant`` names: this project's
     (6)-(8) with the border table on F fraction bits (BORDER, the default), or a real runtime's
-    (GEMMLOWP (10)-(13), FP32 (14)-(16); ``docs/contract.md`` 2.1). Variants without a fraction
+    (GEMMLOWP (10)-(13), FP32 (14)-(16), FLOAT64 (31)-(32), whose ``m`` is a double's 53-bit
+    significand in ``[2^52, 2^53)``; ``docs/contract.md`` 2.1). Variants without a fraction
     carry the plain round-to-nearest table (``BorderTable.nearest``), which they do not read:
     borders apply only where the variant defines a fraction. FP32 also needs ``M`` to be exactly
     a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``).
@@ -336,10 +337,17 @@ class Requantizer:
         n = _int_array(self.shift, "requant.shift", ndim=1)
         if m.shape != n.shape or m.size == 0:
             _fail("requant.shift", f"shape {n.shape} does not match multiplier shape {m.shape}")
-        if m.min() < (1 << 30) or m.max() >= (1 << 31):
-            _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
         if not isinstance(self.variant, RequantVariant):
             _fail("requant.variant", f"must be a RequantVariant, got {self.variant!r:.60}")
+        if self.variant is RequantVariant.FLOAT64:
+            lo, hi = FLOAT64_MULTIPLIER_RANGE
+            if m.min() < lo or m.max() >= hi:
+                _fail("requant.multiplier", f"variant 'float64' needs m (a double's significand) in [2^52, 2^53), got [{m.min()}, {m.max()}]")
+            lo, hi = FLOAT64_SHIFT_RANGE
+            if n.min() < lo or n.max() > hi:
+                _fail("requant.shift", f"variant 'float64' needs n in [{lo}, {hi}] (E <= 1, a normal double), got [{n.min()}, {n.max()}]")
+        elif m.min() < (1 << 30) or m.max() >= (1 << 31):
+            _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
         if not self.variant.has_fraction and not (self.borders.values.shape == (1, 1) and self.borders.is_nearest):
             _fail("requant.borders", f"variant '{self.variant.value}' has no fraction for borders; "
                                      "its table must be the single round-to-nearest border")

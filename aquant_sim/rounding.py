@@ -305,6 +305,10 @@ class RequantVariant(enum.Enum):
     multiply-adds of the inputs by the float32 ratios ``s_a / s_c`` and ``s_b / s_c`` (the
     requantizer's two ``(m, n)`` entries), round half to even. No accumulator, no fraction: no
     borders."""
+    FLOAT64 = "float64"
+    """TFLite's reference int8 ``FULLY_CONNECTED``, (31)-(32): ``float64(acc) * E`` in IEEE double,
+    rounded half away from zero, plus ``z``, clamp. ``E`` is a double: ``m`` holds its 53-bit
+    significand, in ``[2^52, 2^53)``. No fraction: no borders."""
     TFLITE_ADD = "tflite_add"
     """TFLite's int8 ``ADD``, (21)-(24), residual adds only: each input's centred level shifted left
     by 20 and multiplied by its own Q31 multiplier (the requantizer's first two entries, rounded as
@@ -533,6 +537,62 @@ def fp32_add(a, b, ratio_a, ratio_b, zero_a: int, zero_b: int, zero_c: int, qmin
     return np.clip(np.rint(v).astype(np.int64), qmin + offset, qmax + offset) - offset
 
 
+FLOAT64_MULTIPLIER_RANGE = (1 << 52, 1 << 53)
+"""The FLOAT64 variant's ``m``: a double's 53-bit significand (every other variant's is 31-bit)."""
+
+FLOAT64_SHIFT_RANGE = (53, 1074)
+"""Shifts ``n`` of the FLOAT64 variant: ``E = m * 2^-n < 2^(53 - n) <= 1``, so that ``acc * E`` of
+an int32 accumulator stays inside int32 (TFLite casts it to int32), and ``E`` is a normal double
+(``2^(52 - n) >= 2^-1022``)."""
+
+
+def float64_multiplier(scale) -> tuple[np.ndarray, np.ndarray]:
+    """Encode positive normal doubles exactly as ``(m, n)`` with ``m`` in ``[2^52, 2^53)``.
+
+    >>> m, n = float64_multiplier(0.1)
+    >>> int(m), int(n), float(np.ldexp(float(m), -int(n))) == 0.1
+    (7205759403792794, 56, True)
+    """
+    scale = np.asarray(scale, dtype=np.float64)
+    if not np.all(np.isfinite(scale)) or np.any(scale < np.finfo(np.float64).tiny):
+        raise ProgramError(f"float64 scales must be normal and positive, got {scale!r}")
+    mantissa, exponent = np.frexp(scale)
+    return np.ldexp(mantissa, 53).astype(np.int64), 53 - exponent.astype(np.int64)
+
+
+def round_half_away(v) -> np.ndarray:
+    """C's ``round`` of doubles: to nearest, ties away from zero, exactly (``v - trunc(v)`` is
+    exact; ``floor(|v| + 0.5)`` is not: it takes 0.49999999999999994 to 1)."""
+    v = np.asarray(v, dtype=np.float64)
+    whole = np.trunc(v)
+    fraction = v - whole
+    return (whole + (fraction >= 0.5) - (fraction <= -0.5)).astype(np.int64)
+
+
+def float64_requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The FLOAT64 variant, equations (31)-(32), TFLite's reference int8 ``FULLY_CONNECTED``
+    (``tflite/kernels/internal/reference/integer_ops/fully_connected.h``, the ``FullyConnected`` and
+    ``FullyConnectedPerChannel`` overloads that take the float scales, which
+    ``FullyConnectedInt8<kReference>`` and ``FullyConnectedPerChannelInt8<kReference>`` of
+    ``tflite/kernels/fully_connected.cc`` call):
+
+    (31) ``v = float64(float64(acc) * E)``, ``E = m * 2^-n`` the double
+    ``double(s_x) * double(s_w[c]) / double(s_y)``, one IEEE product;
+    (32) ``q = clamp(round_half_away(v) + z, qmin, qmax)``.
+
+    It rounds once, where GEMMLOWP (10)-(13) rounds twice: ``acc = 10272`` by
+    ``M = 2113959146 * 2^-39`` is 39.4986, 39 here, but (11) gives ``h = 10112`` and (12) takes
+    ``10112 / 2^8 = 39.5`` away from zero to 40 (measured on LiteRT's reference kernel). Ties
+    (here ``E = 2^-8``) go away from zero.
+
+    >>> float64_requantize(np.array([[128, -128, 127, 10112]]), [1 << 52], [60], 0, -128, 127).tolist()
+    [[1, -1, 0, 40]]
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    scale = _per_channel_float(dyadic_value(multiplier, shift), acc.ndim, channel_axis)
+    return np.clip(round_half_away(acc.astype(np.float64) * scale) + zero_point, qmin, qmax)
+
+
 TFLITE_ADD_LEFT_SHIFT = 20
 """The left shift (21) of TFLite's int8 ``ADD`` (``data->left_shift = 20`` in
 ``tensorflow/lite/kernels/add.cc``; 15 for int16, which is not modelled)."""
@@ -658,7 +718,8 @@ def tflite_mean(acc, count: int, multiplier, shift, zero_point: int, qmin: int, 
 def requantize_variant(variant: RequantVariant, acc, multiplier, shift, frac_bits: int, borders, zero_point: int,
                        qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
     """The requantizer of ``variant``: (6)-(8) for BORDER (with ``frac_bits`` and ``borders``),
-    (10)-(13) for GEMMLOWP, (14)-(16) for FP32 (which ignore the border table). FP32_ADD reads the
+    (10)-(13) for GEMMLOWP, (14)-(16) for FP32, (31)-(32) for FLOAT64 (which ignore the border
+    table). FP32_ADD reads the
     two inputs, not an accumulator: :func:`fp32_add`."""
     if variant is RequantVariant.FP32_ADD:
         raise ProgramError("variant 'fp32_add' requantizes no accumulator: call rounding.fp32_add with the add's two inputs")
@@ -670,4 +731,6 @@ def requantize_variant(variant: RequantVariant, acc, multiplier, shift, frac_bit
         return requantize(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax, channel_axis)
     if variant is RequantVariant.GEMMLOWP:
         return gemmlowp_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)
+    if variant is RequantVariant.FLOAT64:
+        return float64_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)
     return fp32_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)

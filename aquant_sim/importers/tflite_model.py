@@ -17,7 +17,9 @@ Translation, per operator (program tensors are (C, H, W) or (C,); TFLite's are N
   or VALID padding as TFLite computes it (``padding_end`` carries SAME's extra row and column),
   the GEMMLOWP requantizer (contract (10)-(13)) of ``M[c] = s_x * s_w[c] / s_y`` in float64
   (``PopulateConvolutionQuantizationParams``, ``tensorflow/lite/kernels/kernel_util.cc``);
-* ``FULLY_CONNECTED`` on a vector: ``linear``, the same multiplier (``GetQuantizedConvolutionMultipler``);
+* ``FULLY_CONNECTED`` on a vector: ``linear`` with the FLOAT64 requantizer (31)-(32): LiteRT's
+  reference kernels requantize a fully-connected layer in double, ``round(acc * E)`` with
+  ``E = double(s_x) * double(s_w[c]) / double(s_y)`` (its optimized kernels use GEMMLOWP);
   after a ``RESHAPE`` of an (H, W, C) tensor its weight columns are reordered from TFLite's
   HWC order to the program's CHW flatten order;
 * ``ADD`` of two tensors of one shape: ``add`` with the TFLITE_ADD requantizer (21)-(24), the
@@ -399,7 +401,11 @@ def _fully_connected(b: _Builder, op, inputs: list[int], outputs: list[int]) -> 
         c, h, w = b.flattened[x]
         values = values.reshape(out_features, h, w, c).transpose(0, 3, 1, 2).reshape(out_features, -1)
     out_quant = b.activation_quant(outputs[0])
-    requant = _gemmlowp(b.tensors[x].quant.scale, w_scale, out_quant.scale, out_features)
+    real = np.float64(np.float32(b.tensors[x].quant.scale)) * w_scale.astype(np.float64) / np.float64(np.float32(out_quant.scale))
+    if np.any(real > 1):
+        b.fail(f"its scale s_x * s_w / s_y reaches {float(real.max())!r}; the importer models it up to 1")
+    m, n = rounding.float64_multiplier(real)
+    requant = Requantizer(m, n, NEAREST, rounding.RequantVariant.FLOAT64)
     bias = _bias(b, inputs, out_features)
     _check_shape(b, outputs[0], (out_features,))
     activation = 0 if options is None else int(options.FusedActivationFunction())

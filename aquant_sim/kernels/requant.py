@@ -16,7 +16,7 @@ import numpy as np
 
 from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
 from aquant_sim.program import QuantParams, Requantizer
-from aquant_sim.rounding import TFLITE_ADD_LEFT_SHIFT, RequantVariant, float32_scale, tflite_mean_multiplier
+from aquant_sim.rounding import TFLITE_ADD_LEFT_SHIFT, RequantVariant, dyadic_value, float32_scale, tflite_mean_multiplier
 
 _UNCLAMPED = np.int64(1) << 62
 """Bounds that no int32 value reaches: :func:`gemmlowp_value` without the clamp (13)."""
@@ -168,6 +168,28 @@ def _requantize_rows_gemmlowp(acc, multiplier, shift, zero_point, qmin, qmax, ou
             out[n, c, p] = gemmlowp_value(acc[n, c, p], m, e, zero_point, qmin, qmax)
 
 
+@inline_jit
+def float64_value(acc, scale, zero_point, qmin, qmax):
+    """One element of the FLOAT64 variant, contract (31)-(32): ``v = float64(acc) * scale`` (one
+    IEEE double product), rounded half away from zero (``v - trunc(v)`` is exact), plus z, clamp."""
+    v = np.float64(acc) * scale
+    whole = np.trunc(v)
+    fraction = v - whole
+    k = np.int64(whole) + (1 if fraction >= 0.5 else 0) - (1 if fraction <= -0.5 else 0)
+    return min(max(k + zero_point, qmin), qmax)
+
+
+@parallel_jit
+def _requantize_rows_float64(acc, scale, zero_point, qmin, qmax, out):
+    """``out[n, c, p]`` = (31)-(32) of ``acc[n, c, p]`` with channel ``c``'s (or the shared) double ``E``."""
+    batch, channels, positions = acc.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        s = scale[c if scale.shape[0] > 1 else 0]
+        for p in range(positions):
+            out[n, c, p] = float64_value(acc[n, c, p], s, zero_point, qmin, qmax)
+
+
 @parallel_jit
 def _requantize_rows_fp32(acc, scale, zero_point, qmin, qmax, out):
     """``out[n, c, p]`` = (14)-(16) of ``acc[n, c, p]`` with channel ``c``'s (or the shared)
@@ -182,9 +204,12 @@ def _requantize_rows_fp32(acc, scale, zero_point, qmin, qmax, out):
 
 def requantize_rows_variant(rows: np.ndarray, requant: Requantizer, quant: QuantParams, out: np.ndarray) -> None:
     """Write into ``out`` (N, C, P) the levels of int64 accumulators ``rows`` (N, C, P) under a
-    variant without borders (GEMMLOWP or FP32), the same integers as ``rounding.requantize_variant``."""
+    variant without borders (GEMMLOWP, FP32 or FLOAT64), the same integers as ``rounding.requantize_variant``."""
     if requant.variant is RequantVariant.GEMMLOWP:
         _requantize_rows_gemmlowp(rows, requant.multiplier, requant.shift, quant.zero_point, quant.qmin, quant.qmax, out)
+    elif requant.variant is RequantVariant.FLOAT64:
+        scale = dyadic_value(requant.multiplier, requant.shift)
+        _requantize_rows_float64(rows, scale, quant.zero_point, quant.qmin, quant.qmax, out)
     else:
         scale = float32_scale(requant.multiplier, requant.shift)
         _requantize_rows_fp32(rows, scale, quant.zero_point, quant.qmin, quant.qmax, out)

@@ -18,6 +18,9 @@ an error in the numpy form (an int64 shift, a rounding mode) cannot hide in both
   (two inputs of the same length): the fixed part, ``_mm256_fmadd_ps`` twice,
   ``_mm256_cvtps_epi32`` and the saturating packs. Each fused multiply-add is computed in exact
   rational arithmetic (``fractions.Fraction``) and rounded once to float32.
+* :func:`tflite_fully_connected`: LiteRT's
+  ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``, the float-scale
+  ``FullyConnected`` / ``FullyConnectedPerChannel`` output stage: ``round(double(acc) * scale)``.
 * :func:`tflite_add`: TFLite's ``tensorflow/lite/kernels/internal/reference/integer_ops/add.h``,
   ``AddFunc`` (int8), with ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` of ``common.h``.
 * :func:`tflite_average_pool`: ``tensorflow/lite/kernels/internal/reference/integer_ops/pooling.h``,
@@ -174,3 +177,14 @@ def tflite_mean(values, zero_in: int, multiplier: int, shift: int, zero_out: int
     m = _int32(_c_divide(multiplier << k, count))
     acc = sum(values) - zero_in * count
     return min(max(_multiply_by_quantized_multiplier(acc, m, 31 - (e - k)) + zero_out, qmin), qmax)
+
+
+def tflite_fully_connected(acc: int, multiplier: int, shift: int, zero_point: int, qmin: int, qmax: int) -> int:
+    """TFLite's reference int8 fully-connected output stage: ``static_cast<int32_t>(round(
+    static_cast<double>(acc) * effective_output_scale))`` (C ``round``: half away from zero), plus
+    the output offset, clamped; ``effective_output_scale = m * 2^-n`` exactly (a double)."""
+    value = float(acc) * math.ldexp(float(multiplier), -shift)
+    whole = math.trunc(value)
+    rest = Fraction(value) - whole
+    rounded = whole + (1 if rest >= Fraction(1, 2) else -1 if rest <= Fraction(-1, 2) else 0)
+    return min(max(rounded + zero_point, qmin), qmax)

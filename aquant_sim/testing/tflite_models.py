@@ -250,7 +250,9 @@ class _Net:
         return self.writer.tensor(name, b.shape, _INT32, scale=scales, zero_point=np.zeros(len(scales), np.int64), data=q)
 
     def conv(self, name: str, out_channels: int, kernel: int, stride: int, padding: str, activation: str,
-             depthwise: bool = False) -> None:
+             depthwise: bool = False, output_range: tuple[float, float] | None = None) -> None:
+        """A conv (or depthwise conv) layer; ``output_range`` fixes the output's float range
+        instead of the calibrated one (a range wider than the activation's makes TFLite clamp)."""
         x = self.float
         c = x.shape[3]
         t = self.t
@@ -267,7 +269,7 @@ class _Net:
         y = _activation(y + b, activation)
         w_index, w_scale = self._weights(f"{name}/weights", w, axis=3 if depthwise else 0)
         b_index = self._bias(f"{name}/bias", b, w_scale, self.current)
-        out = self._output(name, y)
+        out = self._output(name, y, None if output_range is None else activation_quant(np.array(output_range)))
         pad = getattr(t.Padding, padding)
         act = getattr(t.ActivationFunctionType, activation)
         if depthwise:
@@ -336,7 +338,8 @@ class _Net:
 
 def small_cnn(per_channel: bool, seed: int = 0, batch: int = 8, size: int = 16) -> tuple[bytes, np.ndarray]:
     """A small int8 CNN as a ``.tflite`` file and its float calibration batch (N, H, W, 3):
-    conv 3x3 (RELU), depthwise 3x3 stride 2 with SAME padding (RELU6, asymmetric padding), conv
+    conv 3x3 (RELU), depthwise 3x3 stride 2 with SAME padding (RELU6 on an output range of
+    [-1, 8], so that TFLite clamps at both ends; asymmetric padding), conv
     1x1, residual add (RELU), max pool 2x2, conv 3x3 SAME (RELU), average pool 2x2, mean over
     H and W (keep_dims), reshape to a vector, fully connected to 10 outputs. Weight scales per
     output channel (``per_channel``) or one per tensor."""
@@ -344,7 +347,7 @@ def small_cnn(per_channel: bool, seed: int = 0, batch: int = 8, size: int = 16) 
     x = rng.uniform(-1.0, 1.0, (batch, size, size, 3))
     net = _Net(x, rng, per_channel)
     net.conv("conv1", 8, 3, 1, "SAME", "RELU")
-    net.conv("dw", 8, 3, 2, "SAME", "RELU6", depthwise=True)
+    net.conv("dw", 8, 3, 2, "SAME", "RELU6", depthwise=True, output_range=(-1.0, 8.0))
     skip = (net.current, net.float)
     net.conv("conv2", 8, 1, 1, "VALID", "NONE")
     net.add("add", skip, "RELU")
