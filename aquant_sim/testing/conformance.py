@@ -406,12 +406,14 @@ def _tflite_add_property_near_real(fn, case: TfliteAddCase):
                                    f"  inputs: {case.describe(i)}", case, None, int(got[i]))
 
 
-def check_tflite_add(fn: TfliteAddFn, max_examples: int = 200, derandomize: bool = False) -> None:
+def check_tflite_add(fn: TfliteAddFn, max_examples: int = 200, derandomize: bool = False, shrink: bool = True) -> None:
     """Run the TFLITE_ADD properties against ``fn`` (signature :data:`TfliteAddFn`): equality with
     the transcription of TFLite's ``AddFunc`` and less than one level from the exact sum, within the
-    output range. Raises :class:`ConformanceError`."""
+    output range. Raises :class:`ConformanceError`; ``shrink=False`` reports the first failing case
+    as drawn."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
-                      suppress_health_check=list(HealthCheck), print_blob=False)
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
     for prop in (_tflite_add_property_oracle, _tflite_add_property_near_real):
         config(given(case=tflite_add_cases())(_bind(prop, fn)))()
 
@@ -490,12 +492,14 @@ def _tflite_average_property_near_real(fn, case: TfliteAverageCase):
                                    f"  inputs: {case.describe(i)}", case, None, int(got[i]))
 
 
-def check_tflite_average(fn: TfliteAverageFn, max_examples: int = 200, derandomize: bool = False) -> None:
+def check_tflite_average(fn: TfliteAverageFn, max_examples: int = 200, derandomize: bool = False, shrink: bool = True) -> None:
     """Run the TFLITE_MEAN and TFLITE_AVGPOOL properties against ``fn`` (signature
     :data:`TfliteAverageFn`): equality with the transcriptions of LiteRT's sources and nearness to
-    the exact average. Raises :class:`ConformanceError`."""
+    the exact average. Raises :class:`ConformanceError`; ``shrink=False`` reports the first
+    failing case as drawn."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
-                      suppress_health_check=list(HealthCheck), print_blob=False)
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
     for prop in (_tflite_average_property_oracle, _tflite_average_property_near_real):
         config(given(case=tflite_average_cases())(_bind(prop, fn)))()
 
