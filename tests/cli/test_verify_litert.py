@@ -8,8 +8,6 @@ import pytest
 from aquant_sim.cli import main
 from aquant_sim.testing.tflite_models import small_cnn
 
-pytest.importorskip("ai_edge_litert")
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

@@ -17,8 +17,6 @@ from aquant_sim.rounding import RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.testing.tflite_models import TfliteWriter, small_cnn
 
-pytest.importorskip("ai_edge_litert")
-
 
 @pytest.fixture(scope="module", params=[True, False], ids=["per-channel", "per-tensor"])
 def model(request, tmp_path_factory):
