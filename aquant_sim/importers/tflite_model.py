@@ -277,7 +277,7 @@ def _gemmlowp(s_x: float, w_scale: np.ndarray, s_y: float, channels: int) -> Req
     return Requantizer(m, n, NEAREST, rounding.RequantVariant.GEMMLOWP)
 
 
-def _options(b: _Builder, op, kind: str):
+def _options(op, kind: str):
     """The operator's builtin options table as ``tflite.<kind>`` (None when absent)."""
     import tflite
 
@@ -338,8 +338,10 @@ def _bias(b: _Builder, inputs: list[int], channels: int) -> np.ndarray:
 def _conv(b: _Builder, op, inputs: list[int], outputs: list[int], depthwise: bool) -> None:
     r = b.reader
     x = b.source(inputs[0])
-    c, h, w = b.tensors[x].shape if len(b.tensors[x].shape) == 3 else b.fail("the input must be (1, H, W, C)")
-    options = _options(b, op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+    if len(b.tensors[x].shape) != 3:
+        b.fail("the input must be (1, H, W, C)")
+    c, h, w = b.tensors[x].shape
+    options = _options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
     if options is None:
         b.fail("the operator has no options")
     stride = (int(options.StrideH()), int(options.StrideW()))
@@ -389,7 +391,7 @@ def _fully_connected(b: _Builder, op, inputs: list[int], outputs: list[int]) -> 
     x = b.source(inputs[0])
     if len(b.tensors[x].shape) != 1:
         b.fail("the input must be a vector (1, N); reshape it first")
-    options = _options(b, op, "FullyConnectedOptions")
+    options = _options(op, "FullyConnectedOptions")
     if options is not None and (options.KeepNumDims() or options.WeightsFormat() != 0):
         b.fail("keep_num_dims and shuffled weights are not supported")
     filter_shape = r.shape(inputs[1])
@@ -418,7 +420,7 @@ def _add(b: _Builder, op, inputs: list[int], outputs: list[int]) -> None:
     x_a, x_b = b.source(inputs[0]), b.source(inputs[1])
     if b.tensors[x_a].shape != b.tensors[x_b].shape:
         b.fail(f"the inputs' shapes differ ({b.tensors[x_a].shape}, {b.tensors[x_b].shape}): broadcasting is not supported")
-    options = _options(b, op, "AddOptions")
+    options = _options(op, "AddOptions")
     out_quant = b.activation_quant(outputs[0])
     s_a, s_b, s_y = (np.float64(np.float32(q.scale)) for q in (b.tensors[x_a].quant, b.tensors[x_b].quant, out_quant))
     twice_max = 2 * max(s_a, s_b)
@@ -438,7 +440,7 @@ def _pool(b: _Builder, op, inputs: list[int], outputs: list[int], average: bool)
     if len(b.tensors[x].shape) != 3:
         b.fail("the input must be (1, H, W, C)")
     c, h, w = b.tensors[x].shape
-    options = _options(b, op, "Pool2DOptions")
+    options = _options(op, "Pool2DOptions")
     if options is None:
         b.fail("the operator has no options")
     kernel = (int(options.FilterHeight()), int(options.FilterWidth()))
@@ -472,7 +474,7 @@ def _mean(b: _Builder, op, inputs: list[int], outputs: list[int]) -> None:
     if len(b.tensors[x].shape) != 3 or len(inputs) < 2:
         b.fail("MEAN must reduce a (1, H, W, C) tensor by a constant axis tensor")
     axes = b.reader.constant(inputs[1], _INT32)
-    options = _options(b, op, "ReducerOptions")
+    options = _options(op, "ReducerOptions")
     if axes is None or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2] or options is None or not options.KeepDims():
         b.fail("only MEAN over axes [1, 2] with keep_dims is modelled (the other forms run other TFLite kernels)")
     c, _, _ = b.tensors[x].shape
