@@ -49,7 +49,7 @@ import numpy as np
 from aquant_sim import rounding
 from aquant_sim.errors import ArtifactError, ProgramError, UnsupportedError
 from aquant_sim.program import (
-    MAX_TENSOR_ELEMENTS, Add, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program,
+    MAX_FIELD_INT, MAX_TENSOR_ELEMENTS, Add, AvgPool2d, BorderTable, Clamp, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Program,
     QuantParams, Requantizer, Tensor,
 )
 
@@ -292,7 +292,11 @@ def _options(op, kind: str):
 def _padding(b: _Builder, padding: int, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
              dilation: tuple[int, int] = (1, 1)):
     """TFLite's padding (``ComputePaddingHeightWidth``): SAME pads ``max((ceil(size / stride) - 1) *
-    stride + span - size, 0)``, half before (rounded down) and the rest after; VALID pads nothing."""
+    stride + span - size, 0)``, half before (rounded down) and the rest after; VALID pads nothing.
+    Kernel sizes, strides and dilations must be in ``[1, MAX_FIELD_INT]`` (as the program's)."""
+    for what, pair in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
+        if not all(1 <= v <= MAX_FIELD_INT for v in pair):
+            b.fail(f"{what} {tuple(pair)} must be in [1, {MAX_FIELD_INT}]")
     if padding == _VALID:
         return (0, 0), (0, 0)
     if padding != _SAME:
