@@ -100,7 +100,7 @@ class _Reader:
     def __init__(self, data: bytes, path: Path):
         import tflite
 
-        self.data, self.path, self.t = data, path, tflite
+        self.data, self.path = data, path
         if len(data) < 8 or data[4:8] != b"TFL3":
             self.fail("not a TFLite model (no 'TFL3' file identifier)")
         self.model = tflite.Model.GetRootAs(data, 0)
