@@ -13,8 +13,19 @@ from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from aquant_sim.program import QuantParams
-from aquant_sim.rounding import OverflowPolicy
+from aquant_sim.program import OpKind, QuantParams
+from aquant_sim.rounding import OverflowPolicy, RequantVariant
+
+TFLITE_AVERAGES = (RequantVariant.TFLITE_AVGPOOL, RequantVariant.TFLITE_MEAN)
+"""The variants that divide an average's sum by its count (contract (25)-(30))."""
+
+
+def average_count(op, input_shape: tuple[int, ...]) -> int:
+    """How many levels one output of an average pooling (its window, ``KH * KW``) or a global
+    average pooling (``H * W`` of its (C, H, W) input) sums."""
+    if op.kind is OpKind.AVGPOOL2D:
+        return op.kernel_size[0] * op.kernel_size[1]
+    return input_shape[1] * input_shape[2]
 
 
 class Accumulated(NamedTuple):

@@ -25,8 +25,9 @@ import numpy as np
 
 from aquant_sim.errors import ProgramError
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
-    OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range, nearest_borders, scaled_shift_range,
+    FLOAT32_MANTISSA_BITS, FLOAT32_SHIFT_RANGE, FLOAT64_MULTIPLIER_RANGE, FLOAT64_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_FRAC_BITS, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
+    OverflowPolicy, RequantVariant, TFLITE_ADD_SHIFT_RANGE, TFLITE_AVGPOOL_MULTIPLIER, gemmlowp_shift_range, integer_range,
+    nearest_borders, scaled_shift_range, tflite_mean_left_shift,
 )
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -314,13 +315,17 @@ class Requantizer:
     """Per-channel multipliers ``m`` in ``[2^30, 2^31)`` and shifts ``n`` (vectors of length C, or
     1 when shared), ``M = m * 2^-n``, applied by the rule ``variant`` names: this project's
     (6)-(8) with the border table on F fraction bits (BORDER, the default), or a real runtime's
-    (GEMMLOWP (10)-(13), FP32 (14)-(16); ``docs/contract.md`` 2.1). Variants without a fraction
+    (GEMMLOWP (10)-(13), FP32 (14)-(16), FLOAT64 (31)-(32), whose ``m`` is a double's 53-bit
+    significand in ``[2^52, 2^53)``; ``docs/contract.md`` 2.1). Variants without a fraction
     carry the plain round-to-nearest table (``BorderTable.nearest``), which they do not read:
     borders apply only where the variant defines a fraction. FP32 also needs ``M`` to be exactly
     a float32 (``m`` of at most 24 significant bits, ``n`` in ``FLOAT32_SHIFT_RANGE``).
     FP32_ADD (17)-(20), only on an :class:`Add`, holds exactly two entries, not per channel: the
     float32 ratios ``r_a``, ``r_b``, each exactly a float32 with ``n`` in ``FP32_ADD_SHIFT_RANGE``
-    (``r < 2^12``)."""
+    (``r < 2^12``). TFLite's TFLITE_ADD (21)-(24), only on an add, holds three pairs (input a,
+    input b, output) with ``n`` in ``TFLITE_ADD_SHIFT_RANGE``; TFLITE_AVGPOOL (25)-(27), only on an
+    unpadded average pooling, holds the unread ``M = 1``; TFLITE_MEAN (28)-(30), only on a global
+    average pooling, one pair whose left shift keeps the sum within int32."""
 
     multiplier: np.ndarray
     shift: np.ndarray
@@ -332,10 +337,17 @@ class Requantizer:
         n = _int_array(self.shift, "requant.shift", ndim=1)
         if m.shape != n.shape or m.size == 0:
             _fail("requant.shift", f"shape {n.shape} does not match multiplier shape {m.shape}")
-        if m.min() < (1 << 30) or m.max() >= (1 << 31):
-            _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
         if not isinstance(self.variant, RequantVariant):
             _fail("requant.variant", f"must be a RequantVariant, got {self.variant!r:.60}")
+        if self.variant is RequantVariant.FLOAT64:
+            lo, hi = FLOAT64_MULTIPLIER_RANGE
+            if m.min() < lo or m.max() >= hi:
+                _fail("requant.multiplier", f"variant 'float64' needs m (a double's significand) in [2^52, 2^53), got [{m.min()}, {m.max()}]")
+            lo, hi = FLOAT64_SHIFT_RANGE
+            if n.min() < lo or n.max() > hi:
+                _fail("requant.shift", f"variant 'float64' needs n in [{lo}, {hi}] (E <= 1, a normal double), got [{n.min()}, {n.max()}]")
+        elif m.min() < (1 << 30) or m.max() >= (1 << 31):
+            _fail("requant.multiplier", f"m must be in [2^30, 2^31), got [{m.min()}, {m.max()}]")
         if not self.variant.has_fraction and not (self.borders.values.shape == (1, 1) and self.borders.is_nearest):
             _fail("requant.borders", f"variant '{self.variant.value}' has no fraction for borders; "
                                      "its table must be the single round-to-nearest border")
@@ -348,6 +360,15 @@ class Requantizer:
             lo, hi = FLOAT32_SHIFT_RANGE if self.variant is RequantVariant.FP32 else FP32_ADD_SHIFT_RANGE
             if n.min() < lo or n.max() > hi:
                 _fail("requant.shift", f"variant '{self.variant.value}' needs n in [{lo}, {hi}], got [{n.min()}, {n.max()}]")
+        if self.variant is RequantVariant.TFLITE_ADD:
+            lo, hi = TFLITE_ADD_SHIFT_RANGE
+            if m.shape != (3,) or n.min() < lo or n.max() > hi:
+                _fail("requant.shift", f"variant 'tflite_add' holds three pairs (inputs a, b, output) with n in [{lo}, {hi}]; "
+                                       f"got {m.shape[0]} entries, n in [{n.min()}, {n.max()}]")
+        if self.variant is RequantVariant.TFLITE_AVGPOOL and (m.tolist(), n.tolist()) != ([TFLITE_AVGPOOL_MULTIPLIER[0]], [TFLITE_AVGPOOL_MULTIPLIER[1]]):
+            _fail("requant.multiplier", "variant 'tflite_avgpool' reads no multiplier; its one entry must be M = 1 (m = 2^30, n = 30)")
+        if self.variant is RequantVariant.TFLITE_MEAN and (m.shape != (1,) or n[0] < 0 or n[0] > 62):
+            _fail("requant.shift", f"variant 'tflite_mean' holds one pair with n in [0, 62], got {m.shape[0]} entries, n = {n.tolist()}")
         object.__setattr__(self, "multiplier", m)
         object.__setattr__(self, "shift", n)
 
@@ -358,7 +379,7 @@ class Requantizer:
     def check_fits(self, channels: int, quant, accumulator_bits: int, where: str) -> None:
         if not isinstance(quant, QuantParams):
             _fail(where, "a requantizer must produce a quantized tensor")
-        if self.variant is not RequantVariant.FP32_ADD and self.multiplier.shape[0] not in (1, channels):
+        if self.variant not in (RequantVariant.FP32_ADD, RequantVariant.TFLITE_ADD) and self.multiplier.shape[0] not in (1, channels):
             _fail(f"{where}.multiplier", f"has {self.multiplier.shape[0]} entries; must be 1 or {channels}")
         if self.variant is RequantVariant.BORDER:
             s = self.shift - self.frac_bits
@@ -385,6 +406,11 @@ class OpKind(enum.Enum):
     LUT = "lut"
     MUL = "mul"
     CONCAT = "concat"
+
+
+_TFLITE_VARIANT_OPS = {RequantVariant.TFLITE_ADD: OpKind.ADD, RequantVariant.TFLITE_AVGPOOL: OpKind.AVGPOOL2D,
+                       RequantVariant.TFLITE_MEAN: OpKind.GLOBAL_AVGPOOL}
+"""The one op kind that each of TFLite's add, average and mean variants requantizes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -493,9 +519,9 @@ class Add:
 
     def __post_init__(self):
         where = _check_fields(self)
-        if self.requant.variant is RequantVariant.FP32_ADD:
+        if self.requant.variant in (RequantVariant.FP32_ADD, RequantVariant.TFLITE_ADD):
             if (self.weight_a, self.weight_b) != (1, 1):
-                _fail(f"{where}.weight_a", "variant 'fp32_add' reads no input weights; they must be 1")
+                _fail(f"{where}.weight_a", f"variant '{self.requant.variant.value}' reads no input weights; they must be 1")
         elif self.zero_offset:
             _fail(f"{where}.zero_offset", f"only variant 'fp32_add' reads an offset; must be 0 for '{self.requant.variant.value}'")
 
@@ -889,6 +915,8 @@ class Program:
                 _fail(f"{where}.bias", f"must fit the {self.accumulator_bits}-bit accumulator")
         if op.requant is not None and op.requant.variant is RequantVariant.FP32_ADD and op.kind is not OpKind.ADD:
             _fail(f"{where}.requant.variant", "variant 'fp32_add' requantizes only an add")
+        if op.requant is not None and op.requant.variant in _TFLITE_VARIANT_OPS:
+            self._check_tflite(op, ins, out, where)
         if op.requant is None:
             if out.is_quantized:
                 _fail(f"{where}.requant", f"is missing, but tensor '{out.name}' is quantized")
@@ -896,6 +924,27 @@ class Program:
                 _fail(f"{where}.requant", "only the program output may hold unrequantized accumulators")
             return
         op.requant.check_fits(out.channels, out.quant, self.accumulator_bits, f"{where}.requant")
+
+    @staticmethod
+    def _check_tflite(op, ins: list[Tensor], out: Tensor, where: str) -> None:
+        """TFLite's add, average and mean variants (contract (21)-(30)) on the one op kind each
+        models, within the ranges their int32 arithmetic needs."""
+        variant = op.requant.variant
+        if op.kind is not _TFLITE_VARIANT_OPS[variant]:
+            _fail(f"{where}.requant.variant", f"variant '{variant.value}' requantizes only a {_TFLITE_VARIANT_OPS[variant].value}")
+        if variant is RequantVariant.TFLITE_ADD and any(t.quant.bits != 8 for t in (*ins, out)):
+            _fail(f"{where}.requant.variant", "variant 'tflite_add' models TFLite's int8 add: inputs and output must be 8-bit")
+        if variant is RequantVariant.TFLITE_AVGPOOL:
+            if tuple(op.padding) != (0, 0):
+                _fail(f"{where}.padding", "variant 'tflite_avgpool' divides by the window size: the window must not be padded")
+            if ins[0].quant.zero_point != out.quant.zero_point:
+                _fail(f"{where}.output", "variant 'tflite_avgpool' keeps the input's zero-point (TFLite requires it)")
+        if variant is RequantVariant.TFLITE_MEAN:
+            _, h, w = ins[0].shape
+            left = tflite_mean_left_shift(h * w, int(op.requant.shift[0]))
+            if (ins[0].quant.levels * h * w) << left >= 1 << 31:
+                _fail(f"{where}.requant.shift", f"variant 'tflite_mean': the sum of {h * w} levels shifted left by {left} "
+                                                f"(n = {int(op.requant.shift[0])}, contract (30)) would leave int32")
 
     @staticmethod
     def _check_table(op, source: Tensor, out: Tensor, where: str) -> None:

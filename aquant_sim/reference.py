@@ -77,6 +77,23 @@ def add_fp32(a: np.ndarray, b: np.ndarray, op: Add, quant_a: QuantParams, quant_
                              quant_c.qmin, quant_c.qmax, op.zero_offset)
 
 
+def add_tflite(a: np.ndarray, b: np.ndarray, op: Add, quant_a: QuantParams, quant_b: QuantParams,
+               quant_c: QuantParams) -> np.ndarray:
+    """An add with the TFLITE_ADD requantizer, contract (21)-(24) (TFLite's int8 ``ADD``): the
+    requantizer's three pairs scale input a, input b and the sum. Levels out, int64."""
+    return rounding.tflite_add(a, b, op.requant.multiplier, op.requant.shift, quant_a.zero_point, quant_b.zero_point,
+                               quant_c.zero_point, quant_c.qmin, quant_c.qmax)
+
+
+def average_tflite(acc: np.ndarray, op, count: int, in_quant: QuantParams, quant: QuantParams) -> np.ndarray:
+    """Average pooling (TFLITE_AVGPOOL, (25)-(27)) or mean (TFLITE_MEAN, (28)-(30)) of ``count``
+    levels from the centred sums ``acc`` (D.11, D.12), channel on axis 1. Levels out, int64."""
+    if op.requant.variant is rounding.RequantVariant.TFLITE_MEAN:
+        return rounding.tflite_mean(acc, count, op.requant.multiplier, op.requant.shift, quant.zero_point,
+                                    quant.qmin, quant.qmax, channel_axis=1)
+    return rounding.tflite_avgpool(acc, count, in_quant.zero_point, quant.qmin, quant.qmax)
+
+
 def avgpool_acc(x: np.ndarray, op: AvgPool2d, zero_point: int) -> np.ndarray:
     """D.11: ``acc = sum over the window of (xp - z)``, ``xp`` padded with ``z``; the divisor
     ``KH * KW`` lives in the requantizer's multiplier."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from aquant_sim import reference, rounding
-from aquant_sim.datapath import Accumulated, PassedThrough
+from aquant_sim.datapath import TFLITE_AVERAGES, Accumulated, PassedThrough, average_count
 from aquant_sim.program import OpKind
 from aquant_sim.rounding import RequantVariant
 
@@ -18,10 +18,11 @@ class ReferenceDatapath:
 
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow) -> Accumulated:
         """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8); an
-        FP32_ADD add has no integer sum (``max |acc|`` and overflows 0)."""
+        FP32_ADD or TFLITE_ADD add has no integer sum (``max |acc|`` and overflows 0)."""
         x, z = inputs[0], in_quants[0].zero_point
-        if op.kind is OpKind.ADD and op.requant.variant is RequantVariant.FP32_ADD:
-            result = reference.add_fp32(x, inputs[1], op, *in_quants, out_quant).astype(np.int32)
+        if op.kind is OpKind.ADD and op.requant.variant in (RequantVariant.FP32_ADD, RequantVariant.TFLITE_ADD):
+            add = reference.add_fp32 if op.requant.variant is RequantVariant.FP32_ADD else reference.add_tflite
+            result = add(x, inputs[1], op, *in_quants, out_quant).astype(np.int32)
             return Accumulated(result, 0, 0, int(np.count_nonzero(result == out_quant.zero_point)))
         if op.kind is OpKind.CONV2D:
             acc = reference.conv2d_acc(x, op, z)
@@ -41,7 +42,10 @@ class ReferenceDatapath:
         acc, overflows = rounding.apply_overflow(acc, accumulator_bits, overflow)
         if op.requant is None:
             return Accumulated(acc, max_abs, overflows, int(np.count_nonzero(acc == 0)))
-        result = reference.requantize(acc, op.requant, out_quant).astype(np.int32)
+        if op.requant.variant in TFLITE_AVERAGES:
+            result = reference.average_tflite(acc, op, average_count(op, x.shape[1:]), in_quants[0], out_quant).astype(np.int32)
+        else:
+            result = reference.requantize(acc, op.requant, out_quant).astype(np.int32)
         return Accumulated(result, max_abs, overflows, int(np.count_nonzero(result == out_quant.zero_point)))
 
     def run_pass_through(self, op, x, quant) -> PassedThrough:

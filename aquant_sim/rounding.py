@@ -305,6 +305,22 @@ class RequantVariant(enum.Enum):
     multiply-adds of the inputs by the float32 ratios ``s_a / s_c`` and ``s_b / s_c`` (the
     requantizer's two ``(m, n)`` entries), round half to even. No accumulator, no fraction: no
     borders."""
+    FLOAT64 = "float64"
+    """TFLite's reference int8 ``FULLY_CONNECTED``, (31)-(32): ``float64(acc) * E`` in IEEE double,
+    rounded half away from zero, plus ``z``, clamp. ``E`` is a double: ``m`` holds its 53-bit
+    significand, in ``[2^52, 2^53)``. No fraction: no borders."""
+    TFLITE_ADD = "tflite_add"
+    """TFLite's int8 ``ADD``, (21)-(24), residual adds only: each input's centred level shifted left
+    by 20 and multiplied by its own Q31 multiplier (the requantizer's first two entries, rounded as
+    (11)-(12)), summed, then (10)-(13) by the third entry. No fraction: no borders."""
+    TFLITE_AVGPOOL = "tflite_avgpool"
+    """TFLite's int8 ``AVERAGE_POOL_2D``, (25)-(27), average pooling without padding only: the sum of
+    the window's levels divided by the window size, rounded half away from zero. No multiplier (its
+    entry must be 1) and no fraction: no borders."""
+    TFLITE_MEAN = "tflite_mean"
+    """TFLite's int8 ``MEAN`` over height and width, (28)-(30), global average pooling only: the
+    multiplier of ``s_x / s_y`` divided by ``H * W`` in integers, then (10)-(13) of the centred
+    sum. No fraction: no borders."""
 
     @property
     def has_fraction(self) -> bool:
@@ -521,15 +537,200 @@ def fp32_add(a, b, ratio_a, ratio_b, zero_a: int, zero_b: int, zero_c: int, qmin
     return np.clip(np.rint(v).astype(np.int64), qmin + offset, qmax + offset) - offset
 
 
+FLOAT64_MULTIPLIER_RANGE = (1 << 52, 1 << 53)
+"""The FLOAT64 variant's ``m``: a double's 53-bit significand (every other variant's is 31-bit)."""
+
+FLOAT64_SHIFT_RANGE = (53, 1074)
+"""Shifts ``n`` of the FLOAT64 variant: ``E = m * 2^-n < 2^(53 - n) <= 1``, so that ``acc * E`` of
+an int32 accumulator stays inside int32 (TFLite casts it to int32), and ``E`` is a normal double
+(``2^(52 - n) >= 2^-1022``)."""
+
+
+def float64_multiplier(scale) -> tuple[np.ndarray, np.ndarray]:
+    """Encode positive normal doubles exactly as ``(m, n)`` with ``m`` in ``[2^52, 2^53)``.
+
+    >>> m, n = float64_multiplier(0.1)
+    >>> int(m), int(n), float(np.ldexp(float(m), -int(n))) == 0.1
+    (7205759403792794, 56, True)
+    """
+    scale = np.asarray(scale, dtype=np.float64)
+    if not np.all(np.isfinite(scale)) or np.any(scale < np.finfo(np.float64).tiny):
+        raise ProgramError(f"float64 scales must be normal and positive, got {scale!r}")
+    mantissa, exponent = np.frexp(scale)
+    return np.ldexp(mantissa, 53).astype(np.int64), 53 - exponent.astype(np.int64)
+
+
+def round_half_away(v) -> np.ndarray:
+    """C's ``round`` of doubles: to nearest, ties away from zero, exactly (``v - trunc(v)`` is
+    exact; ``floor(|v| + 0.5)`` is not: it takes 0.49999999999999994 to 1)."""
+    v = np.asarray(v, dtype=np.float64)
+    whole = np.trunc(v)
+    fraction = v - whole
+    return (whole + (fraction >= 0.5) - (fraction <= -0.5)).astype(np.int64)
+
+
+def float64_requantize(acc, multiplier, shift, zero_point: int, qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The FLOAT64 variant, equations (31)-(32), TFLite's reference int8 ``FULLY_CONNECTED``
+    (``tflite/kernels/internal/reference/integer_ops/fully_connected.h``, the ``FullyConnected`` and
+    ``FullyConnectedPerChannel`` overloads that take the float scales, which
+    ``FullyConnectedInt8<kReference>`` and ``FullyConnectedPerChannelInt8<kReference>`` of
+    ``tflite/kernels/fully_connected.cc`` call):
+
+    (31) ``v = float64(float64(acc) * E)``, ``E = m * 2^-n`` the double
+    ``double(s_x) * double(s_w[c]) / double(s_y)``, one IEEE product;
+    (32) ``q = clamp(round_half_away(v) + z, qmin, qmax)``.
+
+    It rounds once, where GEMMLOWP (10)-(13) rounds twice: ``acc = 10272`` by
+    ``M = 2113959146 * 2^-39`` is 39.4986, 39 here, but (11) gives ``h = 10112`` and (12) takes
+    ``10112 / 2^8 = 39.5`` away from zero to 40 (measured on LiteRT's reference kernel). Ties
+    (here ``E = 2^-8``) go away from zero.
+
+    >>> float64_requantize(np.array([[128, -128, 127, 10112]]), [1 << 52], [60], 0, -128, 127).tolist()
+    [[1, -1, 0, 40]]
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    scale = _per_channel_float(dyadic_value(multiplier, shift), acc.ndim, channel_axis)
+    return np.clip(round_half_away(acc.astype(np.float64) * scale) + zero_point, qmin, qmax)
+
+
+TFLITE_ADD_LEFT_SHIFT = 20
+"""The left shift (21) of TFLite's int8 ``ADD`` (``data->left_shift = 20`` in
+``tensorflow/lite/kernels/add.cc``; 15 for int16, which is not modelled)."""
+
+TFLITE_ADD_SHIFT_RANGE = (31, 62)
+"""Shifts ``n`` of TFLite's ``ADD`` multipliers: ``QuantizeMultiplierSmallerThanOneExp`` gives
+exponents ``e = 31 - n <= 0`` only (every multiplier is below 1), and (12) needs ``r <= 31``."""
+
+TFLITE_AVGPOOL_MULTIPLIER = (1 << 30, 30)
+"""The one requantizer entry a TFLITE_AVGPOOL average carries and does not read: ``M = 1``."""
+
+
+def rounding_divide(t, count: int) -> np.ndarray:
+    """Equation (26), TFLite's integer average: ``t / count`` rounded half away from zero, as the
+    C ``t > 0 ? (t + count / 2) / count : (t - count / 2) / count`` with truncating division
+    (``count`` >= 1; an odd ``count`` has no ties).
+
+    >>> rounding_divide(np.array([5, 6, 7, -5, -6, -7, 0]), 4).tolist()
+    [1, 2, 2, -1, -2, -2, 0]
+    """
+    t = np.asarray(t, dtype=np.int64)
+    half = np.int64(count // 2)
+    magnitude = (np.abs(t) + half) // np.int64(count)
+    return np.where(t > 0, magnitude, -magnitude)
+
+
+def _multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """(10)-(12) without offset or clamp: TFLite's ``MultiplyByQuantizedMultiplier(x, m, 31 - n)``
+    of int32 values (the caller keeps ``x * 2^l`` within int32)."""
+    e = 31 - np.asarray(shift, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64) << np.maximum(e, 0)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), np.maximum(-e, 0))
+
+
+def tflite_add(a, b, multiplier, shift, zero_a: int, zero_b: int, zero_c: int, qmin: int, qmax: int) -> np.ndarray:
+    """The TFLITE_ADD variant, equations (21)-(24), TFLite's int8 ``ADD``
+    (``tensorflow/lite/kernels/internal/reference/integer_ops/add.h``, ``AddFunc``): levels ``a``,
+    ``b`` (int64 arrays of one shape) in, output levels out. ``multiplier`` and ``shift`` hold the
+    three pairs ``(m_a, n_a)``, ``(m_b, n_b)``, ``(m_c, n_c)``, each ``n`` in
+    :data:`TFLITE_ADD_SHIFT_RANGE`. With ``L = 20``:
+
+    (21) ``x_a = (a - z_a) * 2^L``, ``x_b = (b - z_b) * 2^L``;
+    (22) ``y_a = RDBPOT(SRDHM(x_a, m_a), n_a - 31)``, ``y_b`` the same with ``m_b, n_b``;
+    (23) ``t = y_a + y_b``;
+    (24) ``q = clamp(RDBPOT(SRDHM(t, m_c), n_c - 31) + z_c, qmin, qmax)``.
+
+    For 8-bit levels ``|x| < 2^28`` and ``|t| < 2^29``: nothing leaves int32.
+
+    >>> tflite_add(np.array([10, -3]), np.array([4, 4]), [1 << 30] * 3, [31, 32, 51], 0, 0, 0, -128, 127).tolist()
+    [3, 0]
+    """
+    m = np.asarray(multiplier, dtype=np.int64)
+    n = np.asarray(shift, dtype=np.int64)
+    y_a = _multiply_by_quantized_multiplier((np.asarray(a, dtype=np.int64) - zero_a) << TFLITE_ADD_LEFT_SHIFT, m[0], n[0])
+    y_b = _multiply_by_quantized_multiplier((np.asarray(b, dtype=np.int64) - zero_b) << TFLITE_ADD_LEFT_SHIFT, m[1], n[1])
+    return np.clip(_multiply_by_quantized_multiplier(y_a + y_b, m[2], n[2]) + zero_c, qmin, qmax)
+
+
+def tflite_avgpool(acc, count: int, zero_point: int, qmin: int, qmax: int) -> np.ndarray:
+    """The TFLITE_AVGPOOL variant, equations (25)-(27), TFLite's int8 ``AVERAGE_POOL_2D``
+    (``tensorflow/lite/kernels/internal/reference/integer_ops/pooling.h``, ``AveragePool``) on a
+    window of ``count`` levels without padding, whose input and output share the zero-point ``z``
+    (TFLite requires it). From the program's centred sum ``acc = sum (x - z)`` (D.11):
+
+    (25) ``S = acc + count * z``, the sum of the window's levels;
+    (26) ``d = rounding_divide(S, count)``, half away from zero;
+    (27) ``q = clamp(d, qmin, qmax)``.
+
+    The zero-point is inside the rounding: with ``z = 1``, ``acc = -2`` gives ``S / count = 1/2``,
+    hence 1, where ``-2 / 4`` rounded, plus ``z``, would be 0.
+
+    >>> tflite_avgpool(np.array([-2, 2, -6]), 4, 1, -128, 127).tolist()
+    [1, 2, -1]
+    """
+    total = np.asarray(acc, dtype=np.int64) + np.int64(count) * zero_point
+    return np.clip(rounding_divide(total, count), qmin, qmax)
+
+
+def tflite_mean_multiplier(count: int, multiplier, shift) -> tuple[np.ndarray, np.ndarray]:
+    """Equations (28)-(29): the multiplier of ``M / count`` that TFLite's int8 ``MEAN`` derives at
+    run time from the pair ``(m, n)`` of ``M = s_x / s_y`` and the count of levels averaged.
+    With TFLite's exponent ``e = 31 - n``:
+
+    (28) ``k = min(floor(log2(count)), 32, 31 + e)``;
+    (29) ``m' = floor(m * 2^k / count)``, ``n' = n + k`` (``m'`` in ``[2^29, 2^31)``: not normalised).
+
+    >>> [v.tolist() for v in tflite_mean_multiplier(3, [1 << 30], [31])]
+    [[715827882], [32]]
+    """
+    m = np.asarray(multiplier, dtype=np.int64)
+    n = np.asarray(shift, dtype=np.int64)
+    k = np.minimum(min(int(count).bit_length() - 1, 32), 62 - n)  # 31 + e = 62 - n
+    return (m << k) // np.int64(count), n + k
+
+
+def tflite_mean_left_shift(count: int, shift: int) -> int:
+    """The left shift ``max(31 - n', 0)`` of (30): the program keeps ``|acc| * 2^l`` within int32."""
+    _, n = tflite_mean_multiplier(count, [1 << 30], [shift])
+    return max(31 - int(n[0]), 0)
+
+
+def tflite_mean(acc, count: int, multiplier, shift, zero_point: int, qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
+    """The TFLITE_MEAN variant, equations (28)-(30), TFLite's int8 ``MEAN`` in LiteRT's reference
+    kernel (``tflite/kernels/internal/reference/reduce.h``, ``QuantizedMeanOrSum``, reached from
+    ``EvalQuantizedMean`` in ``tflite/kernels/reduce.cc``; ``M = s_x / s_y`` from
+    ``PrepareMeanOrSum``). From the program's centred sum ``acc = sum (x - z_x)`` over
+    ``count = H * W`` levels (D.12), with ``(m', n')`` of :func:`tflite_mean_multiplier`:
+
+    (30) ``q = clamp(MultiplyByQuantizedMultiplier(acc, m', 31 - n') + z_y, qmin, qmax)``, that is
+    (10)-(13) with ``m'``.
+
+    The count is folded into the multiplier by an integer division, so ``m' * 2^-n'`` is
+    ``M / count`` only to about ``2^-29`` relative.
+
+    >>> tflite_mean(np.array([[6, -6, 7]]), 4, [1 << 30], [31], 0, -128, 127).tolist()
+    [[1, -1, 1]]
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    m, n = tflite_mean_multiplier(count, multiplier, shift)
+    return gemmlowp_requantize(acc, m, n, zero_point, qmin, qmax, channel_axis)
+
+
 def requantize_variant(variant: RequantVariant, acc, multiplier, shift, frac_bits: int, borders, zero_point: int,
                        qmin: int, qmax: int, channel_axis: int = 1) -> np.ndarray:
     """The requantizer of ``variant``: (6)-(8) for BORDER (with ``frac_bits`` and ``borders``),
-    (10)-(13) for GEMMLOWP, (14)-(16) for FP32 (which ignore the border table). FP32_ADD reads the
+    (10)-(13) for GEMMLOWP, (14)-(16) for FP32, (31)-(32) for FLOAT64 (which ignore the border
+    table). FP32_ADD reads the
     two inputs, not an accumulator: :func:`fp32_add`."""
     if variant is RequantVariant.FP32_ADD:
         raise ProgramError("variant 'fp32_add' requantizes no accumulator: call rounding.fp32_add with the add's two inputs")
+    if variant is RequantVariant.TFLITE_ADD:
+        raise ProgramError("variant 'tflite_add' requantizes no accumulator: call rounding.tflite_add with the add's two inputs")
+    if variant in (RequantVariant.TFLITE_AVGPOOL, RequantVariant.TFLITE_MEAN):
+        raise ProgramError(f"variant '{variant.value}' divides by the window size: call rounding.tflite_avgpool or rounding.tflite_mean")
     if variant is RequantVariant.BORDER:
         return requantize(acc, multiplier, shift, frac_bits, borders, zero_point, qmin, qmax, channel_axis)
     if variant is RequantVariant.GEMMLOWP:
         return gemmlowp_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)
+    if variant is RequantVariant.FLOAT64:
+        return float64_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)
     return fp32_requantize(acc, multiplier, shift, zero_point, qmin, qmax, channel_axis)

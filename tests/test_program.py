@@ -330,3 +330,56 @@ def test_mul_of_other_shapes_is_refused():
     ops = (AvgPool2d("pool", "x", "s", (1, 5), (1, 5), requant()), Mul("mul", "x", "s", "y", requant()))
     with pytest.raises(ProgramError, match=r"op 'mul' \(mul\).input_b: shape \(2, 5, 1\) must equal input_a's \(2, 5, 5\)"):
         program(ops=ops, tensors=tensors)
+
+
+NEAREST_1 = BorderTable.nearest(1)
+S8 = QuantParams(bits=8, signed=True, scale=0.05, zero_point=-3)
+
+
+def test_tflite_variants_are_checked():
+    """TFLite's variants (contract (21)-(32)) each requantize only their op, within the ranges their
+    int32 arithmetic needs: TFLITE_ADD three pairs on an 8-bit add, TFLITE_AVGPOOL an unread M = 1
+    on an unpadded pool keeping the zero-point, TFLITE_MEAN a left shift that keeps the sum within
+    int32, FLOAT64 a 53-bit significand with E <= 1."""
+    add_requant = Requantizer(np.array([1 << 30] * 3), np.array([31, 32, 50]), NEAREST_1, RequantVariant.TFLITE_ADD)
+    tensors = (Tensor("x", (4, 5, 5), S8), Tensor("b", (4, 5, 5), S8), Tensor("y", (4, 5, 5), S8))
+    gemmlowp = Requantizer(np.full(4, 1 << 30), np.full(4, 40), NEAREST_1, RequantVariant.GEMMLOWP)
+    residual = (conv(name="c", output="b", weight=np.ones((4, 4, 3, 3), dtype=np.int8), requant=gemmlowp),)
+    assert program(ops=residual + (Add("add", "b", "x", "y", 1, 1, add_requant),), tensors=tensors)
+    with pytest.raises(ProgramError, match="'tflite_add' holds three pairs"):
+        Requantizer(np.array([1 << 30] * 3), np.array([31, 30, 50]), NEAREST_1, RequantVariant.TFLITE_ADD)
+    with pytest.raises(ProgramError, match="weight_a: variant 'tflite_add' reads no input weights"):
+        Add("add", "b", "x", "y", 2, 1, add_requant)
+    with pytest.raises(ProgramError, match="inputs and output must be 8-bit"):
+        program(ops=residual + (Add("add", "b", "x", "y", 1, 1, add_requant),),
+                tensors=(*tensors[:2], Tensor("y", (4, 5, 5), Q4)))
+    with pytest.raises(ProgramError, match="variant 'tflite_add' requantizes only a add"):
+        program(ops=(conv(requant=add_requant),))
+
+    pool_requant = Requantizer(np.array([1 << 30]), np.array([30]), NEAREST_1, RequantVariant.TFLITE_AVGPOOL)
+    pooled = (Tensor("x", (4, 4, 4), S8), Tensor("y", (4, 2, 2), S8))
+    assert program(ops=(AvgPool2d("p", "x", "y", (2, 2), (2, 2), pool_requant),), tensors=pooled)
+    with pytest.raises(ProgramError, match="'tflite_avgpool' reads no multiplier"):
+        Requantizer(np.array([1 << 30]), np.array([31]), NEAREST_1, RequantVariant.TFLITE_AVGPOOL)
+    with pytest.raises(ProgramError, match="padding: variant 'tflite_avgpool' divides by the window size"):
+        program(ops=(AvgPool2d("p", "x", "y", (3, 3), (2, 2), pool_requant, padding=(1, 1)),), tensors=pooled)
+    with pytest.raises(ProgramError, match="keeps the input's zero-point"):
+        program(ops=(AvgPool2d("p", "x", "y", (2, 2), (2, 2), pool_requant),),
+                tensors=(pooled[0], Tensor("y", (4, 2, 2), dataclasses.replace(S8, zero_point=0))))
+
+    mean = lambda shift: Requantizer(np.array([1 << 30]), np.array([shift]), NEAREST_1, RequantVariant.TFLITE_MEAN)
+    averaged = (Tensor("x", (4, 64, 64), S8), Tensor("y", (4, 1, 1), S8))
+    assert program(ops=(GlobalAvgPool("g", "x", "y", mean(25)),), tensors=averaged)
+    assert program(ops=(GlobalAvgPool("g", "x", "y", mean(12)),), tensors=averaged)  # 255 * 4096 * 2^7 < 2^31
+    with pytest.raises(ProgramError, match="sum of 4096 levels shifted left by 12"):
+        program(ops=(GlobalAvgPool("g", "x", "y", mean(7)),), tensors=averaged)
+
+    with pytest.raises(ProgramError, match=r"'float64' needs m \(a double's significand\) in \[2\^52, 2\^53\)"):
+        Requantizer(np.array([1 << 30]), np.array([60]), NEAREST_1, RequantVariant.FLOAT64)
+    with pytest.raises(ProgramError, match=r"'float64' needs n in \[53, 1074\]"):
+        Requantizer(np.array([1 << 52]), np.array([52]), NEAREST_1, RequantVariant.FLOAT64)
+    m, n = rounding.float64_multiplier(0.1)
+    assert rounding.dyadic_value(m, n)[()] == 0.1
+    for variant in (RequantVariant.TFLITE_ADD, RequantVariant.TFLITE_AVGPOOL):
+        with pytest.raises(ProgramError, match=f"'{variant.value}'"):
+            rounding.requantize_variant(variant, np.zeros((1, 1)), [1 << 30], [31], 1, None, 0, -128, 127)

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("verify", help="check that numba, the reference and dumps agree bit for bit",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", help="program file written by save_program (.aqp), or with --against a "
-                        "deployed model (.onnx)")
+                        "deployed model (.onnx for onnxruntime, .tflite for litert)")
     parser.add_argument("--input", required=True, help=".npy batch (N, ...)")
     parser.add_argument("--expect", help=".npz of integer dumps: one array (N, ...) per tensor name")
     parser.add_argument("--against", choices=RUNTIMES, help="compare a deployed model's every tensor with this "

@@ -24,12 +24,16 @@ from aquant_sim.program import REQUANTIZING_OPS
 from aquant_sim.simulator import Backend
 from aquant_sim.table import format_table
 
-RUNTIMES = ("onnxruntime",)
-"""The runtimes ``--against`` accepts."""
+RUNTIMES = ("onnxruntime", "litert")
+"""The runtimes ``--against`` accepts (``litert``: :mod:`aquant_sim.cli.verify_litert`)."""
 
 
 def run_against(args, describe) -> int:
     """Compare the simulator with ``args.against`` on ``args.input``; 0 when every tensor is equal."""
+    if args.against == "litert":
+        from aquant_sim.cli.verify_litert import run_against_litert
+
+        return run_against_litert(args, describe)
     from aquant_sim.importers.onnx_qdq import import_onnx
     from aquant_sim.importers.onnxruntime_run import kernels, run_tensors
 

@@ -11,9 +11,9 @@ are the ones exported here.
 from aquant_sim.kernels.conv import conv2d_acc, linear_acc
 from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool
-from aquant_sim.kernels.requant import requantize
+from aquant_sim.kernels.requant import add_tflite, average_tflite, requantize
 
 __all__ = [
     "conv2d_acc", "linear_acc", "add_acc", "add_fp32", "avgpool_acc", "global_avgpool_acc", "maxpool", "clamp",
-    "requantize",
+    "requantize", "add_tflite", "average_tflite",
 ]

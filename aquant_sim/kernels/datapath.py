@@ -6,7 +6,8 @@ the general exact GEMM), adds the bias in int64, records ``max |acc|``, applies 
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
 at the zero-point, writing int32 levels in NCHW order (a requantizer of a runtime's variant,
 GEMMLOWP or FP32, takes a second pass over the A-bit accumulators; an add with the FP32_ADD
-variant is one pass of ``elementwise.add_fp32`` over its two inputs). Per-(n, c) counts are reduced afterwards
+variant is one pass of ``elementwise.add_fp32`` over its two inputs, one with TFLITE_ADD of
+``requant.add_tflite``; TFLite's average and mean divide in ``requant.average_tflite_into``). Per-(n, c) counts are reduced afterwards
 in a fixed order, so the counters do not depend on the thread count. The REFERENCE backend does
 the same steps one numpy pass at a time (:mod:`aquant_sim.reference_datapath`); the tests
 require identical integers and counters.
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from aquant_sim.datapath import Accumulated, PassedThrough
+from aquant_sim.datapath import TFLITE_AVERAGES, Accumulated, PassedThrough, average_count
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, concat_acc, count_equal, lut_into, mul_acc
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
-from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
+from aquant_sim.kernels.requant import FINISH_KERNELS, add_tflite, average_tflite_into, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
 
@@ -60,8 +61,9 @@ class NumbaDatapath:
         """Run an accumulating op: int32 levels of shape ``(N, *out_shape)`` (int64 accumulators
         when ``op.requant`` is None) and the counts; an FP32_ADD add has no integer sum (``max |acc|``
         and overflows 0)."""
-        if op.kind is OpKind.ADD and op.requant.variant is RequantVariant.FP32_ADD:
-            values = add_fp32(inputs[0], inputs[1], op, *in_quants, out_quant, dtype=np.int32)
+        if op.kind is OpKind.ADD and op.requant.variant in (RequantVariant.FP32_ADD, RequantVariant.TFLITE_ADD):
+            add = add_fp32 if op.requant.variant is RequantVariant.FP32_ADD else add_tflite
+            values = add(inputs[0], inputs[1], op, *in_quants, out_quant, dtype=np.int32)
             return Accumulated(values, 0, 0, count_equal(values, out_quant.zero_point))
         sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
         batch = inputs[0].shape[0]
@@ -77,7 +79,10 @@ class NumbaDatapath:
             acc = np.empty(shape, dtype=np.int64)
             finish_accumulate(sums, bias, lo, hi, saturate, acc, stats)
             out = np.empty(shape, dtype=np.int32)
-            requantize_rows_variant(acc, op.requant, out_quant, out)
+            if op.requant.variant in TFLITE_AVERAGES:
+                average_tflite_into(acc, op, average_count(op, inputs[0].shape[1:]), in_quants[0], out_quant, out)
+            else:
+                requantize_rows_variant(acc, op.requant, out_quant, out)
             values = out.reshape((batch, *out_shape))
             return Accumulated(values, int(stats[:, _MAX_ABS].max()), int(stats[:, _OVERFLOWS].sum()),
                                count_equal(values, out_quant.zero_point))

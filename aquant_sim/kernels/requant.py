@@ -1,5 +1,5 @@
 """The requantizer with its border lookup unit, equations (6)-(8), the runtimes' variants
-(10)-(13) and (14)-(16), and the accumulator width.
+(10)-(13) and (14)-(16), TFLite's add, average and mean (21)-(30), and the accumulator width.
 
 The simulator's fused kernels live here too, beside the per-element helpers they inline:
 numba's on-disk cache is invalidated only when the file of a cached function changes, not
@@ -16,7 +16,10 @@ import numpy as np
 
 from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
 from aquant_sim.program import QuantParams, Requantizer
-from aquant_sim.rounding import RequantVariant, float32_scale
+from aquant_sim.rounding import TFLITE_ADD_LEFT_SHIFT, RequantVariant, dyadic_value, float32_scale, tflite_mean_multiplier
+
+_UNCLAMPED = np.int64(1) << 62
+"""Bounds that no int32 value reaches: :func:`gemmlowp_value` without the clamp (13)."""
 
 
 @inline_jit
@@ -165,6 +168,28 @@ def _requantize_rows_gemmlowp(acc, multiplier, shift, zero_point, qmin, qmax, ou
             out[n, c, p] = gemmlowp_value(acc[n, c, p], m, e, zero_point, qmin, qmax)
 
 
+@inline_jit
+def float64_value(acc, scale, zero_point, qmin, qmax):
+    """One element of the FLOAT64 variant, contract (31)-(32): ``v = float64(acc) * scale`` (one
+    IEEE double product), rounded half away from zero (``v - trunc(v)`` is exact), plus z, clamp."""
+    v = np.float64(acc) * scale
+    whole = np.trunc(v)
+    fraction = v - whole
+    k = np.int64(whole) + (1 if fraction >= 0.5 else 0) - (1 if fraction <= -0.5 else 0)
+    return min(max(k + zero_point, qmin), qmax)
+
+
+@parallel_jit
+def _requantize_rows_float64(acc, scale, zero_point, qmin, qmax, out):
+    """``out[n, c, p]`` = (31)-(32) of ``acc[n, c, p]`` with channel ``c``'s (or the shared) double ``E``."""
+    batch, channels, positions = acc.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        s = scale[c if scale.shape[0] > 1 else 0]
+        for p in range(positions):
+            out[n, c, p] = float64_value(acc[n, c, p], s, zero_point, qmin, qmax)
+
+
 @parallel_jit
 def _requantize_rows_fp32(acc, scale, zero_point, qmin, qmax, out):
     """``out[n, c, p]`` = (14)-(16) of ``acc[n, c, p]`` with channel ``c``'s (or the shared)
@@ -179,9 +204,12 @@ def _requantize_rows_fp32(acc, scale, zero_point, qmin, qmax, out):
 
 def requantize_rows_variant(rows: np.ndarray, requant: Requantizer, quant: QuantParams, out: np.ndarray) -> None:
     """Write into ``out`` (N, C, P) the levels of int64 accumulators ``rows`` (N, C, P) under a
-    variant without borders (GEMMLOWP or FP32), the same integers as ``rounding.requantize_variant``."""
+    variant without borders (GEMMLOWP, FP32 or FLOAT64), the same integers as ``rounding.requantize_variant``."""
     if requant.variant is RequantVariant.GEMMLOWP:
         _requantize_rows_gemmlowp(rows, requant.multiplier, requant.shift, quant.zero_point, quant.qmin, quant.qmax, out)
+    elif requant.variant is RequantVariant.FLOAT64:
+        scale = dyadic_value(requant.multiplier, requant.shift)
+        _requantize_rows_float64(rows, scale, quant.zero_point, quant.qmin, quant.qmax, out)
     else:
         scale = float32_scale(requant.multiplier, requant.shift)
         _requantize_rows_fp32(rows, scale, quant.zero_point, quant.qmin, quant.qmax, out)
@@ -198,4 +226,75 @@ def requantize(acc: np.ndarray, requant: Requantizer, quant: QuantParams) -> np.
                          quant.zero_point, quant.qmin, quant.qmax, out)
     else:
         requantize_rows_variant(rows, requant, quant, out)
+    return out.reshape(acc.shape)
+
+
+@inline_jit
+def rounding_divide_value(t, count):
+    """One element of (26): ``t / count`` rounded half away from zero, TFLite's
+    ``t > 0 ? (t + count / 2) / count : (t - count / 2) / count`` (C division truncates)."""
+    magnitude = (abs(t) + count // 2) // count
+    return magnitude if t > 0 else -magnitude
+
+
+@parallel_jit
+def _add_tflite(a, b, zero_a, zero_b, multiplier, exponent, zero_c, qmin, qmax, out):
+    """(21)-(24) per element: each centred input shifted left by 20 and scaled by (11)-(12) with its
+    own multiplier, the sum scaled by (10)-(13) with the output's."""
+    batch, channels, positions = a.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for p in range(positions):
+            x_a = (np.int64(a[n, c, p]) - zero_a) << TFLITE_ADD_LEFT_SHIFT
+            x_b = (np.int64(b[n, c, p]) - zero_b) << TFLITE_ADD_LEFT_SHIFT
+            y_a = gemmlowp_value(x_a, multiplier[0], exponent[0], 0, -_UNCLAMPED, _UNCLAMPED)
+            y_b = gemmlowp_value(x_b, multiplier[1], exponent[1], 0, -_UNCLAMPED, _UNCLAMPED)
+            out[n, c, p] = gemmlowp_value(y_a + y_b, multiplier[2], exponent[2], zero_c, qmin, qmax)
+
+
+def add_tflite(a: np.ndarray, b: np.ndarray, op, quant_a: QuantParams, quant_b: QuantParams, quant_c: QuantParams,
+               dtype=np.int64) -> np.ndarray:
+    """An add with the TFLITE_ADD requantizer, contract (21)-(24), into a new array of ``dtype``:
+    the same integers as ``reference.add_tflite``."""
+    out = np.empty(a.shape, dtype=dtype)
+    planes = (lambda x: x.reshape(x.shape[0], x.shape[1], -1))
+    _add_tflite(planes(np.ascontiguousarray(a)), planes(np.ascontiguousarray(b)), quant_a.zero_point, quant_b.zero_point,
+                op.requant.multiplier, 31 - op.requant.shift, quant_c.zero_point, quant_c.qmin, quant_c.qmax, planes(out))
+    return out
+
+
+@parallel_jit
+def _average_rows_tflite(acc, count, mean, multiplier, exponent, zero_in, zero_out, qmin, qmax, out):
+    """``out[n, c, p]`` from the centred sums ``acc[n, c, p]`` of ``count`` levels: TFLITE_MEAN
+    (30) with the run-time multiplier ``m'`` and exponent ``31 - n'`` when ``mean``, else
+    TFLITE_AVGPOOL (25)-(27)."""
+    batch, channels, positions = acc.shape
+    for t in prange(batch * channels):
+        n, c = t // channels, t % channels
+        for p in range(positions):
+            if mean:
+                out[n, c, p] = gemmlowp_value(acc[n, c, p], multiplier, exponent, zero_out, qmin, qmax)
+            else:
+                d = rounding_divide_value(acc[n, c, p] + count * zero_in, count)
+                out[n, c, p] = min(max(d, qmin), qmax)
+
+
+def average_tflite_into(rows: np.ndarray, op, count: int, in_quant: QuantParams, quant: QuantParams, out: np.ndarray) -> None:
+    """Write into ``out`` (N, C, P) the levels of an average pooling (TFLITE_AVGPOOL) or a mean
+    (TFLITE_MEAN) of ``count`` levels from its int64 centred sums ``rows`` (N, C, P); the mean's
+    multiplier of ``M / count`` is ``rounding.tflite_mean_multiplier`` (28)-(29)."""
+    mean = op.requant.variant is RequantVariant.TFLITE_MEAN
+    m, n = tflite_mean_multiplier(count, op.requant.multiplier, op.requant.shift)
+    _average_rows_tflite(rows, np.int64(count), mean, np.int64(m[0]), np.int64(31 - n[0]),
+                         np.int64(in_quant.zero_point), np.int64(quant.zero_point), quant.qmin, quant.qmax, out)
+
+
+def average_tflite(acc: np.ndarray, op, count: int, in_quant: QuantParams, quant: QuantParams) -> np.ndarray:
+    """Average pooling (TFLITE_AVGPOOL, (25)-(27)) or mean (TFLITE_MEAN, (28)-(30)) of ``count``
+    levels from the centred sums ``acc`` (N, C, ...): the same integers as
+    ``reference.average_tflite``, int64."""
+    acc = np.asarray(acc, dtype=np.int64)
+    rows = np.ascontiguousarray(acc).reshape(acc.shape[0], acc.shape[1], -1)
+    out = np.empty(rows.shape, dtype=np.int64)
+    average_tflite_into(rows, op, count, in_quant, quant, out)
     return out.reshape(acc.shape)

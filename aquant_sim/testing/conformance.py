@@ -39,7 +39,10 @@ from aquant_sim import rounding
 from aquant_sim.program import QuantParams, Requantizer, BorderTable
 from aquant_sim.rounding import RequantVariant
 from aquant_sim.testing import runtime_oracles
-from aquant_sim.testing.strategies import AddCase, RequantizerCase, VariantCase, add_cases, requantizer_cases, variant_cases
+from aquant_sim.testing.strategies import (
+    AddCase, RequantizerCase, TfliteAddCase, TfliteAverageCase, VariantCase, add_cases, requantizer_cases, tflite_add_cases,
+    tflite_average_cases, variant_cases,
+)
 
 RequantizerFn = Callable[..., object]
 
@@ -221,12 +224,14 @@ VARIANT_IMPLEMENTATIONS: dict[str, Callable[[RequantVariant], RequantizerFn]] = 
     "reference": lambda variant: _variant_backend("aquant_sim.reference", variant),
     "numba": lambda variant: _variant_backend("aquant_sim.kernels", variant),
 }
-"""Every implementation of the runtimes' variants (GEMMLOWP (10)-(13), FP32 (14)-(16)), by name:
+"""Every implementation of the runtimes' variants (GEMMLOWP (10)-(13), FP32 (14)-(16), FLOAT64
+(31)-(32)), by name:
 a function of the variant that returns it in the kit's variant signature. The front-end has no
 torch form of them: it calibrates for the BORDER requantizer."""
 
 RUNTIME_ORACLES = {RequantVariant.GEMMLOWP: runtime_oracles.tflite_requantize,
-                   RequantVariant.FP32: runtime_oracles.mlas_requantize}
+                   RequantVariant.FP32: runtime_oracles.mlas_requantize,
+                   RequantVariant.FLOAT64: runtime_oracles.tflite_fully_connected}
 """The per-element transcription of each variant's runtime source (``runtime_oracles``)."""
 
 
@@ -256,7 +261,7 @@ VARIANT_PROPERTIES = (_variant_property_oracle, _variant_property_near_real, _pr
 
 def check_requantizer_variant(fn: RequantizerFn, variant: RequantVariant, max_examples: int = 200,
                               derandomize: bool = False, shrink: bool = True) -> None:
-    """Run every property of ``variant`` (GEMMLOWP or FP32) against ``fn``, called as
+    """Run every property of ``variant`` (GEMMLOWP, FP32 or FLOAT64) against ``fn``, called as
     ``fn(acc, multiplier, shift, zero_point, qmin, qmax) -> q`` (per tensor, ``acc`` a 1-D int64
     array of A-bit accumulators, ``(multiplier, shift)`` within the variant's ranges): equality
     with the runtime's source transcribed element by element (``runtime_oracles``), less than one
@@ -341,6 +346,162 @@ def check_fp32_add(fn: AddFn, max_examples: int = 200, derandomize: bool = False
                       suppress_health_check=list(HealthCheck), print_blob=False)
     for prop in (_add_property_oracle, _add_property_near_real):
         config(given(case=add_cases())(_bind(prop, fn)))()
+
+
+TfliteAddFn = Callable[..., np.ndarray]
+"""``fn(a, b, multiplier, shift, zero_a, zero_b, zero_c, qmin, qmax) -> q``: a TFLITE_ADD add
+(contract (21)-(24)) of two 1-D int64 level vectors with the three ``(m, n)`` pairs."""
+
+
+def _tflite_add_backend(module: str) -> TfliteAddFn:
+    """A backend's ``add_tflite(a, b, Add, QuantParams x 3)`` in the kit's TFLite add signature."""
+    import importlib
+
+    from aquant_sim.program import Add
+
+    add_tflite = importlib.import_module(module).add_tflite
+
+    def adapted(a, b, multiplier, shift, zero_a, zero_b, zero_c, qmin, qmax):
+        requant = Requantizer(np.array(multiplier), np.array(shift), BorderTable.nearest(1), RequantVariant.TFLITE_ADD)
+        quants = [QuantParams(8, True, 1.0, z) for z in (zero_a, zero_b, zero_c)]
+        return np.asarray(add_tflite(np.asarray(a)[None, :], np.asarray(b)[None, :], Add("add", "a", "b", "c", 1, 1, requant),
+                                     *quants))[0]
+
+    return adapted
+
+
+TFLITE_ADD_IMPLEMENTATIONS: dict[str, Callable[[], TfliteAddFn]] = {
+    "numpy": lambda: rounding.tflite_add,
+    "reference": lambda: _tflite_add_backend("aquant_sim.reference"),
+    "numba": lambda: _tflite_add_backend("aquant_sim.kernels"),
+}
+"""Every implementation of the TFLITE_ADD add, by name."""
+
+
+def _tflite_add_args(case: TfliteAddCase) -> tuple:
+    return (case.a, case.b, case.multiplier, case.shift, case.zero_a, case.zero_b, case.zero_c, case.qmin, case.qmax)
+
+
+def _tflite_add_property_oracle(fn, case: TfliteAddCase):
+    """Equal, element by element, to TFLite's ``AddFunc`` transcribed (``runtime_oracles.tflite_add``)."""
+    got = np.asarray(fn(*_tflite_add_args(case)))
+    for i in range(len(case.a)):
+        want = runtime_oracles.tflite_add(int(case.a[i]), int(case.b[i]), case.multiplier, case.shift, case.zero_a,
+                                          case.zero_b, case.zero_c, case.qmin, case.qmax)
+        if got[i] != want:
+            raise ConformanceError(f"[equals TFLite's AddFunc source] expected {want}, got {int(got[i])}\n"
+                                   f"  inputs: {case.describe(i)}", case, want, int(got[i]))
+
+
+def _tflite_add_property_near_real(fn, case: TfliteAddCase):
+    """Less than one level from the exact ``2^20 M_c (M_a (a - z_a) + M_b (b - z_b)) + z_c`` wherever
+    that is within ``[qmin, qmax]``; always within ``[qmin, qmax]``."""
+    got = np.asarray(fn(*_tflite_add_args(case)))
+    scale = [Fraction(m, 1 << n) for m, n in zip(case.multiplier, case.shift)]
+    for i in range(len(case.a)):
+        exact = (scale[2] * (1 << 20) * (scale[0] * (int(case.a[i]) - case.zero_a) + scale[1] * (int(case.b[i]) - case.zero_b))
+                 + case.zero_c)
+        if not case.qmin <= got[i] <= case.qmax or (case.qmin <= exact <= case.qmax and abs(got[i] - exact) >= 1):
+            raise ConformanceError(f"[within one level of the exact sum, in range] got {int(got[i])}, exact {float(exact)!r}\n"
+                                   f"  inputs: {case.describe(i)}", case, None, int(got[i]))
+
+
+def check_tflite_add(fn: TfliteAddFn, max_examples: int = 200, derandomize: bool = False, shrink: bool = True) -> None:
+    """Run the TFLITE_ADD properties against ``fn`` (signature :data:`TfliteAddFn`): equality with
+    the transcription of TFLite's ``AddFunc`` and less than one level from the exact sum, within the
+    output range. Raises :class:`ConformanceError`; ``shrink=False`` reports the first failing case
+    as drawn."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
+    for prop in (_tflite_add_property_oracle, _tflite_add_property_near_real):
+        config(given(case=tflite_add_cases())(_bind(prop, fn)))()
+
+
+TfliteAverageFn = Callable[..., np.ndarray]
+"""``fn(values, mean, multiplier, shift, zero_in, zero_out, qmin, qmax) -> q``: one output per row
+of the (K, count) int64 ``values`` by TFLITE_MEAN (``mean``, (28)-(30)) or TFLITE_AVGPOOL
+((25)-(27)); a 1-D array of K levels."""
+
+
+def _tflite_average_contract(values, mean, multiplier, shift, zero_in, zero_out, qmin, qmax):
+    """The numpy contract in the kit's average signature (one channel per row)."""
+    values = np.asarray(values, dtype=np.int64)
+    acc, count = (values - zero_in).sum(axis=1)[None, :], values.shape[1]
+    if mean:
+        return rounding.tflite_mean(acc, count, [multiplier], [shift], zero_out, qmin, qmax)[0]
+    return rounding.tflite_avgpool(acc, count, zero_in, qmin, qmax)[0]
+
+
+def _tflite_average_backend(module: str) -> TfliteAverageFn:
+    """A backend's ``average_tflite(acc, op, count, QuantParams x 2)`` in the kit's average signature."""
+    import importlib
+
+    from aquant_sim.program import AvgPool2d, GlobalAvgPool
+
+    average_tflite = importlib.import_module(module).average_tflite
+
+    def adapted(values, mean, multiplier, shift, zero_in, zero_out, qmin, qmax):
+        values = np.asarray(values, dtype=np.int64)
+        variant = RequantVariant.TFLITE_MEAN if mean else RequantVariant.TFLITE_AVGPOOL
+        requant = Requantizer(np.array([multiplier]), np.array([shift]), BorderTable.nearest(1), variant)
+        op = GlobalAvgPool("g", "x", "y", requant) if mean else AvgPool2d("p", "x", "y", (1, 1), (1, 1), requant)
+        acc = (values - zero_in).sum(axis=1)[None, :]
+        quants = [QuantParams(8, True, 1.0, z) for z in (zero_in, zero_out)]
+        return np.asarray(average_tflite(acc, op, values.shape[1], *quants))[0]
+
+    return adapted
+
+
+TFLITE_AVERAGE_IMPLEMENTATIONS: dict[str, Callable[[], TfliteAverageFn]] = {
+    "numpy": lambda: _tflite_average_contract,
+    "reference": lambda: _tflite_average_backend("aquant_sim.reference"),
+    "numba": lambda: _tflite_average_backend("aquant_sim.kernels"),
+}
+"""Every implementation of TFLite's average pooling and mean, by name."""
+
+
+def _tflite_average_args(case: TfliteAverageCase) -> tuple:
+    return (case.values, case.mean, case.multiplier, case.shift, case.zero_in, case.zero_out, case.qmin, case.qmax)
+
+
+def _tflite_average_property_oracle(fn, case: TfliteAverageCase):
+    """Equal, row by row, to LiteRT's ``QuantizedMeanOrSum`` or TFLite's ``AveragePool`` transcribed."""
+    got = np.asarray(fn(*_tflite_average_args(case)))
+    for i, row in enumerate(case.values.tolist()):
+        want = (runtime_oracles.tflite_mean(row, case.zero_in, case.multiplier, case.shift, case.zero_out, case.qmin, case.qmax)
+                if case.mean else runtime_oracles.tflite_average_pool(row, case.qmin, case.qmax))
+        if got[i] != want:
+            raise ConformanceError(f"[equals TFLite's {'mean' if case.mean else 'average pooling'} source] expected {want}, "
+                                   f"got {int(got[i])}\n  inputs: {case.describe(i)}", case, want, int(got[i]))
+
+
+def _tflite_average_property_near_real(fn, case: TfliteAverageCase):
+    """Less than one level from the exact ``M * mean(x - z_x) + z_y`` (pooling: within half a level
+    of ``mean(x)``) wherever that is within ``[qmin, qmax]``; always within ``[qmin, qmax]``."""
+    got = np.asarray(fn(*_tflite_average_args(case)))
+    scale = Fraction(case.multiplier, 1 << case.shift)
+    for i, row in enumerate(case.values.tolist()):
+        if case.mean:
+            exact, bound = scale * Fraction(sum(row) - case.zero_in * len(row), len(row)) + case.zero_out, 1
+        else:
+            exact, bound = Fraction(sum(row), len(row)), Fraction(1, 2)
+        if not case.qmin <= got[i] <= case.qmax or (case.qmin <= exact <= case.qmax and abs(got[i] - exact) > bound
+                                                    or case.mean and abs(got[i] - exact) == bound):
+            raise ConformanceError(f"[near the exact average, in range] got {int(got[i])}, exact {float(exact)!r}\n"
+                                   f"  inputs: {case.describe(i)}", case, None, int(got[i]))
+
+
+def check_tflite_average(fn: TfliteAverageFn, max_examples: int = 200, derandomize: bool = False, shrink: bool = True) -> None:
+    """Run the TFLITE_MEAN and TFLITE_AVGPOOL properties against ``fn`` (signature
+    :data:`TfliteAverageFn`): equality with the transcriptions of LiteRT's sources and nearness to
+    the exact average. Raises :class:`ConformanceError`; ``shrink=False`` reports the first
+    failing case as drawn."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    config = settings(max_examples=max_examples, deadline=None, database=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck), print_blob=False, phases=phases)
+    for prop in (_tflite_average_property_oracle, _tflite_average_property_near_real):
+        config(given(case=tflite_average_cases())(_bind(prop, fn)))()
 
 
 def check_requantizer(fn: RequantizerFn, max_examples: int = 200, derandomize: bool = False,

@@ -18,6 +18,15 @@ an error in the numpy form (an int64 shift, a rounding mode) cannot hide in both
   (two inputs of the same length): the fixed part, ``_mm256_fmadd_ps`` twice,
   ``_mm256_cvtps_epi32`` and the saturating packs. Each fused multiply-add is computed in exact
   rational arithmetic (``fractions.Fraction``) and rounded once to float32.
+* :func:`tflite_fully_connected`: LiteRT's
+  ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``, the float-scale
+  ``FullyConnected`` / ``FullyConnectedPerChannel`` output stage: ``round(double(acc) * scale)``.
+* :func:`tflite_add`: TFLite's ``tensorflow/lite/kernels/internal/reference/integer_ops/add.h``,
+  ``AddFunc`` (int8), with ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` of ``common.h``.
+* :func:`tflite_average_pool`: ``tensorflow/lite/kernels/internal/reference/integer_ops/pooling.h``,
+  ``AveragePool`` (int8) on one unpadded window.
+* :func:`tflite_mean`: LiteRT's ``tflite/kernels/internal/reference/reduce.h``,
+  ``QuantizedMeanOrSum`` (int8, the mean) on one channel's values.
 """
 
 from __future__ import annotations
@@ -126,3 +135,56 @@ def mlas_qlinear_add(a: int, b: int, ratio_a: float, ratio_b: float, zero_a: int
     fixed = _float32(float(zero_c) - _fmadd(ratio_a, float(zero_a), product_b))
     value = _fmadd(float(a), ratio_a, _fmadd(float(b), ratio_b, fixed))
     return min(max(round(value), qmin), qmax)
+
+
+def _multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's ``MultiplyByQuantizedMultiplier(x, m, e)`` with ``e = 31 - n``: the left shift in
+    int32 (wrapping as the compiled multiply does), the high multiply, the rounding shift."""
+    e = 31 - shift
+    x = _int32(x * (1 << max(e, 0)))
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), max(-e, 0))
+
+
+def _average(total: int, count: int) -> int:
+    """TFLite's ``acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count``."""
+    return _c_divide(total + count // 2, count) if total > 0 else _c_divide(total - count // 2, count)
+
+
+def tflite_add(a: int, b: int, multipliers, shifts, zero_a: int, zero_b: int, zero_c: int, qmin: int, qmax: int) -> int:
+    """TFLite's int8 ``AddFunc``: ``input_offset = -z``, ``left_shift = 20``, each shifted input
+    through ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` with its own multiplier, the int32
+    sum through the output's, plus the output offset, clamped to the activation range."""
+    scaled = [_multiply_by_quantized_multiplier(_int32((v - z) * (1 << 20)), m, n)
+              for v, z, m, n in ((a, zero_a, multipliers[0], shifts[0]), (b, zero_b, multipliers[1], shifts[1]))]
+    raw = _multiply_by_quantized_multiplier(_int32(scaled[0] + scaled[1]), multipliers[2], shifts[2]) + zero_c
+    return min(max(raw, qmin), qmax)
+
+
+def tflite_average_pool(window, qmin: int, qmax: int) -> int:
+    """TFLite's int8 ``AveragePool`` on one window of levels (every position in bounds): the sum
+    of the levels, rounded division by their count, clamped to the activation range."""
+    return min(max(_average(sum(window), len(window)), qmin), qmax)
+
+
+def tflite_mean(values, zero_in: int, multiplier: int, shift: int, zero_out: int, qmin: int, qmax: int) -> int:
+    """LiteRT's reference int8 ``QuantizedMeanOrSum`` (``compute_sum`` false) on one channel's
+    values: the count folded into the multiplier (``shift = 63 - clz(count)``, at most 32 and
+    ``31 + e``; ``m' = (int64(m) << shift) / count``, ``e' = e - shift``), then
+    ``MultiplyByQuantizedMultiplier`` of ``sum - z_in * count``, plus ``z_out``, clamped."""
+    count = len(values)
+    e = 31 - shift
+    k = min(count.bit_length() - 1, 32, 31 + e)
+    m = _int32(_c_divide(multiplier << k, count))
+    acc = sum(values) - zero_in * count
+    return min(max(_multiply_by_quantized_multiplier(acc, m, 31 - (e - k)) + zero_out, qmin), qmax)
+
+
+def tflite_fully_connected(acc: int, multiplier: int, shift: int, zero_point: int, qmin: int, qmax: int) -> int:
+    """TFLite's reference int8 fully-connected output stage: ``static_cast<int32_t>(round(
+    static_cast<double>(acc) * effective_output_scale))`` (C ``round``: half away from zero), plus
+    the output offset, clamped; ``effective_output_scale = m * 2^-n`` exactly (a double)."""
+    value = float(acc) * math.ldexp(float(multiplier), -shift)
+    whole = math.trunc(value)
+    rest = Fraction(value) - whole
+    rounded = whole + (1 if rest >= Fraction(1, 2) else -1 if rest <= Fraction(-1, 2) else 0)
+    return min(max(rounded + zero_point, qmin), qmax)

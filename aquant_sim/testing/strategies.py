@@ -252,6 +252,9 @@ def variant_shifts(variant: rounding.RequantVariant, accumulator_bits: int) -> s
     where one accumulator step is about one output level (n near 31)."""
     if variant is rounding.RequantVariant.GEMMLOWP:
         lo, hi = rounding.gemmlowp_shift_range(accumulator_bits)
+    elif variant is rounding.RequantVariant.FLOAT64:
+        lo, hi = rounding.FLOAT64_SHIFT_RANGE
+        return st.one_of(st.sampled_from([lo, hi]), st.integers(lo, hi), st.integers(lo, lo + 30))  # m has 53 bits: n near 53 + 22
     else:
         lo, hi = rounding.FLOAT32_SHIFT_RANGE
     return st.one_of(st.sampled_from([lo, hi]), st.integers(lo, hi), st.integers(max(lo, 28), min(hi, 50)))
@@ -292,6 +295,9 @@ def variant_cases(draw, variant: rounding.RequantVariant, max_size: int = 32) ->
     multiplier = draw(multipliers())
     if variant is rounding.RequantVariant.FP32:
         multiplier &= ~((1 << (rounding.MULTIPLIER_BITS - rounding.FLOAT32_MANTISSA_BITS)) - 1)
+    if variant is rounding.RequantVariant.FLOAT64:  # a double's 53-bit significand: the 31-bit one below it, or any
+        multiplier = draw(st.one_of(st.just(multiplier << 22), st.integers(*rounding.FLOAT64_MULTIPLIER_RANGE).filter(
+            lambda m: m < rounding.FLOAT64_MULTIPLIER_RANGE[1])))
     shift = draw(variant_shifts(variant, accumulator_bits))
     acc = draw(st.lists(st.one_of(accumulators(accumulator_bits), tie_accumulators(grid, multiplier, shift, accumulator_bits),
                                   product_tie_accumulators(grid, multiplier, shift, accumulator_bits)),
@@ -333,3 +339,79 @@ def add_cases(draw, max_size: int = 32) -> AddCase:
     b = draw(st.lists(edge_integers(grid.qmin, grid.qmax), min_size=len(a), max_size=len(a)))
     return AddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), np.float32(draw(ratio)), np.float32(draw(ratio)),
                    *zeros, grid.zero_point, grid.qmin, grid.qmax, draw(st.sampled_from([0, 128])))
+
+
+@dataclass(frozen=True)
+class TfliteAddCase:
+    """One TFLITE_ADD add (TFLite's int8 ``ADD``, contract (21)-(24)): its three ``(m, n)`` pairs,
+    the formats' zero-points and two int8 level vectors."""
+
+    a: np.ndarray
+    b: np.ndarray
+    multiplier: tuple[int, int, int]
+    shift: tuple[int, int, int]
+    zero_a: int
+    zero_b: int
+    zero_c: int
+    qmin: int
+    qmax: int
+
+    def describe(self, i: int) -> str:
+        return (f"a={int(self.a[i])} b={int(self.b[i])} m={list(self.multiplier)} n={list(self.shift)} "
+                f"z_a={self.zero_a} z_b={self.zero_b} z_c={self.zero_c} range=[{self.qmin}, {self.qmax}]")
+
+
+@st.composite
+def tflite_add_cases(draw, max_size: int = 32) -> TfliteAddCase:
+    """An int8 TFLITE_ADD case as TFLite's ``ADD`` prepares one: one input's multiplier is exactly
+    1/2 (``m = 2^30, n = 31``, the input of the larger scale), the other's at most 1/2, the
+    output's anywhere in the shift range; levels and zero-points at the int8 limits or anywhere."""
+    lo, hi = rounding.TFLITE_ADD_SHIFT_RANGE
+    other = (draw(multipliers()), draw(st.integers(lo, 44)))
+    pairs = [(1 << 30, lo), other]
+    if draw(st.booleans()):
+        pairs.reverse()
+    pairs.append((draw(multipliers()), draw(st.one_of(st.integers(lo, hi), st.integers(48, 54)))))
+    levels = st.lists(edge_integers(-128, 127), min_size=1, max_size=max_size)
+    a = draw(levels)
+    b = draw(st.lists(edge_integers(-128, 127), min_size=len(a), max_size=len(a)))
+    zeros = [draw(edge_integers(-128, 127)) for _ in range(3)]
+    return TfliteAddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), tuple(m for m, _ in pairs),
+                         tuple(n for _, n in pairs), *zeros, -128, 127)
+
+
+@dataclass(frozen=True)
+class TfliteAverageCase:
+    """One TFLite average: ``values`` (K, count) int8 levels, each row averaged into one output,
+    by the TFLITE_MEAN rule (``mean``, (28)-(30), with the ``(m, n)`` of ``s_x / s_y``) or the
+    TFLITE_AVGPOOL rule ((25)-(27), input and output zero-point ``zero_in``)."""
+
+    values: np.ndarray
+    mean: bool
+    multiplier: int
+    shift: int
+    zero_in: int
+    zero_out: int
+    qmin: int
+    qmax: int
+
+    def describe(self, i: int) -> str:
+        return (f"values={self.values[i].tolist()} mean={self.mean} m={self.multiplier} n={self.shift} "
+                f"z_in={self.zero_in} z_out={self.zero_out} range=[{self.qmin}, {self.qmax}]")
+
+
+@st.composite
+def tflite_average_cases(draw, max_rows: int = 3) -> TfliteAverageCase:
+    """Averages of 1 to 64 int8 levels (odd and even counts, powers of two), by the mean rule with
+    ``M = s_x / s_y`` from 2^-4 to 2^4 or by the pooling rule."""
+    count = draw(st.one_of(st.sampled_from([1, 2, 4, 9, 16, 49, 64]), st.integers(1, 64)))
+    rows = draw(st.integers(1, max_rows))
+    values = np.array([[draw(edge_integers(-128, 127)) for _ in range(count)] for _ in range(rows)], dtype=np.int64)
+    mean = draw(st.booleans())
+    zero_in = draw(edge_integers(-128, 127))
+    if mean:
+        multiplier, shift = draw(multipliers()), draw(st.integers(27, 35))
+        zero_out = draw(edge_integers(-128, 127))
+    else:
+        (multiplier, shift), zero_out = rounding.TFLITE_AVGPOOL_MULTIPLIER, zero_in
+    return TfliteAverageCase(values, mean, multiplier, shift, zero_in, zero_out, -128, 127)

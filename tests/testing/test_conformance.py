@@ -1,5 +1,8 @@
 """The conformance kit passes the project's requantizers and catches deliberately wrong ones."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -7,8 +10,9 @@ from aquant_sim import rounding
 from aquant_sim.rounding import RequantVariant
 from aquant_sim.testing import runtime_oracles
 from aquant_sim.testing.conformance import (
-    ADD_IMPLEMENTATIONS, IMPLEMENTATIONS, VARIANT_IMPLEMENTATIONS, ConformanceError, check_fp32_add, check_requantizer,
-    check_requantizer_variant, contract,
+    ADD_IMPLEMENTATIONS, IMPLEMENTATIONS, TFLITE_ADD_IMPLEMENTATIONS, TFLITE_AVERAGE_IMPLEMENTATIONS, VARIANT_IMPLEMENTATIONS,
+    ConformanceError, check_fp32_add, check_requantizer, check_requantizer_variant, check_tflite_add, check_tflite_average,
+    contract,
 )
 
 EXAMPLES = 50
@@ -92,7 +96,7 @@ def test_counterexample_is_exact():
 
 # --- the runtimes' variants (docs/contract.md 2.1) ---------------------------------------------
 
-RUNTIME_VARIANTS = [RequantVariant.GEMMLOWP, RequantVariant.FP32]
+RUNTIME_VARIANTS = [RequantVariant.GEMMLOWP, RequantVariant.FP32, RequantVariant.FLOAT64]
 
 
 @pytest.mark.parametrize("variant", RUNTIME_VARIANTS, ids=lambda v: v.value)
@@ -174,3 +178,66 @@ def test_a_wrong_add_is_caught():
     input pair.)"""
     with pytest.raises(ConformanceError, match="QLinearAdd source"):
         check_fp32_add(add_half_up, max_examples=EXAMPLES, derandomize=True)
+
+
+
+# --- TFLite's fully-connected, add, average pooling and mean (docs/contract.md (21)-(32)) -------
+
+
+def float64_half_even(acc, m, n, z, qmin, qmax):
+    """Wrong: rounds the double product half to even (numpy's rint) instead of C's half away."""
+    v = np.asarray(acc).astype(np.float64) * np.ldexp(float(m), -n)
+    return np.clip(np.rint(v).astype(np.int64) + z, qmin, qmax)
+
+
+def test_a_wrong_float64_is_caught():
+    """FLOAT64 (31)-(32) rounded half to even is caught on the kit's ties."""
+    with pytest.raises(ConformanceError, match="variant=float64"):
+        check_requantizer_variant(float64_half_even, RequantVariant.FLOAT64, max_examples=200, derandomize=True, shrink=False)
+
+
+@pytest.mark.parametrize("name", sorted(TFLITE_ADD_IMPLEMENTATIONS))
+def test_every_tflite_add_implementation_conforms(name):
+    """The TFLITE_ADD add (21)-(24) of numpy, the reference and the numba kernel passes the kit."""
+    check_tflite_add(TFLITE_ADD_IMPLEMENTATIONS[name](), max_examples=EXAMPLES, derandomize=True)
+
+
+def tflite_add_one_rounding(a, b, multiplier, shift, zero_a, zero_b, zero_c, qmin, qmax):
+    """Wrong: scales each input and the sum exactly and rounds once (no per-input rounding (22))."""
+    m = [Fraction(mi, 1 << ni) for mi, ni in zip(multiplier, shift)]
+    out = []
+    for x, y in zip(np.asarray(a).tolist(), np.asarray(b).tolist()):
+        exact = m[2] * (1 << 20) * (m[0] * (x - zero_a) + m[1] * (y - zero_b))
+        out.append(math.floor(exact + Fraction(1, 2)) + zero_c)
+    return np.clip(np.array(out), qmin, qmax)
+
+
+def test_a_wrong_tflite_add_is_caught():
+    """An add that rounds once, where TFLite rounds each input and then the sum, is caught."""
+    with pytest.raises(ConformanceError, match="AddFunc source"):
+        check_tflite_add(tflite_add_one_rounding, max_examples=200, derandomize=True, shrink=False)
+
+
+@pytest.mark.parametrize("name", sorted(TFLITE_AVERAGE_IMPLEMENTATIONS))
+def test_every_tflite_average_implementation_conforms(name):
+    """TFLite's average pooling (25)-(27) and mean (28)-(30) of numpy, the reference and the numba
+    kernel pass the kit."""
+    check_tflite_average(TFLITE_AVERAGE_IMPLEMENTATIONS[name](), max_examples=EXAMPLES, derandomize=True)
+
+
+def tflite_mean_divide_after(values, mean, multiplier, shift, zero_in, zero_out, qmin, qmax):
+    """Wrong: the mean as TensorFlow's older ``reference_integer_ops::Mean`` computes it, (10)-(12)
+    by ``M`` and then a rounded division by the count, instead of LiteRT's folded multiplier (29)."""
+    values = np.asarray(values, dtype=np.int64)
+    count = values.shape[1]
+    if not mean:
+        return rounding.tflite_avgpool((values - zero_in).sum(axis=1)[None, :], count, zero_in, qmin, qmax)[0]
+    y = [runtime_oracles.tflite_requantize(int(acc), multiplier, shift, 0, -(1 << 40), 1 << 40)
+         for acc in (values - zero_in).sum(axis=1).tolist()]
+    return np.clip(rounding.rounding_divide(np.array(y), count) + zero_out, qmin, qmax)
+
+
+def test_a_wrong_tflite_mean_is_caught():
+    """The mean with the division after the multiplier (another TFLite build's kernel) is caught."""
+    with pytest.raises(ConformanceError, match="mean source"):
+        check_tflite_average(tflite_mean_divide_after, max_examples=200, derandomize=True, shrink=False)
