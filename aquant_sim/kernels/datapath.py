@@ -19,6 +19,7 @@ import numpy as np
 from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
+from aquant_sim.kernels.input import border_round_levels
 from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, concat_acc, count_equal, lut_into, mul_acc
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
 from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
@@ -54,6 +55,10 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
 
 class NumbaDatapath:
     """:class:`aquant_sim.datapath.Datapath` in fused numba passes."""
+
+    def round_input(self, x, quant, beta) -> np.ndarray:
+        """(1)-(4) in one parallel pass (:mod:`aquant_sim.kernels.input`), int32 levels."""
+        return border_round_levels(x, quant.scale, quant.zero_point, quant.qmin, quant.qmax, beta)
 
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int,
                          overflow: OverflowPolicy) -> Accumulated:
