@@ -34,11 +34,12 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
     batch-major (N, C, P), and the int64 bias per channel. Conv2d and linear take the int8
     kernels where their operands fit (:mod:`aquant_sim.kernels.int8`), else the general path."""
     x, z = inputs[0], in_quants[0].zero_point
+    levels = (in_quants[0].qmin, in_quants[0].qmax)  # the format bounds every level: no pass to measure them
     if op.kind is OpKind.CONV2D:
-        sums = int8.conv2d_sums(x, op, z)
+        sums = int8.conv2d_sums(x, op, z, levels)
         return (conv2d_sums(x, op, z), True, op.bias) if sums is None else (sums, False, op.bias)
     if op.kind is OpKind.LINEAR:
-        sums = int8.linear_sums(x, op, z)
+        sums = int8.linear_sums(x, op, z, levels)
         return (linear_sums(x, op, z) if sums is None else sums), True, op.bias
     if op.kind is OpKind.ADD:
         acc = add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
