@@ -4,14 +4,14 @@ row) and adds every group of 4 products into a 16 x 16 tile of int32, without sa
 products per instruction, against 64 for AVX-512 ``vpdpbusd`` (:mod:`aquant_sim.kernels.int8`).
 
 Where it applies: the operands :func:`aquant_sim.kernels.int8.operand_offset` accepts (the same
-bytes ``u = x - lo``, the same int32 bound), dense convs with one group and no horizontal
-dilation, the short-row stem's gathered windows, and linear layers, on a CPU with AMX-INT8 whose
-kernel grants this process the tile state (``arch_prctl(ARCH_REQ_XCOMP_PERM)``, Linux).
+bytes ``u = x - lo``, the same int32 bound) whose sums (5) fit int32, dense convs with one group
+and no horizontal dilation (a 3-channel stem included, directly: its 21-byte kernel rows take
+one step each), and linear layers, on a CPU with AMX-INT8 whose kernel grants this process the
+tile state (``arch_prctl(ARCH_REQ_XCOMP_PERM)``, Linux).
 :data:`AVAILABLE` says so; elsewhere the int8 module runs its VNNI tile.
 
 Layout. A *run* is a row of output positions whose bytes lie at one stride ``ps`` in ``u``: an
-output row of a conv (``ps = sw * C``), or every position of the gathered windows or of a linear
-layer's batch. An A tile holds 16 consecutive positions of a run, 64 bytes of each: a 64-byte
+output row of a conv (``ps = sw * C``), or a linear layer's batch. An A tile holds 16 consecutive positions of a run, 64 bytes of each: a 64-byte
 step of one kernel row (``KW * C`` contiguous bytes). Positions past the run's end are computed
 and discarded, so ``u`` carries slack bytes after its end (:func:`slack`). The weights are
 packed per block of 32 channels, kernel row and 64-byte step into two B tiles; taps past a
@@ -24,8 +24,11 @@ partial sum of that channel's ``T_o`` (padding products are 0), bounded by ``max
 |w[c, i]| * max u < 2^31``, the condition ``operand_offset`` checks. So no lane wraps and the
 sums are exact. A discarded position may wrap; it is never read.
 
-The epilogue writes ``T_o - z' * W_o - z_w[o] * (R - K z')`` (the int8 module text) with ``R``
-from a first pass against a ones row when some ``z_w != 0``. ``tests/kernels/test_amx.py``
+The epilogue stores the C tiles, transposes them in registers (``vpermt2d``) so that each
+channel's positions are contiguous, and writes ``T_o - z' * W_o - z_w[o] * (R - K z')`` (the
+int8 module text) with masked vector stores, in int32 arithmetic that wraps: the true value fits
+int32 (the sums' dtype says so), and arithmetic modulo 2^32 returns it exactly. ``R`` comes from
+a first pass against a ones row when some ``z_w != 0``. ``tests/kernels/test_amx.py``
 checks the sums against the reference and the machine code for ``tdpbusd``.
 
 The tile intrinsics live in this file with the kernel that uses them: numba's on-disk cache of
@@ -195,6 +198,46 @@ def transpose_scratch(typingctx, scratch, columns):
 
 
 @intrinsic
+def write_row(typingctx, columns, at, out, out_at, valid, constant, z_w, window, window_at, taps_fill):
+    """``out[out_at + k] = columns[at + k] - constant - z_w * (window[window_at + k] - taps_fill)``
+    for ``k < valid <= 16``, in int32 arithmetic that wraps (exact whenever the true value fits
+    int32, as every sum stored in an int32 ``out`` does); ``window`` is read only when ``z_w !=
+    0``. One vector subtract and one masked store (``vmovdqu32 {k}``) per row."""
+
+    def codegen(context, builder, sig, args):
+        vector, mask_type = ir.VectorType(_I32, ROWS), ir.VectorType(ir.IntType(1), ROWS)
+        load = builder.module.declare_intrinsic(
+            "llvm.masked.load.v16i32.p0", fnty=ir.FunctionType(vector, [ir.PointerType(_I32), _I32, mask_type, vector]))
+        store = builder.module.declare_intrinsic(
+            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(_VOID, [vector, ir.PointerType(_I32), _I32, mask_type]))
+
+        def element(i, offset):
+            data = builder.bitcast(context.make_array(sig.args[i])(context, builder, args[i]).data, ir.PointerType(_I32))
+            return builder.gep(data, [offset])
+
+        def splat(value):
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(vector, None), builder.trunc(value, _I32),
+                                                                 ir.Constant(_I32, 0)),
+                                          ir.Constant(vector, None), ir.Constant(ir.VectorType(_I32, ROWS), [0] * ROWS))
+
+        bits = builder.sub(builder.shl(ir.Constant(ir.IntType(ROWS), 1), builder.trunc(args[4], ir.IntType(ROWS))),
+                           ir.Constant(ir.IntType(ROWS), 1))
+        full = builder.icmp_signed(">=", args[4], ir.Constant(_I64, ROWS))
+        mask = builder.bitcast(builder.select(full, ir.Constant(ir.IntType(ROWS), -1), bits), mask_type)
+        sums = builder.load(builder.bitcast(element(0, args[1]), ir.PointerType(vector)), align=4)
+        value = builder.sub(sums, splat(args[5]))
+        has_zero_point = builder.icmp_signed("!=", args[6], ir.Constant(_I64, 0))
+        window_mask = builder.select(has_zero_point, mask, ir.Constant(mask_type, None))
+        window_row = builder.call(load, [element(7, args[8]), ir.Constant(_I32, 4), window_mask, ir.Constant(vector, None)])
+        value = builder.sub(value, builder.mul(splat(args[6]), builder.sub(window_row, splat(args[9]))))
+        builder.call(store, [value, element(2, args[3]), ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.void(columns, types.int64, out, types.int64, types.int64, types.int64, types.int64, window,
+                      types.int64, types.int64), codegen
+
+
+@intrinsic
 def tile_end(typingctx):
     """Release the tile state (``tilerelease``)."""
 
@@ -261,16 +304,9 @@ def dense(u, w, row_offsets, run, stride, image_stride, outer, u_outer, steps, t
             transpose_scratch(scratch, columns)
             for i in range(2 if second != pair else 1):
                 r, x = (r0, x0) if i == 0 else (r1, x1)
-                valid = min(ROWS, run - x)
                 p0 = r * run + x
                 for o in range(first, stop):
-                    constant, z_w = fill * weight_sum[o], zero_point[o]
-                    c = o - first
-                    if z_w != 0:
-                        for k in range(valid):
-                            out[n, o, p0 + k] = (np.int64(columns[c, ROWS * i + k]) - constant
-                                                 - z_w * (np.int64(window[n, p0 + k]) - taps_fill))
-                    else:
-                        for k in range(valid):
-                            out[n, o, p0 + k] = np.int64(columns[c, ROWS * i + k]) - constant
+                    write_row(columns, (o - first) * 2 * ROWS + ROWS * i, out, (n * channels + o) * positions + p0,
+                              min(ROWS, run - x), fill * weight_sum[o], zero_point[o], window, n * positions + p0,
+                              taps_fill)
         tile_end()

@@ -82,7 +82,8 @@ class Engine(enum.Enum):
     """AVX-512 ``vpdpbusd`` on the 4 x 4 dot tile of this module."""
     AMX = "amx"
     """AMX ``tdpbusd`` on 16 x 16 tiles (:mod:`aquant_sim.kernels.amx`): dense convs with one
-    group and no horizontal dilation, the gathered stem, linear layers; others take VNNI."""
+    group and no horizontal dilation, a 3-channel stem (directly), linear layers, whose sums (5) fit int32
+    (:func:`sums_dtype`); others take VNNI."""
 
 
 ENGINES = tuple(e for e in Engine if e is Engine.VNNI and AVAILABLE or e is Engine.AMX and amx.AVAILABLE)
@@ -439,31 +440,29 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, 
               for a in (0, 1))
     hp, wp = h + ph + op.padding_end[0], w + pw + op.padding_end[1]
     fill = zero_point - lo
-    tiles = not depthwise and _engine(engine) is Engine.AMX and op.groups == 1 and dw == 1
+    dtype = sums_dtype(weights, x_min, x_max, zero_point)
+    tiles = not depthwise and _engine(engine) is Engine.AMX and op.groups == 1 and dw == 1 and dtype is np.int32
     size = batch * hp * wp * channels
     extra = amx.slack(sw * channels, dh * wp * channels, kh_, kw_ * channels) if tiles else 0
     buffer = np.empty(size + extra, dtype=np.uint8)
     u = buffer[:size].reshape(batch, hp, wp, channels)
     _pack(x, lo, fill, ph, pw, u)
-    out = np.empty((batch, out_channels, oh * ow), dtype=sums_dtype(weights, x_min, x_max, zero_point))
+    out = np.empty((batch, out_channels, oh * ow), dtype=dtype)
     if depthwise:
         _depthwise(u, weights.by_tap(), out_channels // channels, sh, sw, dh, dw, kh_, kw_, ow, fill,
                    weights.weight_sum, weights.zero_point, out)
         return out
     taps = kh_ * kw_ * cg
-    if op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
+    if not tiles and op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
         # Short kernel rows (a stem of 1-3 channels): gathering each window into one run of
-        # bytes at least halves the 64-byte steps of the tile.
+        # bytes at least halves the 64-byte steps of the VNNI tile. (On AMX tiles the gather
+        # costs more than the extra steps: the stem of tools/bench_sim.py took 21 ms gathered
+        # against 8 ms direct, batch 8, one thread.)
         positions = oh * ow
-        extra = amx.slack(taps, 0, 1, taps) if tiles else 0
-        gathered = np.empty(batch * positions * taps + extra, dtype=np.uint8)
-        _gather_windows(u, kh_, kw_, sh, sw, dh, dw, ow, gathered[:batch * positions * taps].reshape(batch, positions, taps))
-        if tiles:
-            _amx_sums(gathered, weights, np.zeros(1, dtype=np.int64), positions, taps, positions * taps, 1, 0, taps,
-                      batch, fill, out)
-            return out
+        windows = np.empty((batch, positions, taps), dtype=np.uint8)
+        _gather_windows(u, kh_, kw_, sh, sw, dh, dw, ow, windows)
         pixels = np.arange(positions, dtype=np.int64) * taps
-        _dense(gathered, weights.rows, pixels, positions * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
+        _dense(windows.ravel(), weights.rows, pixels, positions * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
                0, 0, taps, weights.weight_sum, fill, weights.zero_point, weights.has_zero_point, out)
         return out
     if tiles:
@@ -494,10 +493,11 @@ def linear_sums(x: np.ndarray, op: Linear, zero_point: int, x_range: tuple[int, 
         return None
     batch, features = x.shape
     out_channels = op.weight.shape[0]
-    tiles = _engine(engine) is Engine.AMX
+    dtype = sums_dtype(weights, x_min, x_max, zero_point)
+    tiles = _engine(engine) is Engine.AMX and dtype is np.int32
     u = np.empty(batch * features + (amx.slack(features, 0, 1, features) if tiles else 0), dtype=np.uint8)
     u[:batch * features] = (x - lo).ravel()
-    out = np.empty((1, out_channels, batch), dtype=sums_dtype(weights, x_min, x_max, zero_point))
+    out = np.empty((1, out_channels, batch), dtype=dtype)
     if tiles:
         _amx_sums(u, weights, np.zeros(1, dtype=np.int64), batch, features, 0, 1, 0, features, 1, zero_point - lo, out)
         return out.reshape(out_channels, batch, 1)

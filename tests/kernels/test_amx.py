@@ -27,7 +27,7 @@ def _conv(out_channels, in_channels, kernel, stride, seed, zero_points):
 @pytest.mark.parametrize("out_channels, in_channels, kernel, stride, size", [
     (33, 5, 3, 1, (17, 19)),   # 33 channels: a second block of one; rows of 15 bytes; runs of 17 and 19
     (64, 64, 3, 2, (9, 9)),    # stride 2: five positions per run, eleven of each tile discarded
-    (16, 3, 7, 2, (23, 23)),   # a stem: gathered windows of 147 bytes (three steps, the last partial)
+    (16, 3, 7, 2, (23, 23)),   # a stem: kernel rows of 21 bytes, one partial step each
     (40, 130, 1, 1, (3, 4)),   # 1x1 over 130 channels: a kernel row of three steps
 ], ids=["odd-channels", "strided", "stem", "pointwise"])
 @pytest.mark.parametrize("zero_points", [False, True], ids=["symmetric", "weight-zero-points"])
