@@ -20,8 +20,8 @@ from aquant_sim.datapath import Accumulated, PassedThrough
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.input import border_round_levels
-from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, concat_acc, count_equal, lut_into, mul_acc
-from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
+from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_counted, concat_acc, count_equal, lut_into, mul_acc
+from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_counted
 from aquant_sim.kernels.requant import FINISH_KERNELS, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
@@ -98,11 +98,10 @@ class NumbaDatapath:
     def run_pass_through(self, op, x: np.ndarray, quant: QuantParams) -> PassedThrough:
         """Run max pooling, a clamp or flatten: int32 values and the zero count."""
         if op.kind is OpKind.MAXPOOL2D:
-            values = maxpool_into(x, op, quant.qmin, np.int32)
-        elif op.kind is OpKind.CLAMP:
-            values = clamp_into(x, op.lo, op.hi, np.int32)
-        else:
-            values = x.reshape(x.shape[0], -1)
+            return PassedThrough(*maxpool_counted(x, op, quant.qmin, quant.zero_point, np.int32))
+        if op.kind is OpKind.CLAMP:
+            return PassedThrough(*clamp_counted(x, op.lo, op.hi, quant.zero_point, np.int32))
+        values = x.reshape(x.shape[0], -1)
         return PassedThrough(values, count_equal(values, quant.zero_point))
 
     def run_table(self, op, x: np.ndarray, in_quant: QuantParams, out_quant: QuantParams) -> PassedThrough:
