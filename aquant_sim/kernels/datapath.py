@@ -100,6 +100,11 @@ class NumbaDatapath:
         if op.kind is OpKind.MAXPOOL2D:
             return PassedThrough(*maxpool_counted(x, op, quant.qmin, quant.zero_point, np.int32))
         if op.kind is OpKind.CLAMP:
+            if x.dtype == np.int32 and int(op.lo.max()) <= quant.qmin and int(op.hi.min()) >= quant.qmax:
+                # Every level lies in [qmin, qmax] (the program's invariant), so this clamp (a
+                # ReLU at the zero-point qmin of an unsigned format) is the identity: the input
+                # is returned, not copied.
+                return PassedThrough(x, count_equal(x, quant.zero_point))
             return PassedThrough(*clamp_counted(x, op.lo, op.hi, quant.zero_point, np.int32))
         values = x.reshape(x.shape[0], -1)
         return PassedThrough(values, count_equal(values, quant.zero_point))
