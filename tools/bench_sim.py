@@ -27,6 +27,8 @@ Prints ``name: value`` lines:
   time of those one-thread rounds, and ``thread_speedup_*``, that over the wall time with the
   default threads above: how each side scales to the machine's threads (meaningful on an idle
   machine only);
+* with ``--profile``: ``profile_FILE:FUNCTION``, the W4A4 run's CPU time per function on one
+  thread (cProfile with a CPU-time clock, three runs), seconds per run and share of the run;
 * ``int8_engine``: the instructions of the simulator's 8-bit dense kernels, AMX (``tdpbusd``)
   or VNNI (``vpdpbusd``), ``aquant_sim/kernels/int8.py``;
 * ``images_per_second_resnet18_224`` and ``images_per_second_resnet20_28``: a whole evaluation's
@@ -201,6 +203,31 @@ def images_per_second(program: Program, images: np.ndarray, batch: int) -> float
     return len(images) / (time.perf_counter() - start)
 
 
+def profile_lines(simulator: Simulator, x: np.ndarray, runs: int = 3, top: int = 10) -> list[str]:
+    """Where one thread's CPU time goes: cProfile with a process-CPU-time clock over ``runs``
+    runs (after one warm-up), the ``top`` functions by their own time, each as CPU seconds per
+    run and share of the run (a numba kernel's own time is its whole compiled call)."""
+    import cProfile
+    import pstats
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        simulator.run(x)
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(runs):
+            simulator.run(x)
+        profiler.disable()
+    finally:
+        numba.set_num_threads(threads)
+    stats = pstats.Stats(profiler).stats
+    total = max(entry[3] for entry in stats.values()) / runs  # the cumulative time of Simulator.run
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    return [f"profile_{os.path.basename(file)}:{name}: {own / runs:.4f} s ({100 * own / runs / total:.1f}%)"
+            for (file, _, name), (_, _, own, _, _) in rows]
+
+
 def _load_line() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -216,6 +243,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-time", action="store_true", help="also time CPU seconds on one thread")
     parser.add_argument("--allow-load", action="store_true",
                         help="print the ratios on a loaded machine too, named *_loaded")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the W4A4 run's CPU time goes, one thread (cProfile)")
     parser.add_argument("--quick", action="store_true", help="64x64, batch 2, one timed run, 32x32 check")
     args = parser.parse_args(argv)
     if args.quick:
@@ -273,6 +302,9 @@ def main(argv=None) -> int:
             # How much the threads of the timed rounds above gained over one thread, wall time.
             print(f"wall_seconds_1thread_{name}: {value:.4f}")
             print(f"thread_speedup_{name}: {value / seconds[name]:.3f}")
+    if args.profile:
+        for line in profile_lines(simulators[4], x):
+            print(line)
     macs = sum(c.macs for c in Simulator(programs[4], Backend.NUMBA).run(x[:1]).counters) * args.batch
     print(f"gmacs: {macs / 1e9:.3f}")
     print(f"sim_gmacs_per_s_w4a4: {macs / seconds['w4a4'] / 1e9:.2f}")
