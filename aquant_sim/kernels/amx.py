@@ -56,7 +56,7 @@ STEP = 64
 CHANNELS = 32
 """Channels per block: two B tiles of 16."""
 
-_ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
+_ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158  # Linux x86-64 (asm/prctl.h, the syscall table)
 
 
 def _tiles_granted() -> bool:
