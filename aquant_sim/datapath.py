@@ -52,6 +52,11 @@ class PassedThrough(NamedTuple):
 class Datapath(Protocol):
     """One implementation of every op of the integer program (``docs/datapath.md``)."""
 
+    def round_input(self, x: np.ndarray, quant: QuantParams, beta: np.ndarray) -> np.ndarray:
+        """The float network input ``x`` (finite, channel on axis 1) as int32 levels of
+        ``quant``: real-valued border rounding (1)-(4) with the real borders ``beta`` (G, J)."""
+        ...
+
     def run_accumulating(self, op, inputs: Sequence[np.ndarray], in_quants: Sequence[QuantParams], out_quant,
                          out_shape: tuple[int, ...], accumulator_bits: int, overflow: OverflowPolicy) -> Accumulated:
         """Conv2d, linear, add, average pooling, mul: exact sums (D.1-D.12, D.16), the A-bit accumulator with

@@ -16,6 +16,11 @@ from aquant_sim.rounding import RequantVariant
 class ReferenceDatapath:
     """:class:`aquant_sim.datapath.Datapath` in plain numpy."""
 
+    def round_input(self, x, quant, beta) -> np.ndarray:
+        """(1)-(4) by ``rounding.border_round``, as int32."""
+        return rounding.border_round(x, quant.scale, quant.zero_point, quant.qmin, quant.qmax, beta,
+                                     channel_axis=1).astype(np.int32)
+
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits, overflow) -> Accumulated:
         """Exact sums, ``max |acc|``, the A-bit accumulator (counted), requantization (6)-(8); an
         FP32_ADD or TFLITE_ADD add has no integer sum (``max |acc|`` and overflows 0)."""

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aquant_sim import rounding
 from aquant_sim.datapath import Datapath
 from aquant_sim.errors import InputError
 from aquant_sim.program import PASS_THROUGH_OPS, TABLE_OPS, OpKind, Program, QuantParams, Tensor
@@ -124,15 +123,11 @@ class Simulator:
             return x.astype(np.int32)
         if x.dtype.kind != "f":
             raise InputError(f"input: expected a float or integer array, got dtype {x.dtype}")
-        bad = ~np.isfinite(x)
-        if bad.any():
+        if not np.isfinite(x).all():
+            bad = ~np.isfinite(x)
             index = tuple(int(i) for i in np.argwhere(bad)[0])
             raise InputError(f"input: {int(bad.sum())} values are NaN or Inf, the first at index {index}")
-        levels = rounding.border_round(
-            x, quant.scale, quant.zero_point, quant.qmin, quant.qmax,
-            self.program.input_borders.beta, channel_axis=1,
-        )
-        return levels.astype(np.int32)
+        return self._datapath.round_input(x, quant, self.program.input_borders.beta)
 
     def run(self, x: np.ndarray, keep_tensors: bool = False) -> SimResult:
         """Run a batch; integer outputs are exact, whatever the backend or thread count."""

@@ -23,7 +23,14 @@ Prints ``name: value`` lines:
   the rounds with numba and torch on one thread, and the same three ratios of CPU time
   (``*_cpu_1thread``, refused or ``_loaded`` by the same rule). CPU time counts only the cycles
   this process ran, so other processes inflate it far less than wall time, though not at all is
-  not guaranteed (shared caches, clock);
+  not guaranteed (shared caches, clock). Beside them ``wall_seconds_1thread_*``, the median wall
+  time of those one-thread rounds, and ``thread_speedup_*``, that over the wall time with the
+  default threads above: how each side scales to the machine's threads (meaningful on an idle
+  machine only);
+* with ``--profile``: ``profile_FILE:FUNCTION``, the W4A4 run's CPU time per function on one
+  thread (cProfile with a CPU-time clock, three runs), seconds per run and share of the run;
+* ``int8_engine``: the instructions of the simulator's 8-bit dense kernels, AMX (``tdpbusd``)
+  or VNNI (``vpdpbusd``), ``aquant_sim/kernels/int8.py``;
 * ``images_per_second_resnet18_224`` and ``images_per_second_resnet20_28``: a whole evaluation's
   throughput, ``aquant_sim.evaluation.program_logits`` over ``--eval-images`` W4A4 images
   (ResNet-18 at 224x224, batches of ``--batch``; ResNet-20 on 28x28 grey images, batches of 250);
@@ -55,6 +62,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from aquant_sim.evaluation import program_logits
+from aquant_sim.kernels import int8
 from aquant_sim.program import OpKind, Program
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import SyntheticConfig, Stem, resnet18_config, synthetic_resnet
@@ -105,18 +113,21 @@ class TorchPeer(torch.nn.Module):
         return values[self.program.output]
 
 
-def least_cpu_seconds(functions: dict, repeats: int) -> dict:
-    """Least process CPU time of each function over ``repeats`` interleaved rounds, after one
-    warm-up call each (run it with one thread: CPU time then equals the work done)."""
+def least_cpu_seconds(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """Least process CPU time and median wall time of each function over ``repeats``
+    interleaved rounds, after one warm-up call each (run it with one thread: CPU time then
+    equals the work done)."""
     for function in functions.values():
         function()
     best = {name: float("inf") for name in functions}
+    walls = {name: [] for name in functions}
     for _ in range(repeats):
         for name, function in functions.items():
-            start = time.process_time()
+            start, wall = time.process_time(), time.perf_counter()
             function()
+            walls[name].append(time.perf_counter() - wall)
             best[name] = min(best[name], time.process_time() - start)
-    return best
+    return best, {name: statistics.median(values) for name, values in walls.items()}
 
 
 def print_ratios(seconds: dict, refusal: str | None, allow_load: bool, suffix: str = "") -> None:
@@ -192,6 +203,31 @@ def images_per_second(program: Program, images: np.ndarray, batch: int) -> float
     return len(images) / (time.perf_counter() - start)
 
 
+def profile_lines(simulator: Simulator, x: np.ndarray, runs: int = 3, top: int = 10) -> list[str]:
+    """Where one thread's CPU time goes: cProfile with a process-CPU-time clock over ``runs``
+    runs (after one warm-up), the ``top`` functions by their own time, each as CPU seconds per
+    run and share of the run (a numba kernel's own time is its whole compiled call)."""
+    import cProfile
+    import pstats
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        simulator.run(x)
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(runs):
+            simulator.run(x)
+        profiler.disable()
+    finally:
+        numba.set_num_threads(threads)
+    stats = pstats.Stats(profiler).stats
+    total = max(entry[3] for entry in stats.values()) / runs  # the cumulative time of Simulator.run
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    return [f"profile_{os.path.basename(file)}:{name}: {own / runs:.4f} s ({100 * own / runs / total:.1f}%)"
+            for (file, _, name), (_, _, own, _, _) in rows]
+
+
 def _load_line() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -207,6 +243,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-time", action="store_true", help="also time CPU seconds on one thread")
     parser.add_argument("--allow-load", action="store_true",
                         help="print the ratios on a loaded machine too, named *_loaded")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the W4A4 run's CPU time goes, one thread (cProfile)")
     parser.add_argument("--quick", action="store_true", help="64x64, batch 2, one timed run, 32x32 check")
     args = parser.parse_args(argv)
     if args.quick:
@@ -225,6 +263,7 @@ def main(argv=None) -> int:
     first.run(x[:1, :, :32, :32])
     print(f"compile_seconds: {time.perf_counter() - start:.3f}")
 
+    print(f"int8_engine: {int8.ENGINES[-1].name if int8.ENGINES else 'none (general path)'}")
     print(f"numba_threads: {numba.get_num_threads()}")
     print(f"torch_threads: {torch.get_num_threads()}")
     simulators = {bits: Simulator(program, Backend.NUMBA) for bits, program in programs.items()}
@@ -251,7 +290,7 @@ def main(argv=None) -> int:
         numba.set_num_threads(1)
         torch.set_num_threads(1)
         before = os.getloadavg()[0]
-        cpu = least_cpu_seconds(functions, args.repeats)
+        cpu, wall = least_cpu_seconds(functions, args.repeats)
         after = os.getloadavg()[0]
         numba.set_num_threads(threads[0])
         torch.set_num_threads(threads[1])
@@ -259,6 +298,13 @@ def main(argv=None) -> int:
         for name, value in cpu.items():
             print(f"cpu_seconds_{name}: {value:.4f}")
         print_ratios(cpu, load_refusal(before, after, cores), args.allow_load, "_cpu_1thread")
+        for name, value in wall.items():
+            # How much the threads of the timed rounds above gained over one thread, wall time.
+            print(f"wall_seconds_1thread_{name}: {value:.4f}")
+            print(f"thread_speedup_{name}: {value / seconds[name]:.3f}")
+    if args.profile:
+        for line in profile_lines(simulators[4], x):
+            print(line)
     macs = sum(c.macs for c in Simulator(programs[4], Backend.NUMBA).run(x[:1]).counters) * args.batch
     print(f"gmacs: {macs / 1e9:.3f}")
     print(f"sim_gmacs_per_s_w4a4: {macs / seconds['w4a4'] / 1e9:.2f}")

@@ -20,8 +20,9 @@ import numpy as np
 from aquant_sim.datapath import TFLITE_AVERAGES, Accumulated, PassedThrough, average_count
 from aquant_sim.kernels import int8
 from aquant_sim.kernels.conv import conv2d_sums, linear_sums
-from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_into, concat_acc, count_equal, lut_into, mul_acc
-from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_into
+from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_counted, concat_acc, count_equal, lut_into, mul_acc
+from aquant_sim.kernels.input import border_round_levels
+from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_counted
 from aquant_sim.kernels.requant import FINISH_KERNELS, add_tflite, average_tflite_into, requantize_rows_variant
 from aquant_sim.program import OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
@@ -34,11 +35,12 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
     batch-major (N, C, P), and the int64 bias per channel. Conv2d and linear take the int8
     kernels where their operands fit (:mod:`aquant_sim.kernels.int8`), else the general path."""
     x, z = inputs[0], in_quants[0].zero_point
+    levels = (in_quants[0].qmin, in_quants[0].qmax)  # the format bounds every level: no pass to measure them
     if op.kind is OpKind.CONV2D:
-        sums = int8.conv2d_sums(x, op, z)
+        sums = int8.conv2d_sums(x, op, z, levels)
         return (conv2d_sums(x, op, z), True, op.bias) if sums is None else (sums, False, op.bias)
     if op.kind is OpKind.LINEAR:
-        sums = int8.linear_sums(x, op, z)
+        sums = int8.linear_sums(x, op, z, levels)
         return (linear_sums(x, op, z) if sums is None else sums), True, op.bias
     if op.kind is OpKind.ADD:
         acc = add_acc(x, inputs[1], op.weight_a, op.weight_b, z, in_quants[1].zero_point)
@@ -55,6 +57,10 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
 
 class NumbaDatapath:
     """:class:`aquant_sim.datapath.Datapath` in fused numba passes."""
+
+    def round_input(self, x, quant, beta) -> np.ndarray:
+        """(1)-(4) in one parallel pass (:mod:`aquant_sim.kernels.input`), int32 levels."""
+        return border_round_levels(x, quant.scale, quant.zero_point, quant.qmin, quant.qmax, beta)
 
     def run_accumulating(self, op, inputs, in_quants, out_quant, out_shape, accumulator_bits: int,
                          overflow: OverflowPolicy) -> Accumulated:
@@ -97,11 +103,15 @@ class NumbaDatapath:
     def run_pass_through(self, op, x: np.ndarray, quant: QuantParams) -> PassedThrough:
         """Run max pooling, a clamp or flatten: int32 values and the zero count."""
         if op.kind is OpKind.MAXPOOL2D:
-            values = maxpool_into(x, op, quant.qmin, np.int32)
-        elif op.kind is OpKind.CLAMP:
-            values = clamp_into(x, op.lo, op.hi, np.int32)
-        else:
-            values = x.reshape(x.shape[0], -1)
+            return PassedThrough(*maxpool_counted(x, op, quant.qmin, quant.zero_point, np.int32))
+        if op.kind is OpKind.CLAMP:
+            if x.dtype == np.int32 and int(op.lo.max()) <= quant.qmin and int(op.hi.min()) >= quant.qmax:
+                # Every level lies in [qmin, qmax] (the program's invariant), so this clamp (a
+                # ReLU at the zero-point qmin of an unsigned format) is the identity: the input
+                # is returned, not copied.
+                return PassedThrough(x, count_equal(x, quant.zero_point))
+            return PassedThrough(*clamp_counted(x, op.lo, op.hi, quant.zero_point, np.int32))
+        values = x.reshape(x.shape[0], -1)
         return PassedThrough(values, count_equal(values, quant.zero_point))
 
     def run_table(self, op, x: np.ndarray, in_quant: QuantParams, out_quant: QuantParams) -> PassedThrough:

@@ -104,27 +104,33 @@ def add_fp32(a: np.ndarray, b: np.ndarray, op: Add, quant_a: QuantParams, quant_
 
 
 @parallel_jit
-def _clamp(x, lo, hi, out):
+def _clamp(x, lo, hi, value, out, counts):
+    """``out = clamp(x, lo[c], hi[c])``, and ``counts[t]`` the outputs of plane ``t`` equal to ``value``."""
     batch, channels, positions = x.shape
     for t in prange(batch * channels):
         n, c = t // channels, t % channels
         i = c if lo.shape[0] > 1 else 0
         low, high = lo[i], hi[i]
+        total = np.int64(0)
         for p in range(positions):
-            out[n, c, p] = min(max(np.int64(x[n, c, p]), low), high)
+            q = min(max(np.int64(x[n, c, p]), low), high)
+            total += np.int64(q == value)
+            out[n, c, p] = q
+        counts[t] = total
 
 
-def clamp_into(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, dtype) -> np.ndarray:
-    """D.13 into a new array of ``dtype``."""
+def clamp_counted(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, value: int, dtype) -> tuple[np.ndarray, int]:
+    """D.13 into a new array of ``dtype``, and how many outputs equal ``value``, in one pass."""
     out = np.empty(x.shape, dtype=dtype)
-    _clamp(_planes(np.ascontiguousarray(x)), lo, hi, _planes(out))
-    return out
+    counts = np.empty(x.shape[0] * x.shape[1], dtype=np.int64)
+    _clamp(_planes(np.ascontiguousarray(x)), lo, hi, value, _planes(out), counts)
+    return out, int(counts.sum())
 
 
 def clamp(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """D.13: ``clamp(x, lo[c], hi[c])`` with the channel on axis 1 (vectors of length C or 1);
     int64 levels."""
-    return clamp_into(x, lo, hi, np.int64)
+    return clamp_counted(x, lo, hi, 0, np.int64)[0]
 
 
 @parallel_jit

@@ -41,6 +41,7 @@ when the kernel's own file changes, not the file of an intrinsic it inlines.
 
 from __future__ import annotations
 
+import enum
 import weakref
 
 import llvmlite.binding as llvm
@@ -50,6 +51,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from aquant_sim.kernels import amx
 from aquant_sim.kernels.config import parallel_jit, prange
 from aquant_sim.program import Conv2d, Linear, window_output_size
 
@@ -71,6 +73,21 @@ def _host_has_vnni() -> bool:
 
 
 AVAILABLE = _host_has_vnni()
+
+
+class Engine(enum.Enum):
+    """Which instructions compute the dense sums; both are exact under the same bound."""
+
+    VNNI = "vnni"
+    """AVX-512 ``vpdpbusd`` on the 4 x 4 dot tile of this module."""
+    AMX = "amx"
+    """AMX ``tdpbusd`` on 16 x 16 tiles (:mod:`aquant_sim.kernels.amx`): dense convs with one
+    group and no horizontal dilation, a 3-channel stem (directly), linear layers, whose sums (5) fit int32
+    (:func:`sums_dtype`); others take VNNI."""
+
+
+ENGINES = tuple(e for e in Engine if e is Engine.VNNI and AVAILABLE or e is Engine.AMX and amx.AVAILABLE)
+"""The engines this CPU runs, best last; the kernels use the last unless told otherwise."""
 
 _I1, _I8, _I32, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _BYTES, _WORDS, _MASK = ir.VectorType(_I8, 64), ir.VectorType(_I32, LANES), ir.VectorType(_I1, 64)
@@ -203,6 +220,17 @@ class _Int8Weights:
         flat = weight.reshape(weight.shape[0], -1).astype(np.int8)
         self.rows = np.ascontiguousarray(np.concatenate([flat, np.ones((1, flat.shape[1]), dtype=np.int8)]).ravel())
         self._flat = flat
+        self._amx = {}
+
+    def amx_tiles(self, outer: int, length: int, ones: bool = False) -> np.ndarray:
+        """The weights (or, with ``ones``, one row of ones: ``R``) as AMX B tiles for ``outer``
+        kernel rows of ``length`` bytes (:func:`aquant_sim.kernels.amx.pack_weights`), made once
+        per op and layout."""
+        key = (outer, length, ones)
+        if key not in self._amx:
+            rows = np.ones((1, self._flat.shape[1]), dtype=np.int8) if ones else self._flat
+            self._amx[key] = amx.pack_weights(rows, outer, length)
+        return self._amx[key]
 
     def by_tap(self) -> np.ndarray:
         """The depthwise kernel's layout, ``(KH*KW, O)`` int64 (weights of one input channel)."""
@@ -367,14 +395,42 @@ def _steps(length: int) -> int:
     return -(-length // 64)
 
 
-def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None:
+def _amx_sums(u, weights: _Int8Weights, row_offsets, run, stride, image_stride, outer, u_outer, length, batch, fill,
+              out) -> None:
+    """Dense sums on AMX tiles (:func:`aquant_sim.kernels.amx.dense`) into ``out`` (N, O, P);
+    ``R`` first, against a ones row, when some ``z_w != 0``."""
+    steps, taps = _steps(length), outer * length
+    window = np.empty((1, 1), dtype=np.int32)  # read only where some z_w != 0
+    if weights.has_zero_point:
+        ones = np.zeros(1, dtype=np.int64)
+        window = np.empty((batch, 1, out.shape[2]), dtype=np.int32)
+        amx.dense(u, weights.amx_tiles(outer, length, ones=True), row_offsets, run, stride, image_stride, outer,
+                  u_outer, steps, taps, ones, 0, ones, window[:, 0], amx.TILE_CONFIG, window)
+        window = window[:, 0]
+    amx.dense(u, weights.amx_tiles(outer, length), row_offsets, run, stride, image_stride, outer, u_outer, steps,
+              taps, weights.weight_sum, fill, weights.zero_point, window, amx.TILE_CONFIG, out)
+
+
+def _engine(engine: Engine | None) -> Engine:
+    if engine is None:
+        return ENGINES[-1] if ENGINES else Engine.VNNI
+    if engine not in ENGINES:
+        raise ValueError(f"int8 kernels: engine {engine.name} is not available on this CPU (available: "
+                         f"{', '.join(e.name for e in ENGINES) or 'none'})")
+    return engine
+
+
+def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, int] | None = None,
+                engine: Engine | None = None) -> np.ndarray | None:
     """D.1 without the bias, batch-major ``(N, O, OH*OW)`` (:func:`sums_dtype`), or None when
-    the operands do not fit the int8 kernels (:func:`operand_offset`)."""
+    the operands do not fit the int8 kernels (:func:`operand_offset`). ``x_range`` bounds the
+    levels of ``x`` (its format's ``qmin, qmax``; measured when None); ``engine`` the dense
+    kernels' instructions (the best of :data:`ENGINES` when None)."""
     weights = _weights(op)
     batch, channels, h, w = x.shape
     out_channels, cg, kh_, kw_ = op.weight.shape
     depthwise = cg == 1 and op.groups == channels
-    x_min, x_max = int(x.min()), int(x.max())
+    x_min, x_max = (int(x.min()), int(x.max())) if x_range is None else x_range
     lo = operand_offset(weights, x_min, x_max, zero_point, depthwise)
     if lo is None:
         return None
@@ -384,22 +440,35 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
               for a in (0, 1))
     hp, wp = h + ph + op.padding_end[0], w + pw + op.padding_end[1]
     fill = zero_point - lo
-    u = np.empty((batch, hp, wp, channels), dtype=np.uint8)
+    dtype = sums_dtype(weights, x_min, x_max, zero_point)
+    tiles = not depthwise and _engine(engine) is Engine.AMX and op.groups == 1 and dw == 1 and dtype is np.int32
+    size = batch * hp * wp * channels
+    extra = amx.slack(sw * channels, dh * wp * channels, kh_, kw_ * channels) if tiles else 0
+    buffer = np.empty(size + extra, dtype=np.uint8)
+    u = buffer[:size].reshape(batch, hp, wp, channels)
     _pack(x, lo, fill, ph, pw, u)
-    out = np.empty((batch, out_channels, oh * ow), dtype=sums_dtype(weights, x_min, x_max, zero_point))
+    out = np.empty((batch, out_channels, oh * ow), dtype=dtype)
     if depthwise:
         _depthwise(u, weights.by_tap(), out_channels // channels, sh, sw, dh, dw, kh_, kw_, ow, fill,
                    weights.weight_sum, weights.zero_point, out)
         return out
     taps = kh_ * kw_ * cg
-    if op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
+    if not tiles and op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
         # Short kernel rows (a stem of 1-3 channels): gathering each window into one run of
-        # bytes at least halves the 64-byte steps of the tile.
-        windows = np.empty((batch, oh * ow, taps), dtype=np.uint8)
+        # bytes at least halves the 64-byte steps of the VNNI tile. (On AMX tiles the gather
+        # costs more than the extra steps: the stem of tools/bench_sim.py took 21 ms gathered
+        # against 8 ms direct, batch 8, one thread.)
+        positions = oh * ow
+        windows = np.empty((batch, positions, taps), dtype=np.uint8)
         _gather_windows(u, kh_, kw_, sh, sw, dh, dw, ow, windows)
-        pixels = np.arange(oh * ow, dtype=np.int64) * taps
-        _dense(windows.ravel(), weights.rows, pixels, oh * ow * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
+        pixels = np.arange(positions, dtype=np.int64) * taps
+        _dense(windows.ravel(), weights.rows, pixels, positions * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
                0, 0, taps, weights.weight_sum, fill, weights.zero_point, weights.has_zero_point, out)
+        return out
+    if tiles:
+        row_offsets = np.arange(oh, dtype=np.int64) * (sh * wp * channels)
+        _amx_sums(buffer, weights, row_offsets, ow, sw * channels, hp * wp * channels, kh_, dh * wp * channels,
+                  kw_ * channels, batch, fill, out)
         return out
     oy, ox = np.divmod(np.arange(oh * ow, dtype=np.int64), ow)
     pixels = (oy * sh * wp + ox * sw) * channels
@@ -413,18 +482,25 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int) -> np.ndarray | None
     return out
 
 
-def linear_sums(x: np.ndarray, op: Linear, zero_point: int) -> np.ndarray | None:
+def linear_sums(x: np.ndarray, op: Linear, zero_point: int, x_range: tuple[int, int] | None = None,
+                engine: Engine | None = None) -> np.ndarray | None:
     """D.2 without the bias, channel-major ``(O, N, 1)`` (:func:`sums_dtype`), or None
-    (:func:`operand_offset`)."""
+    (:func:`operand_offset`); ``x_range`` and ``engine`` as for :func:`conv2d_sums`."""
     weights = _weights(op)
-    x_min, x_max = int(x.min()), int(x.max())
+    x_min, x_max = (int(x.min()), int(x.max())) if x_range is None else x_range
     lo = operand_offset(weights, x_min, x_max, zero_point)
     if lo is None:
         return None
     batch, features = x.shape
     out_channels = op.weight.shape[0]
-    u = np.ascontiguousarray(x - lo, dtype=np.uint8).ravel()
-    out = np.empty((1, out_channels, batch), dtype=sums_dtype(weights, x_min, x_max, zero_point))
+    dtype = sums_dtype(weights, x_min, x_max, zero_point)
+    tiles = _engine(engine) is Engine.AMX and dtype is np.int32
+    u = np.empty(batch * features + (amx.slack(features, 0, 1, features) if tiles else 0), dtype=np.uint8)
+    u[:batch * features] = (x - lo).ravel()
+    out = np.empty((1, out_channels, batch), dtype=dtype)
+    if tiles:
+        _amx_sums(u, weights, np.zeros(1, dtype=np.int64), batch, features, 0, 1, 0, features, 1, zero_point - lo, out)
+        return out.reshape(out_channels, batch, 1)
     pixels = np.arange(batch, dtype=np.int64) * features
     _dense(u, weights.rows, pixels, 0, 1, features, 1, out_channels, features, 1, 0, 0, 1, 0, 0, features,
            weights.weight_sum, zero_point - lo, weights.zero_point, weights.has_zero_point, out)

@@ -10,10 +10,11 @@ from aquant_sim.program import AvgPool2d, MaxPool2d, window_output_size
 
 
 @parallel_jit
-def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, out):
+def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, value, out, counts):
     """``out[n, c, oy, ox]`` = max over the window of the input padded with ``qmin``. Each plane
     is first copied into a scratch plane padded with ``qmin`` on every side the windows reach,
-    so the window loops have no bounds tests and run over a row of outputs at a time."""
+    so the window loops have no bounds tests and run over a row of outputs at a time.
+    ``counts[t]`` is the number of outputs of plane ``t`` equal to ``value``."""
     batch, channels, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
     hp = max(h + ph, (oh - 1) * sh + (kh_ - 1) * dh + 1)
@@ -25,6 +26,7 @@ def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, out):
             for ix in range(w):
                 padded[iy + ph, ix + pw] = x[n, c, iy, ix]
         best = np.empty(ow, dtype=np.int64)
+        total = np.int64(0)
         for oy in range(oh):
             best[:] = qmin
             for kh in range(kh_):
@@ -34,21 +36,24 @@ def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, out):
                     for ox in range(ow):
                         best[ox] = max(best[ox], padded[row, ox * sw + offset])
             for ox in range(ow):
+                total += np.int64(best[ox] == value)
                 out[n, c, oy, ox] = best[ox]
+        counts[t] = total
 
 
-def maxpool_into(x: np.ndarray, op: MaxPool2d, qmin: int, dtype) -> np.ndarray:
-    """D.10 into a new array of ``dtype``."""
+def maxpool_counted(x: np.ndarray, op: MaxPool2d, qmin: int, value: int, dtype) -> tuple[np.ndarray, int]:
+    """D.10 into a new array of ``dtype``, and how many outputs equal ``value``, in one pass."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, op.stride, op.padding, op.dilation
     out = np.empty((n, c, window_output_size(h, kh, sh, ph, dh), window_output_size(w, kw, sw, pw, dw)), dtype=dtype)
-    _maxpool(x, qmin, kh, kw, sh, sw, ph, pw, dh, dw, out)
-    return out
+    counts = np.empty(n * c, dtype=np.int64)
+    _maxpool(x, qmin, kh, kw, sh, sw, ph, pw, dh, dw, value, out, counts)
+    return out, int(counts.sum())
 
 
 def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
     """D.10: the window maximum (padding holds ``qmin`` and never wins); int64 levels."""
-    return maxpool_into(x, op, qmin, np.int64)
+    return maxpool_counted(x, op, qmin, qmin, np.int64)[0]
 
 
 @parallel_jit

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from aquant_sim.kernels.datapath import NumbaDatapath
 from aquant_sim.datapath import Datapath
-from aquant_sim.program import BorderTable, Conv2d, QuantParams, Requantizer
+from aquant_sim.program import BorderTable, Clamp, Conv2d, QuantParams, Requantizer
 from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.simulator import Backend
 from aquant_sim.reference_datapath import ReferenceDatapath
@@ -106,3 +106,16 @@ def test_both_backends_implement_the_protocol():
     assert isinstance(Backend.REFERENCE.datapath(), ReferenceDatapath)
     assert isinstance(Backend.NUMBA.datapath(), NumbaDatapath)
     assert all(isinstance(backend.datapath(), Datapath) for backend in Backend)
+
+
+@pytest.mark.parametrize("lo_above_qmin", [0, 1], ids=["identity", "clamping"])
+def test_clamp_at_the_format_ends_matches_reference(lo_above_qmin):
+    """A ReLU at the zero-point qmin of an unsigned format (bounds at the format's ends, which
+    the NUMBA datapath returns without copying) and one a level above it: the same levels and
+    zero count as the reference."""
+    quant = QuantParams(4, False, 1.0, 0)
+    x = random_levels(7, (2, 3, 5, 5), quant)
+    op = Clamp("relu", "x", "y", np.array([quant.qmin + lo_above_qmin]), np.array([quant.qmax]))
+    got, want = NUMBA.run_pass_through(op, x, quant), REFERENCE.run_pass_through(op, x, quant)
+    _assert_same(got, want)
+    assert np.count_nonzero(x == quant.zero_point) > 0  # levels at the zero-point were there to count (or to clamp)

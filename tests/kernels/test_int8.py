@@ -18,6 +18,8 @@ from aquant_sim.rounding import OverflowPolicy
 from aquant_sim.testing.programs import conv_cases, linear_cases
 
 needs_vnni = pytest.mark.skipif(not int8.AVAILABLE, reason="the CPU numba compiles for has no AVX-512 VNNI")
+engines = pytest.mark.parametrize("engine", int8.ENGINES or (None,), ids=lambda e: "default" if e is None else e.name)
+"""Every dense engine this CPU runs (VNNI, and AMX where granted)."""
 
 
 def _accepted(op, x, zero_point, depthwise=False) -> bool:
@@ -41,25 +43,27 @@ def _dtype(op, x, zero_point):
     return np.int32 if bound < 1 << 31 else np.int64
 
 
+@engines
 @given(conv_cases())
-def test_conv2d_matches_reference_when_accepted(case):
+def test_conv2d_matches_reference_when_accepted(engine, case):
     """Any stride, padding, dilation, groups (depthwise included), zero-points: the int8 sums
     equal the reference's accumulators without the bias, or the kernel declines as it must."""
     (x,), (q,) = case.inputs, case.in_quants
     op = case.op
     depthwise = op.weight.shape[1] == 1 and op.groups == x.shape[1]
-    got = int8.conv2d_sums(x, op, q.zero_point)
+    got = int8.conv2d_sums(x, op, q.zero_point, engine=engine)
     assert (got is not None) == _accepted(op, x, q.zero_point, depthwise)
     if got is not None:
         want = reference.conv2d_acc(x, op, q.zero_point) - op.bias[None, :, None, None]
         assert got.dtype == _dtype(op, x, q.zero_point) and np.array_equal(got, want.reshape(got.shape))
 
 
+@engines
 @given(linear_cases())
-def test_linear_matches_reference_when_accepted(case):
+def test_linear_matches_reference_when_accepted(engine, case):
     """Linear sums equal the reference's (channel-major, without the bias) when accepted."""
     (x,), (q,) = case.inputs, case.in_quants
-    got = int8.linear_sums(x, case.op, q.zero_point)
+    got = int8.linear_sums(x, case.op, q.zero_point, engine=engine)
     assert (got is not None) == _accepted(case.op, x, q.zero_point)
     if got is not None:
         want = reference.linear_acc(x, case.op, q.zero_point) - case.op.bias[None, :]
@@ -73,25 +77,27 @@ def _extreme_linear(features: int) -> tuple[Linear, np.ndarray]:
 
 
 @needs_vnni
-def test_int32_bound_edge_is_exact():
+@engines
+def test_int32_bound_edge_is_exact(engine):
     """65,793 features: bound 65793 * 128 * 255 = 2^31 - 128, accepted, and the sum (128 above
     int32's minimum) is exact."""
     op, x = _extreme_linear(65793)
     assert 65793 * 128 * 255 == (1 << 31) - 128
-    got = int8.linear_sums(x, op, 0)
+    got = int8.linear_sums(x, op, 0, engine=engine)
     assert got is not None and np.all(got == -65793 * 128 * 255)
     assert np.array_equal(got[:, :, 0].T, reference.linear_acc(x, op, 0))
 
 
 @needs_vnni
-def test_sums_past_int32_come_back_int64():
+@engines
+def test_sums_past_int32_come_back_int64(engine):
     """w = -128 with z_w = 127 against x = 255 with z = 0: the tile's bound (128 * 255 * K) holds
     but each sum (5) is -255 * 255 * K < -2^31, so the sums come back int64, exact."""
     features = 33100
     op = Linear("fc", "x", "y", np.full((2, features), -128), 8, np.ones(2), np.zeros(2, dtype=np.int64), None,
                 weight_zero_point=np.array([127, 127]))
     x = np.full((1, features), 255, dtype=np.int32)
-    got = int8.linear_sums(x, op, 0)
+    got = int8.linear_sums(x, op, 0, engine=engine)
     assert got.dtype == np.int64 and np.all(got == -255 * 255 * features) and -255 * 255 * features < -(1 << 31)
     assert np.array_equal(got[:, :, 0].T, reference.linear_acc(x, op, 0))
 
@@ -137,8 +143,9 @@ def test_sixteen_bit_operands_take_the_general_path_in_the_datapath():
 
 
 @needs_vnni
+@engines
 @pytest.mark.parametrize("groups, dilation", [(1, 1), (1, 2), (2, 1)], ids=["dense", "dilated", "grouped"])
-def test_extreme_products_with_zero_points(groups, dilation):
+def test_extreme_products_with_zero_points(engine, groups, dilation):
     """Every product at its extreme (-128 * 255 and 127 * 255, padding at z = 200), non-zero z_w:
     the row-sum correction and the padded taps are exact on each segment layout."""
     weight = np.where(np.arange(8 * (16 // groups) * 9).reshape(8, 16 // groups, 3, 3) % 2 == 0, -128, 127)
@@ -146,7 +153,7 @@ def test_extreme_products_with_zero_points(groups, dilation):
                 groups=groups, weight_zero_point=np.array([-128, 127, 0, 5, -5, 1, -1, 100]))
     x = np.full((2, 16, 5, 7), 255, dtype=np.int32)
     x[:, :, ::2] = 0
-    got = int8.conv2d_sums(x, op, 200)
+    got = int8.conv2d_sums(x, op, 200, engine=engine)
     assert got is not None
     assert np.array_equal(got, reference.conv2d_acc(x, op, 200).reshape(got.shape))
 
