@@ -5,10 +5,14 @@ selection, each as an autograd function with two backends that compute the same 
 * ``NUMBA``: fused numba passes over contiguous CPU tensors (the default: the reconstruction
   loop's hot spot); the torch version makes a dozen passes over the activation and its bool masks
   are slow on CPU. The kernels alone, called directly, per 32x16x28x28 float32 tensor, one
-  thread, best of 20 (CPU time, loaded machine): hard forward 0.25-0.33 ms, soft forward 0.45 ms
-  plus torch's sigmoid, backward 0.57 ms hard and 0.74 ms soft; through the autograd function
-  ``tools/bench_calib.py`` measures 3.6 ms (hard) and 8.0 ms (soft) for forward+backward on an
-  idle machine, a gap not yet explained (``docs/benchmarks.md``). Each element loop is free of
+  thread, least CPU time of 30 calls (loaded machine): hard forward 0.37-0.40 ms, soft forward
+  0.40 ms plus torch's sigmoid (0.16 ms), backward 0.59-0.70 ms hard and 0.83-0.97 ms soft
+  (borders per channel and level: 4.2 ms before the table sums became one scatter). Through the
+  autograd function, with a given incoming gradient, 1.3 ms (hard) and 2.1 ms (soft) for
+  forward+backward: the rest is the wrappers' own work (~0.1 ms forward, ~0.3 ms backward: the
+  numpy views, the gradient tensors) and autograd's (~0.2 ms); the 3.6 and 8.0 ms that
+  ``tools/bench_calib.py`` once printed were the masked table sums and the tool's harness
+  (``docs/benchmarks.md``). Each element loop is free of
   per-element branches on the mode, so that it vectorizes: the earlier single loop took 2.2 ms
   (hard forward), 1.8 ms (soft forward: numba's scalar ``exp``) and 1.6 ms (soft backward: a
   scatter-add per element).
