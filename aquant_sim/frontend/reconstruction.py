@@ -22,7 +22,8 @@ the float model's input with probability ``drop_prob``.
 Caching: a unit's inputs (quantized path, before their quantizer; and the float model's) and its
 float output are computed for the whole calibration set before the unit is trained and kept in
 memory (float32). For ResNet-18 at 224x224 with 1024 samples the largest unit (the first stage,
-64x56x56) holds 3 x 0.82 GB.
+64x56x56) holds 3 x 0.82 GB. While a unit trains, an input whose quantizer the phase leaves
+unchanged is held a second time, quantized (``Reconstructor._apply_frozen``).
 """
 
 from __future__ import annotations
