@@ -1,5 +1,5 @@
-"""The one plain-text table formatter of the project (terminal views of counters, comparisons
-and hardware figures)."""
+"""The project's table formatters: plain text for terminal views of counters, comparisons and
+hardware figures, and markdown for the documents the tools write."""
 
 from __future__ import annotations
 
@@ -25,3 +25,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], left: 
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def format_markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown (pipe) table: one ``| a | b |`` line per row under ``header`` and its rule;
+    cells are ``str()``-ed, nothing is padded or escaped.
+
+    >>> print(format_markdown_table(("name", "n"), [("a", 1)]))
+    | name | n |
+    |---|---|
+    | a | 1 |
+    """
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])

@@ -14,12 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from aquant_sim.table import format_markdown_table
+
 CONFIGS = ("W4A4", "W3A3", "W2A4", "W2A2")
 """The tables' columns, in this order."""
 METHODS = ("rtn", "adaround", "brecq", "qdrop", "aquant")
 """The tables' rows, in this order."""
 MAIN_MODEL = "resnet20"
 TITLES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18", "mobilenetv2": "MobileNetV2-style"}
+REPOSITORY = Path(__file__).resolve().parents[1]
+SCRATCH = "$SCRATCH"
+"""What a recorded command's paths outside the repository are shown as: the document cites only
+files in the repository, and a sweep's scratch copies (of the weights, of the runs file) are not."""
 PAIR = ("aquant", "qdrop")
 """The paired difference: first minus second, over the seeds both have."""
 
@@ -33,9 +39,6 @@ def _pct(values) -> str:
     return f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f} ({len(values)})"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _order(values, preferred) -> list:
@@ -75,7 +78,7 @@ def _paired(runs: list[dict], configs) -> str:
         spread = f" ± {100 * np.std(diffs, ddof=1):.2f}" if len(diffs) > 1 else ""
         rows.append([config, f"{100 * np.mean(diffs):+.2f}{spread}", str(len(diffs)),
                      ", ".join(f"seed {s}: {100 * d:+.2f}" for s, d in zip(seeds, diffs))])
-    return _table(["config", f"{first} - {second} (points)", "seeds", "per seed"], rows)
+    return format_markdown_table(["config", f"{first} - {second} (points)", "seeds", "per seed"], rows)
 
 
 def _label(overrides: dict, main: dict) -> str:
@@ -96,7 +99,7 @@ def _ablations(runs: list[dict], main_runs: list[dict]) -> list[str]:
             for label in dict.fromkeys(_label(r["overrides"], main_overrides) for r in tagged if r["method"] == method):
                 chosen = [r for r in tagged if r["method"] == method and _label(r["overrides"], main_overrides) == label]
                 rows.append([method, label] + [_pct([r["integer_accuracy"] for r in chosen if r["config"] == c]) for c in configs])
-        parts.append(f"### Ablation `{name}` ({len(tagged)} runs)\n\n" + _table(["method", "settings"] + configs, rows))
+        parts.append(f"### Ablation `{name}` ({len(tagged)} runs)\n\n" + format_markdown_table(["method", "settings"] + configs, rows))
     return parts
 
 
@@ -139,18 +142,18 @@ def _section(model: str, runs: list[dict], axes, plot: Path) -> str:
             f"images). Cells: mean ± sample standard deviation over seeds (number of seeds); \"-\": no run finished. "
             f"Float weights: sha256 `{first['weights_sha256'][:12]}`. W = weight bits, A = activation bits.",
             f"**Runs finished: {len(main)}** in this table ({len(runs)} with the ablations).",
-            _table(["method"] + configs + ["wall s / run"], accuracy)]
+            format_markdown_table(["method"] + configs + ["wall s / run"], accuracy)]
     if model == MAIN_MODEL:
         text.append(f"![integer-program accuracy against bits]({plot.name})")
     text += [f"Paired per-seed difference of the integer-program accuracy, {PAIR[0]} - {PAIR[1]}, over the seeds both "
              f"have (mean ± sample standard deviation):", _paired(main, configs),
              "Fake-quant model accuracy (mean ± std (n)) / the lowest top-1 agreement (%) between the fake-quant "
              "model and the integer program over the cell's runs:",
-             _table(["method"] + configs, fake),
+             format_markdown_table(["method"] + configs, fake),
              "Convergence: the largest share (%) of a unit's rounding variables still soft (h(V) in (0.01, 0.99)) "
              "when they were hardened, over every unit of the cell's runs (the protocol's bound is 1; \"-\": no "
              "learned rounding):",
-             _table(["method"] + configs, [[m] + [_soft_cell(cell[m, c]) for c in configs] for m in methods]),
+             format_markdown_table(["method"] + configs, [[m] + [_soft_cell(cell[m, c]) for c in configs] for m in methods]),
              f"Calibration settings of the main table (each run's full config is in its record): "
              f"{_shared_settings(main, axes) if main else '-'}."]
     text += _ablations(runs, main)
@@ -192,7 +195,19 @@ def _every_run(runs: list[dict]) -> str:
     rows = [[r["model"], r["config"], r["method"], str(r["seed"]), r["ablation"] or "-", f"{100 * r['integer_accuracy']:.2f}",
              f"{100 * r['fake_quant_accuracy']:.2f}", f"{100 * r['top1_agreement']:.2f}",
              f"{r['calibration_seconds']:.0f}", f"{r['wall_seconds']:.0f}", r["commit"][:10] + ("+dirty" if r["commit"].endswith("+dirty") else "")] for r in ordered]
-    return _table(["model", "config", "method", "seed", "ablation", "integer", "fake-quant", "agreement", "calibration s", "wall s", "commit"], rows)
+    return format_markdown_table(["model", "config", "method", "seed", "ablation", "integer", "fake-quant", "agreement", "calibration s", "wall s", "commit"], rows)
+
+
+def _in_repository_terms(command: str) -> str:
+    """``command`` with each absolute path outside the repository shown as ``$SCRATCH/<its name>``
+    (a path inside it is shown relative to the repository's root)."""
+    words = []
+    for word in command.split(" "):
+        if word.startswith("/"):
+            path = Path(word)
+            word = str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else f"{SCRATCH}/{path.name}"
+        words.append(word)
+    return " ".join(words)
 
 
 def write_report(records: list[dict], current: list[dict], axes, runs_path: Path, out: Path, command: str, notes: str | None) -> None:
@@ -205,7 +220,7 @@ def write_report(records: list[dict], current: list[dict], axes, runs_path: Path
         by_model[record["model"]].append(record)
     sections = [_section(model, by_model[model], axes, out.with_name("results.png" if model == MAIN_MODEL else f"results_{model}.png"))
                 for model in _order(list(by_model), [MAIN_MODEL])]
-    commands = sorted({r["command"] for r in current})
+    commands = sorted({_in_repository_terms(r["command"]) for r in current})
     text = [f"# Results\n\nGenerated by `tools/results_table.py` from `{runs_path.name}` ({len(current)} runs; the file holds "
             f"{len(records)} records, {len(records) - len(current)} of them superseded or made with a calibration config "
             f"the code no longer resolves to, not shown). Do not edit: rerun the command at the end.",
@@ -216,4 +231,8 @@ def write_report(records: list[dict], current: list[dict], axes, runs_path: Path
         text.append("## Every run\n\n" + _every_run(current))
     text.append("## Commands\n\nThis file was written by\n\n    " + command + "\n\nand its runs were made by\n\n" +
                 "\n".join(f"    {c}" for c in commands))
+    if any(SCRATCH in c for c in commands):
+        text.append(f"`{SCRATCH}/` stands for a scratch directory outside the checkout that a sweep ran in: it held the "
+                    f"float weights (their sha256 is in each run record) and a working copy of `{runs_path.name}`, "
+                    f"whose records were copied into this repository's file afterwards.")
     out.write_text("\n\n".join(text) + "\n")

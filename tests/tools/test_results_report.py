@@ -67,3 +67,16 @@ def test_convergence_table_shows_the_largest_soft_share_of_learned_rounding(tmp_
     text = _write(tmp_path, runs)
     assert "| qdrop | - | - | - | 1.23 |" in text
     assert "| rtn | - | - | - | - |" in text
+
+
+def test_commands_cite_no_file_outside_the_repository(tmp_path):
+    """A run's command as recorded names its scratch copies by absolute path: the document shows
+    them as ``$SCRATCH/<name>`` and says what that stands for; paths inside the repository are
+    shown relative to its root."""
+    inside = results_report.REPOSITORY / "docs" / "results" / "runs.jsonl"
+    run = _run("qdrop", "W2A2", 0, 0.9) | {"command": f"python tools/results_table.py --weights /scratch/w.npz --runs {inside}"}
+    text = _write(tmp_path, [run])
+    assert "python tools/results_table.py --weights $SCRATCH/w.npz --runs docs/results/runs.jsonl" in text
+    assert "/scratch" not in text and str(results_report.REPOSITORY) not in text
+    assert "`$SCRATCH/` stands for a scratch directory outside the checkout" in text
+    assert "$SCRATCH" not in _write(tmp_path, [_run("qdrop", "W2A2", 0, 0.9)])
