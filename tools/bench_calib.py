@@ -16,8 +16,9 @@ Prints ``name: value`` lines:
 * ``quantizer_<case>_ms`` and ``quantizer_<case>_torch_over_numba``: one forward+backward of the
   training-time activation quantizer (``border_round``) on the block's activation shape (batch,
   16 channels), per case (``hard``, ``hard_kept``: with QDrop's kept elements, ``soft``: learned
-  borders per channel and level), least process CPU time of ``--iters`` calls, its fused numba
-  backend against its torch backend (the reference) in the same run;
+  borders per channel and level), least process CPU time of ``--iters`` calls with a given
+  incoming gradient (as the training loop calls it), its fused numba backend against its torch
+  backend (the reference) in the same run;
 * ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
   alternated in the same run (target: 1.0 or less);
 * with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``,
@@ -93,20 +94,26 @@ def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple
 
 def quantizer_ms(shape: tuple[int, ...], iters: int) -> dict[str, dict[Backend, float]]:
     """Least process CPU milliseconds of one forward+backward of ``border_round`` per case and
-    backend (W2A2's levels 0..3, borders per channel and level)."""
+    backend (W2A2's levels 0..3, borders per channel and level), called as the training loop
+    calls it: the incoming gradient is a given tensor (the next op's) and the parameters'
+    gradients start unset (the optimisers' ``zero_grad(set_to_none=True)``). ``out.sum().backward()``
+    into gradients kept from call to call, as this function did before, added a pass that
+    expands the sum's gradient and one that accumulates ``x.grad`` (~0.6 ms in all, loaded machine)."""
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(shape, generator=generator).requires_grad_(True)
     scale = torch.tensor(0.3, requires_grad=True)
     table = torch.rand(shape[1], 3, generator=generator).clamp(0.05, 0.95).requires_grad_(True)
+    grad = torch.randn(shape, generator=generator)
     draws = draw_uniform16(shape)
     cases = {"hard": (False, None), "hard_kept": (False, draws), "soft": (True, None)}
     times = {case: {backend: float("inf") for backend in Backend} for case in cases}
     for _ in range(iters):
         for case, (soft, kept) in cases.items():
             for backend in Backend:
+                x.grad = scale.grad = table.grad = None
                 started = time.process_time()
                 out = border_round(x, scale, table, 0, 0, 3, soft, 0.5, kept, keep_threshold(0.5), backend)
-                out.sum().backward()
+                out.backward(grad)
                 times[case][backend] = min(times[case][backend], (time.process_time() - started) * 1000)
     return times
 

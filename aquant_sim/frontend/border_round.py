@@ -5,10 +5,14 @@ selection, each as an autograd function with two backends that compute the same 
 * ``NUMBA``: fused numba passes over contiguous CPU tensors (the default: the reconstruction
   loop's hot spot); the torch version makes a dozen passes over the activation and its bool masks
   are slow on CPU. The kernels alone, called directly, per 32x16x28x28 float32 tensor, one
-  thread, best of 20 (CPU time, loaded machine): hard forward 0.25-0.33 ms, soft forward 0.45 ms
-  plus torch's sigmoid, backward 0.57 ms hard and 0.74 ms soft; through the autograd function
-  ``tools/bench_calib.py`` measures 3.6 ms (hard) and 8.0 ms (soft) for forward+backward on an
-  idle machine, a gap not yet explained (``docs/benchmarks.md``). Each element loop is free of
+  thread, least CPU time of 30 calls (loaded machine): hard forward 0.37-0.40 ms, soft forward
+  0.40 ms plus torch's sigmoid (0.16 ms), backward 0.59-0.70 ms hard and 0.83-0.97 ms soft
+  (borders per channel and level: 4.2 ms before the table sums became one scatter). Through the
+  autograd function, with a given incoming gradient, 1.3 ms (hard) and 2.1 ms (soft) for
+  forward+backward: the rest is the wrappers' own work (~0.1 ms forward, ~0.3 ms backward: the
+  numpy views, the gradient tensors) and autograd's (~0.2 ms); the 3.6 and 8.0 ms that
+  ``tools/bench_calib.py`` once printed were the masked table sums and the tool's harness
+  (``docs/benchmarks.md``). Each element loop is free of
   per-element branches on the mode, so that it vectorizes: the earlier single loop took 2.2 ms
   (hard forward), 1.8 ms (soft forward: numba's scalar ``exp``) and 1.6 ms (soft backward: a
   scatter-add per element).
@@ -177,35 +181,32 @@ def _row_sum(values):
 
 @inline_jit
 def _add_table_terms(terms, index, table_row):
-    """``table_row[index[i]] += terms[i]`` over a row, in float64. With at most ``LANES`` distinct
-    entries (the usual case: a row's entries are one channel's levels), one masked pass per entry
-    with ``LANES`` partial sums, which vectorizes; otherwise a scatter with partial sums per
-    entry (element i into lane i mod LANES). Either way in a fixed order."""
+    """``table_row[index[i]] += terms[i]`` over a row, in float64: a scatter into ``LANES`` partial
+    sums per entry (element ``start + lane`` of each whole block of ``LANES`` into lane ``lane``,
+    the tail into lane 0), each entry's lanes then summed in order: a fixed order. The scatter
+    costs the same whatever the number of entries; the masked passes it replaced (one pass over the
+    row per entry, a select per element that did not vectorize) took 3.7 ms against 0.47 ms for a
+    32x16x28x28 tensor with three entries per row (borders per channel and level, 2 bits)."""
     first = index.min()
     count = index.max() - first + 1
-    if count <= LANES:
-        whole = terms.shape[0] - terms.shape[0] % LANES
-        for j in range(first, first + count):
-            acc = np.zeros(LANES)
-            for start in range(0, whole, LANES):
-                for lane in range(LANES):
-                    acc[lane] += terms[start + lane] if index[start + lane] == j else 0.0
-            for i in range(whole, terms.shape[0]):
-                acc[0] += terms[i] if index[i] == j else 0.0
-            table_row[j] += acc.sum()
-    else:
-        acc = np.zeros((count, LANES))
-        for i in range(terms.shape[0]):
-            acc[index[i] - first, i % LANES] += terms[i]
-        for j in range(count):
-            table_row[first + j] += acc[j].sum()
+    acc = np.zeros((count, LANES))
+    whole = terms.shape[0] - terms.shape[0] % LANES
+    for start in range(0, whole, LANES):
+        for lane in range(LANES):
+            acc[index[start + lane] - first, lane] += terms[start + lane]
+    for i in range(whole, terms.shape[0]):
+        acc[index[i] - first, 0] += terms[i]
+    for j in range(count):
+        table_row[first + j] += acc[j].sum()
 
 
 @parallel_jit
 def _backward_kernel(x, draws, threshold, scale, zero_point, qmin, qmax, one, table, soft, tau, ups, grad,
                      grad_x, scale_rows, table_rows):
-    """The module docstring's gradients: ``grad_x``, per batch row the scale's (``scale_rows``) and
-    the table's (``table_rows``, soft only), with the forward's ``ups`` when soft."""
+    """The module docstring's gradients: ``grad_x`` (an empty (0, 1, 1) array when ``x`` takes no
+    gradient: each row is then written to a scratch row that stays in cache), per batch row the
+    scale's (``scale_rows``) and the table's (``table_rows``, soft only), with the forward's
+    ``ups`` when soft."""
     batch, channels, inner = x.shape
     levels = table.shape[1]
     for n in prange(batch):
@@ -213,9 +214,11 @@ def _backward_kernel(x, draws, threshold, scale, zero_point, qmin, qmax, one, ta
         beta = np.empty(inner, x.dtype)
         scale_terms = np.empty(inner, x.dtype)
         table_terms = np.empty(inner, x.dtype)
+        scratch = np.empty(inner, x.dtype)
         total = 0.0
         for c in range(channels):
             _row_borders(x, n, c, scale, zero_point, qmin, qmax, one, table, levels, index, beta)
+            grad_row = grad_x[n, c] if grad_x.shape[0] > 0 else scratch
             for i in range(inner):
                 v = x[n, c, i]
                 g = grad[n, c, i]
@@ -226,7 +229,7 @@ def _backward_kernel(x, draws, threshold, scale, zero_point, qmin, qmax, one, ta
                 q = min(max(level, qmin), qmax)
                 inside = one if qmin <= level <= qmax else one - one
                 g_q = g * (one - kept)
-                grad_x[n, c, i] = g_q * inside + g * kept
+                grad_row[i] = g_q * inside + g * kept
                 scale_terms[i] = g_q * ((q - zero_point) - inside * v / scale)
                 if soft:
                     table_terms[i] = g_q * inside * scale * (-(ups[n, c, i] * (one - ups[n, c, i])) / tau)
@@ -281,11 +284,11 @@ class _Fused(torch.autograd.Function):
         x, scale, table, draws, ups = ctx.saved_tensors
         consts, soft, tau, threshold = ctx.constants
         rows, noise, beta = _kernel_inputs(x, table, draws)
-        grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+        grad_x = torch.empty_like(x, memory_format=torch.contiguous_format) if ctx.needs_input_grad[0] else None
         scale_rows = np.zeros(rows.shape[0])
         table_rows = np.zeros((rows.shape[0], beta.size) if soft else (rows.shape[0], 1))
         _backward_kernel(rows, noise, np.int32(threshold), *consts, beta, soft, tau,
-                         _as_rows(ups, rows.dtype), _as_rows(grad), _as_rows(grad_x), scale_rows, table_rows)
+                         _as_rows(ups, rows.dtype), _as_rows(grad), _as_rows(grad_x, rows.dtype), scale_rows, table_rows)
         grad_scale = torch.tensor(scale_rows.sum(), dtype=scale.dtype).reshape(scale.shape)
         grad_table = None
         if soft and ctx.needs_input_grad[2]:

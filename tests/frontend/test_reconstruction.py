@@ -13,7 +13,7 @@ from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
 from aquant_sim.frontend.quantizers import BorderMode, WeightScheme
-from aquant_sim.frontend.reconstruction import ReconstructionConfig, block_units, layer_units
+from aquant_sim.frontend.reconstruction import Phase, ReconstructionConfig, Reconstructor, block_units, layer_units, training
 from aquant_sim.program import BorderGranularity
 from aquant_sim.simulator import Backend, Simulator
 
@@ -98,3 +98,38 @@ def test_learned_borders_beat_nearest(granularity):
     act.mode = BorderMode.HARD
     learned = float(loss(raw, target))
     assert learned < 0.97 * nearest
+
+
+@pytest.mark.parametrize("method", [Method.QDROP, Method.AQUANT])
+def test_inputs_quantized_once_per_phase_give_the_loops_values_and_gradients(method, tiny_resnet, images):
+    """The training loop quantizes the cache once for an input whose quantizer the phase leaves
+    unchanged (``_apply_frozen``): the unit's output and every trained parameter's gradient equal,
+    bit for bit, those of quantizing each batch (same QDrop draws). QDrop's block input is such an
+    input (its scale belongs to the unit before); AQuant learns its borders, so it is not."""
+    qm = QuantModel(capture(tiny_resnet, (1, 8, 8)), QuantConfig(weight_bits=2, act_bits=2), images)
+    rec = Reconstructor(qm, method, ReconstructionConfig(batch_size=16), images, progress=False)
+    rec.claim_scales(0)
+    rec.claim_borders(0)
+    unit = rec.units[1]
+    scales = tuple(qm.acts[n] for n in rec.claim_scales(1))
+    borders = tuple(qm.acts[n] for n in rec.claim_borders(1)) if method is Method.AQUANT else ()
+    weights = tuple(qm.weights[n] for n in unit.nodes if n in qm.weights)
+    for wq in weights:
+        wq.enable_adaround()
+    phase = Phase("joint", 1, weights=weights, scales=scales, borders=borders, dropped=scales)
+    quantized, floating, _ = rec._cache(unit)
+    rows = torch.arange(3, 19)
+    with training(qm, phase, 0.5) as params:
+        applied_cache, applied = rec._apply_frozen(quantized, phase)
+        assert applied == (frozenset(unit.inputs) if method is Method.QDROP else frozenset())
+        runs = []
+        for values, names in ((quantized, frozenset()), (applied_cache, applied)):
+            torch.manual_seed(11)
+            out = rec._forward(unit, {k: v.index_select(0, rows) for k, v in values.items()},
+                               {k: v.index_select(0, rows) for k, v in floating.items()}, mix=True, applied=names)
+            grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
+            runs.append((out.detach(), grads))
+    (out_a, grads_a), (out_b, grads_b) = runs
+    assert torch.equal(out_a, out_b)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    assert any(g is not None for g in grads_a)
