@@ -9,7 +9,7 @@ project's SCALE-Sim compatibility mode (``hw_models/scalesim_compat.py``).
 ``export`` writes a topology (the synthetic ResNet-18's ungrouped convs and linears; AlexNet
 conv1; AlexNet's five convs and three linears; MobileNet v1 with its depthwise convs as SCALE-Sim
 encodes them, ``MOBILENET``) and a SCALE-Sim config. ``run`` runs SCALE-Sim (``PY``: ``$SCALESIM_PYTHON``, else
-``../scalesim-venv/bin/python`` beside the repository; SCALE-Sim 3.0 requires a layout file, and
+``.venv-scalesim/bin/python`` in the repository root, which git ignores; SCALE-Sim 3.0 requires a layout file, and
 its default layout reads the topology's numbers, so the topology itself is passed), copies its
 ``COMPUTE_REPORT.csv`` and ``DETAILED_ACCESS_REPORT.csv`` to ``DIR/<run_name>/`` (the config
 and topology it ran stay where they were given), and compares. ``compare`` compares existing reports. Both print, per config,
@@ -124,7 +124,7 @@ def compare(topology: Path, config_path: Path, reports: Path, scalesim_s: float 
 
 
 def scalesim_python(given: str | None) -> Path:
-    path = Path(given or os.environ.get("SCALESIM_PYTHON") or REPOSITORY.parent / "scalesim-venv" / "bin" / "python")
+    path = Path(given or os.environ.get("SCALESIM_PYTHON") or REPOSITORY / ".venv-scalesim" / "bin" / "python")
     if not path.exists():
         raise SystemExit(f"no SCALE-Sim environment at {path}: install it with "
                          f"python3 -m venv VENV && VENV/bin/pip install scalesim==3.0.0 'numpy<2.4', "
