@@ -218,9 +218,11 @@ PHASE_SEEDS = {"joint": 0, "weights": 1, "scales": 2, "borders": 3}
 @contextlib.contextmanager
 def training(qm: QuantModel, phase: Phase, drop_prob: float):
     """The quantizers' training state for ``phase``: its parameters take gradients, its weights
-    are soft, its borders soft, its ``dropped`` quantizers drop; on exit
-    (normal or not) everything is hard and frozen again and the model is in eval mode."""
+    are soft, its borders soft, its ``dropped`` quantizers drop; on exit (normal or not) each of
+    those switches and the model's train/eval mode are restored to what they were on entry."""
     params = [*(w.alpha for w in phase.weights), *(a.scale for a in phase.scales), *(a.borders for a in phase.borders)]
+    saved = ([p.requires_grad for p in params], [w.soft for w in phase.weights], [a.drop_prob for a in phase.dropped],
+             [a.mode for a in phase.borders], qm.training)
     for p in params:
         p.requires_grad_(True)
     for w in phase.weights:
@@ -233,15 +235,16 @@ def training(qm: QuantModel, phase: Phase, drop_prob: float):
     try:
         yield params
     finally:
-        qm.eval()
-        for p in params:
-            p.requires_grad_(False)
-        for w in phase.weights:
-            w.soft = False
-        for a in phase.dropped:
-            a.drop_prob = 0.0
-        for a in phase.borders:
-            a.mode = BorderMode.HARD
+        grads, softs, drops, modes, was_training = saved
+        qm.train(was_training)
+        for p, g in zip(params, grads):
+            p.requires_grad_(g)
+        for w, soft in zip(phase.weights, softs):
+            w.soft = soft
+        for a, drop in zip(phase.dropped, drops):
+            a.drop_prob = drop
+        for a, mode in zip(phase.borders, modes):
+            a.mode = mode
 
 
 @contextlib.contextmanager

@@ -133,3 +133,34 @@ def test_inputs_quantized_once_per_phase_give_the_loops_values_and_gradients(met
     assert torch.equal(out_a, out_b)
     assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads_a, grads_b))
     assert any(g is not None for g in grads_a)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_training_switches_modes_and_restores_them(tiny_resnet, images, fails):
+    """Inside ``training`` the phase's parameters take gradients, its weights and borders are soft
+    and its dropped quantizers drop; on exit, normal or by an exception, every switch is back to
+    what it was on entry, including states other than the defaults (a weight already soft)."""
+    qm = QuantModel(capture(tiny_resnet, (1, 8, 8)), QuantConfig(weight_bits=2, act_bits=2), images)
+    weights = tuple(qm.weights.values())[:2]
+    for wq in weights:
+        wq.enable_adaround()
+    weights[1].soft = False
+    acts = tuple(qm.acts.values())[:2]
+    acts[0].mode = BorderMode.HARD
+    acts[1].drop_prob = 0.25
+    phase = Phase("joint", 1, weights=weights, scales=acts, borders=acts[:1], dropped=acts)
+
+    def state():
+        return ([w.soft for w in weights], [a.drop_prob for a in acts], acts[0].mode, qm.training,
+                [a.scale.requires_grad for a in acts])
+
+    before = state()
+    try:
+        with training(qm, phase, 0.5) as params:
+            assert state() == ([True, True], [0.5, 0.5], BorderMode.SOFT, True, [True, True])
+            assert all(p.requires_grad for p in params)
+            if fails:
+                raise RuntimeError("inside the phase")
+    except RuntimeError:
+        assert fails
+    assert state() == before
