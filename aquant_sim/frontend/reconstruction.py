@@ -249,14 +249,16 @@ def training(qm: QuantModel, phase: Phase, drop_prob: float):
 
 @contextlib.contextmanager
 def float_activations(qm: QuantModel):
-    """Every activation quantizer passes values through (BRECQ's weight stage)."""
+    """Every activation quantizer passes values through (BRECQ's weight stage); on exit each one
+    is enabled or not as it was on entry."""
+    saved = {name: act.enabled for name, act in qm.acts.items()}
     for act in qm.acts.values():
         act.enabled = False
     try:
         yield
     finally:
-        for act in qm.acts.values():
-            act.enabled = True
+        for name, act in qm.acts.items():
+            act.enabled = saved[name]
 
 
 def lp_loss(out: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:

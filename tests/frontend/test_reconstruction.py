@@ -13,7 +13,8 @@ from aquant_sim.frontend.methods import Method
 from aquant_sim.frontend.pipeline import CalibrationConfig, calibrate
 from aquant_sim.frontend.qmodel import QuantConfig, QuantModel
 from aquant_sim.frontend.quantizers import BorderMode, WeightScheme
-from aquant_sim.frontend.reconstruction import Phase, ReconstructionConfig, Reconstructor, block_units, layer_units, training
+from aquant_sim.frontend.reconstruction import (Phase, ReconstructionConfig, Reconstructor, block_units, float_activations,
+                                                layer_units, training)
 from aquant_sim.program import BorderGranularity
 from aquant_sim.simulator import Backend, Simulator
 
@@ -164,3 +165,15 @@ def test_training_switches_modes_and_restores_them(tiny_resnet, images, fails):
     except RuntimeError:
         assert fails
     assert state() == before
+
+
+def test_float_activations_restores_each_quantizer(tiny_resnet, images):
+    """BRECQ's weight stage turns every activation quantizer off and, on exit, back to its own
+    state on entry (one that was off stays off)."""
+    qm = QuantModel(capture(tiny_resnet, (1, 8, 8)), QuantConfig(weight_bits=2, act_bits=2), images)
+    first = next(iter(qm.acts.values()))
+    first.enabled = False
+    before = {name: act.enabled for name, act in qm.acts.items()}
+    with float_activations(qm):
+        assert not any(act.enabled for act in qm.acts.values())
+    assert {name: act.enabled for name, act in qm.acts.items()} == before
