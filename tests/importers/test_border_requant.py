@@ -8,9 +8,11 @@ from aquant_sim import reference
 from aquant_sim.errors import InputError, ProgramError
 from aquant_sim.importers.border_requant import to_border_requantizers, with_border_tables
 from aquant_sim.importers.onnx_qdq import import_onnx
+from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program import OpKind
-from aquant_sim.rounding import RequantVariant
+from aquant_sim.rounding import RequantVariant, dyadic_value
 from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.testing.tflite_models import small_cnn
 
 F = 8
 
@@ -82,3 +84,25 @@ def test_tables_and_bad_input(imported):
         with_border_tables(converted.program, {first: np.full((1, 1), (1 << F) + 1)})
     with pytest.raises(InputError, match="frac_bits"):
         to_border_requantizers(imported, 0)
+
+
+def test_tflite_rules(tmp_path):
+    """A TFLite model: GEMMLOWP convs keep (m, n); the FLOAT64 fully connected's 53-bit m becomes
+    31 bits within 2^-31 of E; the TFLite add, average and mean keep their rules."""
+    data, _ = small_cnn(per_channel=True, batch=2)
+    path = tmp_path / "cnn.tflite"
+    path.write_bytes(data)
+    program = import_tflite(path).program
+    converted = to_border_requantizers(program, F)
+    kept = {u.variant for u in converted.untuned}
+    assert kept == {RequantVariant.TFLITE_ADD, RequantVariant.TFLITE_AVGPOOL, RequantVariant.TFLITE_MEAN}
+    for before, after in zip(program.ops, converted.program.ops):
+        if before.name not in converted.tuned:
+            continue
+        if before.requant.variant is RequantVariant.GEMMLOWP:
+            assert np.array_equal(after.requant.multiplier, before.requant.multiplier)
+            assert np.array_equal(after.requant.shift, before.requant.shift)
+        else:
+            assert before.requant.variant is RequantVariant.FLOAT64
+            exact = dyadic_value(before.requant.multiplier, before.requant.shift)
+            assert np.all(np.abs(dyadic_value(after.requant.multiplier, after.requant.shift) / exact - 1) <= 2.0**-31)
