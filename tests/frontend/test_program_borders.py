@@ -11,9 +11,11 @@ from aquant_sim.frontend.program_borders import BorderTuningConfig, Mode, Progra
 from aquant_sim.frontend.program_exact import exact_tensors
 from aquant_sim.importers.border_requant import to_border_requantizers, with_border_tables
 from aquant_sim.importers.onnx_qdq import import_onnx
+from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program import BorderGranularity
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.testing.dyadic import DyadicConfig, dyadic_program
+from aquant_sim.testing.tflite_models import small_cnn
 
 F = 6
 
@@ -76,3 +78,20 @@ def test_bad_input():
         BorderTuningConfig(batch_size=0)
     with pytest.raises(ConfigError, match="granularity"):
         BorderTuningConfig(granularity="channel")
+
+
+def test_tflite_program(tmp_path):
+    """A TFLite model (GEMMLOWP convs with separate clamps, a FLOAT64 fully connected, TFLite's add,
+    average and mean kept): tuned for a few steps, its exact torch forward equals the simulator
+    on every tensor."""
+    data, x = small_cnn(per_channel=True, batch=8)
+    path = tmp_path / "cnn.tflite"
+    path.write_bytes(data)
+    converted = to_border_requantizers(import_tflite(path).program, F)
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32))
+    result = learn_borders(converted.program, converted.tuned, images, BorderTuningConfig(iters=20, batch_size=4, border_lr=0.02))
+    tuned = with_border_tables(converted.program, result.tables)
+    simulated = Simulator(tuned, Backend.NUMBA).run(images.numpy(), keep_tensors=True).tensors
+    exact = exact_tensors(tuned, images)
+    for name, values in simulated.items():
+        assert np.array_equal(exact[name].numpy(), values), name
