@@ -62,7 +62,7 @@ def run(args) -> int:
     from aquant_sim.cli.common import write_json
     from aquant_sim.cli.hw_report import load_hw_config
     from aquant_sim.data import load_dataset
-    from aquant_sim.errors import UnsupportedError
+    from aquant_sim.errors import InputError, UnsupportedError
     from aquant_sim.evaluation import program_logits
     from aquant_sim.frontend.program_borders import BorderTuningConfig, learn_borders
     from aquant_sim.frontend.program_exact import exact_tensors
@@ -70,6 +70,8 @@ def run(args) -> int:
     from aquant_sim.importers.loading import load_any_program
 
     hw = load_hw_config(args.hw, None)
+    if not args.out.parent.is_dir():  # checked before anything is learned
+        raise InputError(f"--out {args.out}: folder {args.out.parent} does not exist")
     config = BorderTuningConfig(iters=args.iters, batch_size=args.batch_size, granularity=BorderGranularity(args.granularity), seed=args.seed)
     original = load_any_program(args.model)
     converted = to_border_requantizers(original, args.frac_bits)

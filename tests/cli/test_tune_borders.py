@@ -49,3 +49,5 @@ def test_bad_input_is_one_line(fashion_model, plain_model, tmp_path, capsys):
     assert "none.onnx" in err and err.count("\n") == 1 and "Traceback" not in err
     assert main(["tune-borders", str(fashion_model[0]), "--data", "fashion-mnist", "--out", out, "--frac-bits", "0"]) == 2
     assert "--frac-bits" in capsys.readouterr().err
+    assert main(["tune-borders", str(fashion_model[0]), "--data", "fashion-mnist", "--out", str(tmp_path / "no" / "t.aqp")]) == 2
+    assert "folder" in capsys.readouterr().err
