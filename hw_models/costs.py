@@ -8,11 +8,13 @@ ISSCC 2014, 45 nm, 0.9 V; the table as reproduced in W. Dally's and S. Han's tal
     32-bit integer add       0.1  pJ    137 um^2
     8-bit integer multiply   0.2  pJ    282 um^2
     32-bit integer multiply  3.1  pJ   3495 um^2
+    32-bit float add         0.9  pJ   4184 um^2
+    32-bit float multiply    3.7  pJ   7700 um^2
     64-bit read, 8 KB SRAM   10   pJ
     64-bit read, 32 KB SRAM  20   pJ
     64-bit DRAM access       1.3-2.6 nJ
 
-Area figures for adders and multipliers (36, 137, 282, 3495 um^2): the table as reproduced in
+Area figures for adders and multipliers (36, 137, 282, 3495 um^2; the float ones 4184 and 7700): the table as reproduced in
 Dally's and Han's talks, attributed there to Horowitz; his paper's table is of energies, and the
 areas were not checked against a primary source here: treat them as estimates. Their derivation
 check, from the Nangate cells below (``tests/hw_models/test_costs.py`` computes it): an n-bit
@@ -88,6 +90,10 @@ class TechnologyCosts:
     """8-bit integer multiply, Horowitz 2014."""
     mul32_pj: float = 3.1
     """32-bit integer multiply, Horowitz 2014."""
+    fadd32_pj: float = 0.9
+    """32-bit float add, Horowitz 2014 (the runtimes' float32 requantizers, ``requant_variants.py``)."""
+    fmul32_pj: float = 3.7
+    """32-bit float multiply, Horowitz 2014."""
     sram8k_read64_pj: float = 10.0
     """64-bit read of an 8 KB SRAM, Horowitz 2014."""
     sram32k_read64_pj: float = 20.0
@@ -102,6 +108,10 @@ class TechnologyCosts:
     """8-bit integer multiplier area, Horowitz 2014."""
     mul32_um2: float = 3495.0
     """32-bit integer multiplier area, Horowitz 2014."""
+    fadd32_um2: float = 4184.0
+    """32-bit float adder area, Horowitz 2014 (as reproduced, like the integer areas)."""
+    fmul32_um2: float = 7700.0
+    """32-bit float multiplier area, Horowitz 2014 (as reproduced)."""
     sram_cell_um2: float = 0.37
     """6T SRAM cell, 45 nm bulk (Nii et al., ISQED 2013)."""
     sram_overhead: float = 1.5

@@ -14,8 +14,11 @@ costs of ``costs.py`` (every constant there has its source or is marked as an as
   memory, not the filter buffer); a per-channel 1x1 conv (``layers.per_channel_affine``)
   multiplies each element by its channel's weight at the array's operand width and adds at the
   accumulator width (its weights come from the filter buffer, in the SRAM figure).
-- Requantizer (both designs): per element, a multiply by the 31-bit ``m`` (A x 31 bits), a
-  shift-and-offset add at the accumulator width (6) and the rounding incrementer (8).
+- Requantizer (both designs): per element, the circuit of the rule the op's requantizer records
+  (``requant_variants.py``): for this project's (6)-(8) a multiply by the 31-bit ``m`` (A x 31
+  bits), a shift-and-offset add at the accumulator width (6) and the rounding incrementer (8); an
+  imported program's runtime rules (float32 multiplies, gemmlowp's high multiply, ...) their own.
+  An add whose variant combines the inputs itself (FP32_ADD, TFLITE_ADD) does no D.9 multiplies.
 - Border unit: its table load and lookups (``border_unit.py``), for AQuant layers only.
 - Weight zero-points (docs/contract.md (5) with ``z_w != 0``): gemmlowp's row-sum trick, an
   accumulator-wide add per window element of each output position (``sum(x - z_x)``, shared by
@@ -34,11 +37,10 @@ from hw_models.border_unit import LayerBorderCost
 from hw_models.config import AcceleratorConfig
 from hw_models.layers import LayerWork
 from hw_models.memory import LayerMemory
+from hw_models.requant_variants import COMBINES_INPUTS, element_pj
 
 ADD_WEIGHT_BITS = 16
 """Residual-add input weights are integers below 2^16 (D.9)."""
-MULTIPLIER_BITS = 31
-"""The requantizer's m lies in [2^30, 2^31) (docs/contract.md (6))."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
     mac = layer.macs * (costs.mul_pj(array.operand_bits, array.operand_bits) * (1.0 - gated) + costs.add_pj(acc))
     if layer.kind is OpKind.MAXPOOL2D:
         per_op = costs.add_pj(layer.input_bits)
+    elif layer.kind is OpKind.ADD and layer.requant_variant in COMBINES_INPUTS:
+        per_op = 0.0
     elif layer.kind is OpKind.ADD:
         per_op = 2 * costs.mul_pj(ADD_WEIGHT_BITS, layer.input_bits + 1) + costs.add_pj(acc)
     elif layer.kind is OpKind.MUL:
@@ -81,7 +85,7 @@ def layer_energy(layer: LayerWork, memory: LayerMemory, border: LayerBorderCost,
     else:
         per_op = costs.add_pj(acc)
     vector = layer.vector_ops * per_op
-    requant = layer.requantized * (costs.mul_pj(acc, MULTIPLIER_BITS) + costs.add_pj(acc) + costs.add_pj(layer.output_bits))
+    requant = layer.requantized * element_pj(layer.requant_variant, costs, acc, layer.output_bits) if layer.requantized else 0.0
     sram = 8 * (memory.ifmap_sram_read * costs.sram_pj_per_bit(mem.ifmap_bytes)
                 + memory.filter_sram_read * costs.sram_pj_per_bit(mem.filter_bytes)
                 + (memory.ofmap_sram_write + memory.ofmap_sram_read) * costs.sram_pj_per_bit(mem.ofmap_bytes))

@@ -152,4 +152,5 @@ def estimate(program: Program, config: AcceleratorConfig, counters=None, borders
         pes = array.rows * array.cols
         results.append(LayerEstimate(layer, cycles, memory, border, energy, zero, overflows.get(op.name), pes))
     unit = border_unit.border_unit_area(layers if borders else [], config)
-    return NetworkEstimate(config, borders, results, accelerator_area(config, unit), unit)
+    variants = frozenset(layer.requant_variant for layer in layers if layer.requant_variant is not None)
+    return NetworkEstimate(config, borders, results, accelerator_area(config, unit, variants), unit)

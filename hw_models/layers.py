@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aquant_sim.program import BorderTable, OpKind, Program, QuantParams
+from aquant_sim.rounding import RequantVariant
 
 
 class Engine(enum.Enum):
@@ -77,6 +78,8 @@ class LayerWork:
     """The border table of the requantizer, None when the op has none."""
     output_levels: int
     """``2^b - 1`` of the output tensor (0 when unquantized): the border unit's table width."""
+    requant_variant: RequantVariant | None = None
+    """The rule of the op's requantizer (None without one): which circuit requantizes."""
     asymmetric_weights: bool = False
     """Some weight zero-point ``z_w[c]`` is not 0: (5) then needs gemmlowp's row-sum trick."""
 
@@ -156,6 +159,7 @@ def _layer(program: Program, op) -> LayerWork:
         output_elements=out_elements, output_bits=out.quant.bits if quantized else 32,
         requantized=out_elements if requant is not None else 0,
         borders=requant.borders if requant is not None else None,
+        requant_variant=requant.variant if requant is not None else None,
         output_levels=out.quant.levels if quantized else 0,
     )
     if op.kind in (OpKind.CONV2D, OpKind.MAXPOOL2D, OpKind.AVGPOOL2D):

@@ -50,6 +50,16 @@ class _Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
+class _ImageReader(CalibrationDataReader):
+    """Calibration batches of 32 real images."""
+
+    def __init__(self, images: np.ndarray):
+        self.batches = iter([{"x": images[i:i + 32]} for i in range(0, len(images), 32)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
 def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0,
                     activation_type=QuantType.QInt8):
     """Export ``module`` and quantize it with onnxruntime's quantize_static; return the path."""
@@ -141,3 +151,26 @@ def batch(tmp_path):
     x = (1.5 * np.random.default_rng(7).standard_normal((3, *SHAPE))).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     return x
+
+
+@pytest.fixture(scope="session")
+def fashion_model(tmp_path_factory):
+    """The zoo's ResNet-20 (width 4) on Fashion-MNIST: trained one epoch on 512 images (a few
+    seconds), exported, and quantized by quantize_static (per channel, uint8 activations) with
+    128 train images; returns (model path, 64 test images, their labels)."""
+    from aquant_sim.data import load_dataset
+    from aquant_sim.models.training import train
+
+    tmp_path = tmp_path_factory.mktemp("fashion")
+    train_set = load_dataset("fashion-mnist", "train", limit=512, seed=0)
+    test_set = load_dataset("fashion-mnist", "test", limit=64, seed=0)
+    torch.manual_seed(0)
+    model = build_model("resnet20", 1, 10, width=4)
+    train(model, train_set, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False)
+    model.eval()
+    float_path, path = tmp_path / "float.onnx", tmp_path / "fashion_int8.onnx"
+    torch.onnx.export(model, torch.from_numpy(train_set.images[:1].copy()), str(float_path), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    quantize_static(str(float_path), str(path), _ImageReader(train_set.images[:128]), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8)
+    return path, test_set.images, test_set.labels

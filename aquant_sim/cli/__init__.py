@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "aquant_sim.cli.import_model",
     "aquant_sim.cli.export",
     "aquant_sim.cli.hw_report",
+    "aquant_sim.cli.tune_borders",
 )
 """Modules (imported lazily by name) that each register one subcommand, in help order."""
 

@@ -1,6 +1,7 @@
-"""``aquant hw-report ARTIFACT``: cycles, memory traffic, energy and area of running a saved
-integer program on a configurable accelerator, and what the border lookup unit costs over a plain
-round-to-nearest requantizer. With ``--input X.npy`` the program runs on that batch first and the
+"""``aquant hw-report PROGRAM``: cycles, memory traffic, energy and area of running an integer
+program (a saved ``.aqp``, or an int8 ``.onnx`` or ``.tflite`` model imported in memory with its
+runtime's requantizers, each costed by its own rule) on a configurable accelerator, and what the
+border lookup unit costs over a plain round-to-nearest requantizer. With ``--input X.npy`` the program runs on that batch first and the
 simulator's counters (zero activations, accumulator overflows) refine the estimate."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 def register(subparsers) -> None:
     parser = subparsers.add_parser("hw-report", help="hardware cost of a program: cycles, traffic, energy, area, border unit overhead",
                                    description=__doc__)
-    parser.add_argument("artifact", help="a saved integer program")
+    parser.add_argument("artifact", help="a saved integer program (.aqp), or an int8 model (.onnx, .tflite) to import")
     parser.add_argument("--hw", metavar="FILE.toml", help="accelerator config (default: hw_models/configs/default.toml); "
                         "a SCALE-Sim .cfg is imported as such")
     parser.add_argument("--dataflow", choices=("os", "ws", "is"), help="override the config's dataflow")
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     # The config first: a bad --hw is reported before the artifact is read.
     config = load_hw_config(args.hw, args.dataflow)
-    from aquant_sim.artifact import load_program
+    from aquant_sim.importers.loading import load_any_program
 
-    program = load_program(args.artifact)
+    program = load_any_program(args.artifact)
     counters = _counters(program, args.input) if args.input else None
     report = build_report(program, config, counters)
     print(format_report(report))

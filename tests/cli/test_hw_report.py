@@ -3,12 +3,17 @@
 import json
 
 import numpy as np
+import pytest
+from onnxruntime.quantization import QuantFormat
 
 from aquant_sim.artifact import save_program
 from aquant_sim.cli import main
 from aquant_sim.cli.hw_report import load_hw_config
+from aquant_sim.rounding import RequantVariant
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
+from aquant_sim.testing.tflite_models import small_cnn
 from hw_models.config import Dataflow, default_config
+from hw_models.requant_variants import lane_um2
 
 
 def test_config_selection(tmp_path):
@@ -62,3 +67,43 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
         assert main(["hw-report", str(path), flag, target]) == 2
         err = capsys.readouterr().err
         assert target in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("plain_model", [(QuantFormat.QDQ, True)], indirect=True)
+def test_imported_model(plain_model, tmp_path, capsys):
+    """An int8 .onnx model is imported in memory and reported like a saved program: its FP32
+    requantizers need no border unit, and the JSON's requantizer area is FP32's lane circuit."""
+    assert main(["hw-report", str(plain_model), "--json", str(tmp_path / "r.json")]) == 0
+    assert "border unit overhead: +0 cycles" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    config = default_config()
+    area = config.border_unit.lanes * (lane_um2(RequantVariant.FP32, config.costs, config.array.accumulator_bits)
+                                       + config.costs.add_um2(config.array.operand_bits))
+    assert report["totals"]["aquant"]["area_um2"]["requantizer"] == pytest.approx(area, rel=1e-12)
+
+
+def test_unreadable_model_is_one_line(tmp_path, capsys):
+    """A file that is not an ONNX model exits 2 with one line naming it."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["hw-report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.onnx" in err and err.count("\n") == 1
+
+
+def test_tflite_model(tmp_path, capsys):
+    """An int8 .tflite model is imported in memory: its layers are costed by TFLite's rules
+    (GEMMLOWP convs, FLOAT64 fully connected, TFLITE_ADD, TFLITE_AVGPOOL, TFLITE_MEAN), one lane
+    circuit each."""
+    data, _ = small_cnn(per_channel=True, batch=2)
+    path = tmp_path / "cnn.tflite"
+    path.write_bytes(data)
+    assert main(["hw-report", str(path), "--json", str(tmp_path / "r.json")]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    config = default_config()
+    acc = config.array.accumulator_bits
+    rules = (RequantVariant.GEMMLOWP, RequantVariant.FLOAT64, RequantVariant.TFLITE_ADD, RequantVariant.TFLITE_AVGPOOL,
+             RequantVariant.TFLITE_MEAN)
+    area = config.border_unit.lanes * (sum(lane_um2(v, config.costs, acc) for v in rules) + config.costs.add_um2(config.array.operand_bits))
+    assert report["totals"]["aquant"]["area_um2"]["requantizer"] == pytest.approx(area, rel=1e-12)

@@ -7,9 +7,10 @@ import pytest
 
 from aquant_sim.builder import ProgramBuilder
 from aquant_sim.program import BorderTable, Program, QuantParams
+from aquant_sim.rounding import MULTIPLIER_BITS
 from hw_models.border_unit import NO_BORDER_COST, layer_border_cost, unit_size
 from hw_models.config import AcceleratorConfig, ArrayConfig
-from hw_models.energy import MULTIPLIER_BITS, layer_energy
+from hw_models.energy import layer_energy
 from hw_models.layers import program_layers
 from hw_models.memory import layer_memory
 from hw_models.systolic import compute_cycles
