@@ -47,7 +47,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from aquant_sim.kernels.config import parallel_jit, prange
+from aquant_sim.kernels import requant
+from aquant_sim.kernels.config import cache_depends_on, parallel_jit, prange
+from aquant_sim.kernels.requant import requantize_row
 
 ROWS = 16
 """Positions per A tile (rows of a tile)."""
@@ -269,12 +271,19 @@ def slack(stride: int, outer_stride: int, outer: int, length: int) -> int:
 
 @parallel_jit
 def dense(u, w, row_offsets, run, stride, image_stride, outer, u_outer, steps, taps, weight_sum, fill, zero_point,
-          window, config, out):
+          window, fused, epilogue, stats, block_sums, config, out):
     """``out[n, o, r * run + x] = T_o - z' * W_o - z_w[o] * (window[n, p] - K z')`` for position
     ``x < run`` of run ``r`` at byte ``n * image_stride + row_offsets[r] + x * stride`` of ``u``;
     ``T_o`` sums ``outer`` kernel rows ``u_outer`` bytes apart of ``steps`` 64-byte steps against
     the packed weights ``w`` (:func:`pack_weights`). ``window`` (N, P) is ``R`` (read only where
-    some ``z_w != 0``). One work item per image and block of 32 channels."""
+    some ``z_w != 0``). One work item per image and block of 32 channels.
+
+    With ``fused``, the requantizer is the work item's epilogue: its block's sums go to the
+    calling thread's part of ``block_sums`` (``(threads, 32, P)`` int32, ``block_sums[t, o -
+    first, p]``), and once the block is done each channel's row goes through
+    :func:`aquant_sim.kernels.requant.requantize_row` with ``epilogue``
+    (:func:`aquant_sim.kernels.requant.border_epilogue`) into ``out``, int32 levels, counted in
+    ``stats[n * O + o]``; no tensor of the layer's sums is made."""
     batch, channels, positions = out.shape
     runs = row_offsets.shape[0]
     per_run = (run + ROWS - 1) // ROWS
@@ -282,12 +291,14 @@ def dense(u, w, row_offsets, run, stride, image_stride, outer, u_outer, steps, t
     blocks = (channels + CHANNELS - 1) // CHANNELS
     block_bytes = outer * steps * 2 * ROWS * STEP
     taps_fill = np.int64(taps) * fill
+    bias, acc_lo, acc_hi, saturate, m_y, n_y, frac_bits, table, z_y, qmin, qmax = epilogue
     for t in prange(batch * blocks):
         n, b = t // blocks, t % blocks
         first = b * CHANNELS
         stop = min(first + CHANNELS, channels)
         scratch = np.empty((2 * ROWS, CHANNELS), dtype=np.int32)
         columns = np.empty((CHANNELS, 2 * ROWS), dtype=np.int32)
+        tid = numba.get_thread_id()
         tile_begin(config)
         for pair in range(0, tiles, 2):
             second = min(pair + 1, tiles - 1)
@@ -303,10 +314,25 @@ def dense(u, w, row_offsets, run, stride, image_stride, outer, u_outer, steps, t
             tile_store(scratch)
             transpose_scratch(scratch, columns)
             for i in range(2 if second != pair else 1):
-                r, x = (r0, x0) if i == 0 else (r1, x1)
+                # Two selects, not a select of tuples: a tuple would cost the epilogue its
+                # vector loops (requant.requantize_row's text).
+                r = r0 if i == 0 else r1
+                x = x0 if i == 0 else x1
                 p0 = r * run + x
                 for o in range(first, stop):
-                    write_row(columns, (o - first) * 2 * ROWS + ROWS * i, out, (n * channels + o) * positions + p0,
-                              min(ROWS, run - x), fill * weight_sum[o], zero_point[o], window, n * positions + p0,
-                              taps_fill)
+                    if fused:
+                        write_row(columns, (o - first) * 2 * ROWS + ROWS * i, block_sums,
+                                  (tid * CHANNELS + o - first) * positions + p0, min(ROWS, run - x),
+                                  fill * weight_sum[o], zero_point[o], window, n * positions + p0, taps_fill)
+                    else:
+                        write_row(columns, (o - first) * 2 * ROWS + ROWS * i, out, (n * channels + o) * positions + p0,
+                                  min(ROWS, run - x), fill * weight_sum[o], zero_point[o], window, n * positions + p0,
+                                  taps_fill)
+        if fused:
+            for o in range(first, stop):
+                requantize_row(block_sums, tid, o - first, positions, bias, acc_lo, acc_hi, saturate, m_y, n_y, frac_bits,
+                               table, z_y, qmin, qmax, out, n, o, stats, n * channels + o)
         tile_end()
+
+
+cache_depends_on(dense, requant)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numba
@@ -34,3 +35,24 @@ parallel_jit = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)
 """Decorator for kernels with ``prange`` loops."""
 
 prange = numba.prange
+
+
+def cache_depends_on(kernel, *modules) -> None:
+    """Make the on-disk cache of ``kernel`` (a ``parallel_jit`` dispatcher) stale when the source
+    of any of ``modules`` changes, as it is when the kernel's own file changes. numba stamps a
+    cache index with its kernel's file alone (numba 0.68: the SHA-256 of its bytes), so a
+    kernel that inlines a helper of another file (the AMX kernel's epilogue calls
+    :func:`aquant_sim.kernels.requant.requantize_row`) would otherwise keep running the
+    helper's old code. This appends the SHA-256 of each module's file to that stamp, through
+    numba's cache internals (``_cache._cache_file._source_stamp``); it raises where they are
+    missing."""
+    cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
+        raise RuntimeError(f"kernels.config: numba {numba.__version__} has no cache stamp to extend for {kernel!r}")
+    cache_file._source_stamp = (cache_file._source_stamp, *(source_digest(module) for module in modules))
+
+
+def source_digest(module) -> bytes:
+    """The SHA-256 of a module's source file."""
+    with open(module.__file__, "rb") as source:
+        return hashlib.sha256(source.read()).digest()

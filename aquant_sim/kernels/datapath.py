@@ -1,7 +1,11 @@
 """The simulator's fused hot path: one op from its inputs to its output levels and counters.
 
-For an accumulating op (conv2d, linear, add, concat, average pooling, mul) one parallel numba pass reads the
-exact sums (for conv2d and linear from the int8 VNNI kernels where the operands fit, else from
+A conv2d or linear that the AMX kernel takes (``int8.conv2d_levels``) and whose requantizer is
+(6)-(8) (BORDER) runs the requantizer in that kernel's epilogue: each block of 32 channels of
+one image is requantized as soon as it is accumulated (``requant.requantize_row``: the bias,
+the A-bit accumulator, (6)-(8), the counts), so the layer's sums are never stored. For any other
+accumulating op (conv2d, linear, add, concat, average pooling, mul) one parallel numba pass reads the
+exact sums (for conv2d and linear from the int8 kernels where the operands fit, else from
 the general exact GEMM), adds the bias in int64, records ``max |acc|``, applies the A-bit accumulator
 (``rounding.apply_overflow``: WRAP or SATURATE, counted), requantizes (6)-(8) and counts outputs
 at the zero-point, writing int32 levels in NCHW order (a requantizer of a runtime's variant,
@@ -23,7 +27,9 @@ from aquant_sim.kernels.conv import conv2d_sums, linear_sums
 from aquant_sim.kernels.elementwise import add_acc, add_fp32, clamp_counted, concat_acc, count_equal, lut_into, mul_acc
 from aquant_sim.kernels.input import border_round_levels
 from aquant_sim.kernels.pool import avgpool_acc, global_avgpool_acc, maxpool_counted
-from aquant_sim.kernels.requant import FINISH_KERNELS, add_tflite, average_tflite_into, requantize_rows_variant
+from aquant_sim.kernels.requant import (
+    FINISH_KERNELS, add_tflite, average_tflite_into, border_epilogue, requantize_rows_variant,
+)
 from aquant_sim.program import OpKind, QuantParams
 from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
 
@@ -55,6 +61,17 @@ def _sums_and_bias(op, inputs: list[np.ndarray], in_quants: list[QuantParams]):
     return acc.reshape(acc.shape[0], acc.shape[1], -1), False, np.zeros(acc.shape[1], dtype=np.int64)
 
 
+def _epilogue_levels(op, x: np.ndarray, in_quant: QuantParams, out_quant: QuantParams, accumulator_bits: int,
+                     overflow: OverflowPolicy):
+    """A conv2d's or linear's output levels and counts from the AMX kernel with the BORDER
+    requantizer in its epilogue (:func:`int8.conv2d_levels`), or None where it declines."""
+    lo, hi = accumulator_range(accumulator_bits)
+    epilogue = border_epilogue(op.bias, op.requant, out_quant, lo, hi, overflow is OverflowPolicy.SATURATE)
+    levels = (in_quant.qmin, in_quant.qmax)
+    run = int8.conv2d_levels if op.kind is OpKind.CONV2D else int8.linear_levels
+    return run(x, op, in_quant.zero_point, epilogue, levels)
+
+
 class NumbaDatapath:
     """:class:`aquant_sim.datapath.Datapath` in fused numba passes."""
 
@@ -71,8 +88,15 @@ class NumbaDatapath:
             add = add_fp32 if op.requant.variant is RequantVariant.FP32_ADD else add_tflite
             values = add(inputs[0], inputs[1], op, *in_quants, out_quant, dtype=np.int32)
             return Accumulated(values, 0, 0, count_equal(values, out_quant.zero_point))
-        sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
         batch = inputs[0].shape[0]
+        if op.kind in (OpKind.CONV2D, OpKind.LINEAR) and op.requant is not None \
+                and op.requant.variant is RequantVariant.BORDER:
+            fused = _epilogue_levels(op, inputs[0], in_quants[0], out_quant, accumulator_bits, overflow)
+            if fused is not None:
+                levels, stats = fused
+                return Accumulated(levels.reshape((batch, *out_shape)), int(stats[:, _MAX_ABS].max()),
+                                   int(stats[:, _OVERFLOWS].sum()), int(stats[:, _ZEROS].sum()))
+        sums, channel_major, bias = _sums_and_bias(op, inputs, in_quants)
         shape = (batch, out_shape[0], sums.shape[2])
         stats = np.empty((batch * out_shape[0], 3), dtype=np.int64)
         lo, hi = accumulator_range(accumulator_bits)

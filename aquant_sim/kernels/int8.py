@@ -53,6 +53,7 @@ from numba.extending import intrinsic
 
 from aquant_sim.kernels import amx
 from aquant_sim.kernels.config import parallel_jit, prange
+from aquant_sim.kernels.requant import NO_EPILOGUE
 from aquant_sim.program import Conv2d, Linear, window_output_size
 
 PIXELS = 4
@@ -396,19 +397,32 @@ def _steps(length: int) -> int:
 
 
 def _amx_sums(u, weights: _Int8Weights, row_offsets, run, stride, image_stride, outer, u_outer, length, batch, fill,
-              out) -> None:
-    """Dense sums on AMX tiles (:func:`aquant_sim.kernels.amx.dense`) into ``out`` (N, O, P);
-    ``R`` first, against a ones row, when some ``z_w != 0``."""
+              out, epilogue=None, stats=None) -> None:
+    """Dense sums on AMX tiles (:func:`aquant_sim.kernels.amx.dense`) into ``out`` (N, O, P), or
+    with ``epilogue`` their int32 levels, counted in ``stats``; ``R`` first, against a ones row,
+    when some ``z_w != 0``."""
     steps, taps = _steps(length), outer * length
     window = np.empty((1, 1), dtype=np.int32)  # read only where some z_w != 0
     if weights.has_zero_point:
         ones = np.zeros(1, dtype=np.int64)
         window = np.empty((batch, 1, out.shape[2]), dtype=np.int32)
         amx.dense(u, weights.amx_tiles(outer, length, ones=True), row_offsets, run, stride, image_stride, outer,
-                  u_outer, steps, taps, ones, 0, ones, window[:, 0], amx.TILE_CONFIG, window)
+                  u_outer, steps, taps, ones, 0, ones, window[:, 0], False, NO_EPILOGUE, _NO_STATS, _NO_SCRATCH,
+                  amx.TILE_CONFIG, window)
         window = window[:, 0]
+    fused = epilogue is not None
+    # The epilogue's sums: one block of 32 channels per thread, never the layer's.
+    scratch = np.empty((numba.config.NUMBA_NUM_THREADS, amx.CHANNELS, out.shape[2]), dtype=np.int32) if fused \
+        else _NO_SCRATCH
     amx.dense(u, weights.amx_tiles(outer, length), row_offsets, run, stride, image_stride, outer, u_outer, steps,
-              taps, weights.weight_sum, fill, weights.zero_point, window, amx.TILE_CONFIG, out)
+              taps, weights.weight_sum, fill, weights.zero_point, window, fused, epilogue if fused else NO_EPILOGUE,
+              stats if fused else _NO_STATS, scratch, amx.TILE_CONFIG, out)
+
+
+_NO_STATS = np.zeros((1, 3), dtype=np.int64)
+"""The counts of a kernel run without an epilogue: never written."""
+_NO_SCRATCH = np.zeros((1, 1, 1), dtype=np.int32)
+"""The AMX kernel's epilogue scratch when it runs without one: never written."""
 
 
 def _engine(engine: Engine | None) -> Engine:
@@ -420,12 +434,8 @@ def _engine(engine: Engine | None) -> Engine:
     return engine
 
 
-def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, int] | None = None,
-                engine: Engine | None = None) -> np.ndarray | None:
-    """D.1 without the bias, batch-major ``(N, O, OH*OW)`` (:func:`sums_dtype`), or None when
-    the operands do not fit the int8 kernels (:func:`operand_offset`). ``x_range`` bounds the
-    levels of ``x`` (its format's ``qmin, qmax``; measured when None); ``engine`` the dense
-    kernels' instructions (the best of :data:`ENGINES` when None)."""
+def _conv2d(x: np.ndarray, op: Conv2d, zero_point: int, x_range, engine, epilogue):
+    """:func:`conv2d_sums` (``epilogue`` None), or :func:`conv2d_levels`: ``(out, stats)`` or None."""
     weights = _weights(op)
     batch, channels, h, w = x.shape
     out_channels, cg, kh_, kw_ = op.weight.shape
@@ -442,16 +452,21 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, 
     fill = zero_point - lo
     dtype = sums_dtype(weights, x_min, x_max, zero_point)
     tiles = not depthwise and _engine(engine) is Engine.AMX and op.groups == 1 and dw == 1 and dtype is np.int32
+    if epilogue is not None and not tiles:
+        return None
     size = batch * hp * wp * channels
     extra = amx.slack(sw * channels, dh * wp * channels, kh_, kw_ * channels) if tiles else 0
     buffer = np.empty(size + extra, dtype=np.uint8)
     u = buffer[:size].reshape(batch, hp, wp, channels)
     _pack(x, lo, fill, ph, pw, u)
-    out = np.empty((batch, out_channels, oh * ow), dtype=dtype)
+    if epilogue is not None:
+        out, stats = np.empty((batch, out_channels, oh * ow), dtype=np.int32), np.zeros((batch * out_channels, 3), dtype=np.int64)
+    else:
+        out, stats = np.empty((batch, out_channels, oh * ow), dtype=dtype), None
     if depthwise:
         _depthwise(u, weights.by_tap(), out_channels // channels, sh, sw, dh, dw, kh_, kw_, ow, fill,
                    weights.weight_sum, weights.zero_point, out)
-        return out
+        return out, stats
     taps = kh_ * kw_ * cg
     if not tiles and op.groups == 1 and _steps(taps) * 2 <= kh_ * _steps(kw_ * channels if dw == 1 else channels) * (kw_ if dw > 1 else 1):
         # Short kernel rows (a stem of 1-3 channels): gathering each window into one run of
@@ -464,12 +479,12 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, 
         pixels = np.arange(positions, dtype=np.int64) * taps
         _dense(windows.ravel(), weights.rows, pixels, positions * taps, batch, 0, 1, out_channels, taps, 1, 0, 0, 1,
                0, 0, taps, weights.weight_sum, fill, weights.zero_point, weights.has_zero_point, out)
-        return out
+        return out, stats
     if tiles:
         row_offsets = np.arange(oh, dtype=np.int64) * (sh * wp * channels)
         _amx_sums(buffer, weights, row_offsets, ow, sw * channels, hp * wp * channels, kh_, dh * wp * channels,
-                  kw_ * channels, batch, fill, out)
-        return out
+                  kw_ * channels, batch, fill, out, epilogue, stats)
+        return out, stats
     oy, ox = np.divmod(np.arange(oh * ow, dtype=np.int64), ow)
     pixels = (oy * sh * wp + ox * sw) * channels
     if op.groups == 1 and dw == 1:
@@ -479,13 +494,32 @@ def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, 
     _dense(u.ravel(), weights.rows, pixels, hp * wp * channels, batch, cg, op.groups, out_channels // op.groups,
            kh_ * kw_ * cg, kh_, dh * wp * channels, kw_ * cg, inner, u_inner, w_inner, length, weights.weight_sum,
            fill, weights.zero_point, weights.has_zero_point, out)
-    return out
+    return out, stats
 
 
-def linear_sums(x: np.ndarray, op: Linear, zero_point: int, x_range: tuple[int, int] | None = None,
+def conv2d_sums(x: np.ndarray, op: Conv2d, zero_point: int, x_range: tuple[int, int] | None = None,
                 engine: Engine | None = None) -> np.ndarray | None:
-    """D.2 without the bias, channel-major ``(O, N, 1)`` (:func:`sums_dtype`), or None
-    (:func:`operand_offset`); ``x_range`` and ``engine`` as for :func:`conv2d_sums`."""
+    """D.1 without the bias, batch-major ``(N, O, OH*OW)`` (:func:`sums_dtype`), or None when
+    the operands do not fit the int8 kernels (:func:`operand_offset`). ``x_range`` bounds the
+    levels of ``x`` (its format's ``qmin, qmax``; measured when None); ``engine`` the dense
+    kernels' instructions (the best of :data:`ENGINES` when None)."""
+    result = _conv2d(x, op, zero_point, x_range, engine, None)
+    return None if result is None else result[0]
+
+
+def conv2d_levels(x: np.ndarray, op: Conv2d, zero_point: int, epilogue: tuple, x_range: tuple[int, int] | None = None,
+                  engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """D.1 with the requantizer in the AMX kernel's epilogue (``epilogue`` from
+    :func:`aquant_sim.kernels.requant.border_epilogue`): int32 output levels ``(N, O, OH*OW)``,
+    each block of 32 channels of one image requantized as soon as it is accumulated, so that no
+    tensor of the layer's sums exists, and the counts ``stats`` (rows of ``max |acc|``,
+    overflows, levels at the zero-point; reduce by max, sum, sum). None where the AMX tiles do
+    not take the op (:func:`conv2d_sums` then gives the sums for the separate pass)."""
+    return _conv2d(x, op, zero_point, x_range, engine, epilogue)
+
+
+def _linear(x: np.ndarray, op: Linear, zero_point: int, x_range, engine, epilogue):
+    """:func:`linear_sums` (``epilogue`` None), or :func:`linear_levels`: ``(out (1, O, N), stats)`` or None."""
     weights = _weights(op)
     x_min, x_max = (int(x.min()), int(x.max())) if x_range is None else x_range
     lo = operand_offset(weights, x_min, x_max, zero_point)
@@ -495,13 +529,34 @@ def linear_sums(x: np.ndarray, op: Linear, zero_point: int, x_range: tuple[int, 
     out_channels = op.weight.shape[0]
     dtype = sums_dtype(weights, x_min, x_max, zero_point)
     tiles = _engine(engine) is Engine.AMX and dtype is np.int32
+    if epilogue is not None and not tiles:
+        return None
     u = np.empty(batch * features + (amx.slack(features, 0, 1, features) if tiles else 0), dtype=np.uint8)
     u[:batch * features] = (x - lo).ravel()
-    out = np.empty((1, out_channels, batch), dtype=dtype)
     if tiles:
-        _amx_sums(u, weights, np.zeros(1, dtype=np.int64), batch, features, 0, 1, 0, features, 1, zero_point - lo, out)
-        return out.reshape(out_channels, batch, 1)
+        out = np.empty((1, out_channels, batch), dtype=dtype)
+        stats = None if epilogue is None else np.zeros((out_channels, 3), dtype=np.int64)
+        _amx_sums(u, weights, np.zeros(1, dtype=np.int64), batch, features, 0, 1, 0, features, 1, zero_point - lo, out,
+                  epilogue, stats)
+        return out, stats
+    out = np.empty((1, out_channels, batch), dtype=dtype)
     pixels = np.arange(batch, dtype=np.int64) * features
     _dense(u, weights.rows, pixels, 0, 1, features, 1, out_channels, features, 1, 0, 0, 1, 0, 0, features,
            weights.weight_sum, zero_point - lo, weights.zero_point, weights.has_zero_point, out)
-    return out.reshape(out_channels, batch, 1)
+    return out, None
+
+
+def linear_sums(x: np.ndarray, op: Linear, zero_point: int, x_range: tuple[int, int] | None = None,
+                engine: Engine | None = None) -> np.ndarray | None:
+    """D.2 without the bias, channel-major ``(O, N, 1)`` (:func:`sums_dtype`), or None
+    (:func:`operand_offset`); ``x_range`` and ``engine`` as for :func:`conv2d_sums`."""
+    result = _linear(x, op, zero_point, x_range, engine, None)
+    return None if result is None else result[0].reshape(op.weight.shape[0], x.shape[0], 1)
+
+
+def linear_levels(x: np.ndarray, op: Linear, zero_point: int, epilogue: tuple, x_range: tuple[int, int] | None = None,
+                  engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """D.2 with the requantizer in the AMX kernel's epilogue, as :func:`conv2d_levels`: int32
+    output levels ``(N, O)`` and the counts, or None where the AMX tiles do not take the op."""
+    result = _linear(x, op, zero_point, x_range, engine, epilogue)
+    return None if result is None else (np.ascontiguousarray(result[0][0].T), result[1])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
-from aquant_sim.program import QuantParams, Requantizer
+from aquant_sim.program import BorderTable, QuantParams, Requantizer
 from aquant_sim.rounding import TFLITE_ADD_LEFT_SHIFT, RequantVariant, dyadic_value, float32_scale, tflite_mean_multiplier
 
 _UNCLAMPED = np.int64(1) << 62
@@ -70,6 +70,46 @@ def _requantize_rows(acc, multiplier, shift, frac_bits, table, zero_point, qmin,
             out[n, c, p] = requantize_value(acc[n, c, p], m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
 
 
+@inline_jit
+def requantize_row(sums, a, b, positions, bias, lo, hi, saturate, multiplier, shift, frac_bits, table, zero_point,
+                   qmin, qmax, out, n, c, stats, row):
+    """One channel's row of the requantizer: ``out[n, c, p]`` (``p < positions``) is the level
+    of the exact sum ``sums[a, b, p]`` (any integer dtype, without the bias) plus ``bias[c]``:
+    the A-bit accumulator ``[lo, hi]`` (:func:`wrap_or_saturate`, counted), then (6)-(8)
+    (:func:`requantize_value`) with channel ``c``'s multiplier, shift and border row. Sets
+    ``stats[row]`` to the row's ``max |acc|`` before the width, its overflows and its levels
+    equal to the zero-point. The simulator's separate pass (:func:`_finish_kernels`) and the
+    AMX kernel's epilogue (``aquant_sim.kernels.amx.dense``) both run it.
+
+    Two passes over the row, each a loop LLVM vectorizes: the counts first, then (6)-(8); the
+    width is applied element by element only in a row that overflowed. The caller's ``prange``
+    body must hold no slice, view or tuple: numba counts those as aliases and then compiles the
+    body without ``noalias`` arguments, and these loops do not vectorize (measured 5-6x slower)."""
+    zero_fixed = np.int64(zero_point) << frac_bits
+    i = c if multiplier.shape[0] > 1 else 0
+    g = c if table.shape[0] > 1 else 0
+    m, s, offset = multiplier[i], shift[i] - frac_bits, bias[c]
+    top, overflows, zeros = np.int64(0), np.int64(0), np.int64(0)
+    for p in range(positions):
+        acc = np.int64(sums[a, b, p]) + offset
+        top = max(top, abs(acc))
+        overflows += np.int64(acc < lo) + np.int64(acc > hi)
+    if overflows:
+        for p in range(positions):
+            acc = np.int64(sums[a, b, p]) + offset
+            if acc < lo or acc > hi:
+                acc = wrap_or_saturate(acc, lo, hi, saturate)
+            q = requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
+            zeros += np.int64(q == zero_point)
+            out[n, c, p] = q
+    else:
+        for p in range(positions):
+            q = requantize_value(np.int64(sums[a, b, p]) + offset, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
+            zeros += np.int64(q == zero_point)
+            out[n, c, p] = q
+    stats[row, 0], stats[row, 1], stats[row, 2] = top, overflows, zeros
+
+
 def _finish_kernels(channel_major: bool):
     """The fused per-op pass of the simulator: sums plus bias, ``max |acc|``, the A-bit
     accumulator (counted), (6)-(8) and the zero count, for sums stored channel-major, ``S[n, c, p] = sums[c, n, p]``, or
@@ -82,36 +122,12 @@ def _finish_kernels(channel_major: bool):
                           zero_point, qmin, qmax, out, stats):
         """``out[n, c, p]`` = (6)-(8) of the A-bit (``[lo, hi]``) ``S[n, c, p] + bias[c]``;
         per-(n, c) counts of ``max |acc|`` (before the width), overflows and outputs equal to
-        the zero-point."""
+        the zero-point (:func:`requantize_row`)."""
         batch, channels, positions = out.shape
-        zero_fixed = np.int64(zero_point) << frac_bits
         for t in prange(batch * channels):
             n, c = t // channels, t % channels
-            i = c if multiplier.shape[0] > 1 else 0
-            g = c if table.shape[0] > 1 else 0
-            m, s, b = multiplier[i], shift[i] - frac_bits, bias[c]
-            # Two passes over the row, each a loop LLVM vectorizes: the counts first, then
-            # (6)-(8); the width is applied element by element only in a row that overflowed.
-            top, overflows, zeros = np.int64(0), np.int64(0), np.int64(0)
-            for p in range(positions):
-                acc = np.int64(sums[c, n, p] if channel_major else sums[n, c, p]) + b
-                top = max(top, abs(acc))
-                overflows += np.int64(acc < lo) + np.int64(acc > hi)
-            if overflows:
-                for p in range(positions):
-                    acc = np.int64(sums[c, n, p] if channel_major else sums[n, c, p]) + b
-                    if acc < lo or acc > hi:
-                        acc = wrap_or_saturate(acc, lo, hi, saturate)
-                    q = requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
-                    zeros += np.int64(q == zero_point)
-                    out[n, c, p] = q
-            else:
-                for p in range(positions):
-                    acc = np.int64(sums[c, n, p] if channel_major else sums[n, c, p]) + b
-                    q = requantize_value(acc, m, s, frac_bits, table, g, zero_fixed, qmin, qmax)
-                    zeros += np.int64(q == zero_point)
-                    out[n, c, p] = q
-            stats[t, 0], stats[t, 1], stats[t, 2] = top, overflows, zeros
+            requantize_row(sums, c if channel_major else n, n if channel_major else c, positions, bias, lo, hi,
+                           saturate, multiplier, shift, frac_bits, table, zero_point, qmin, qmax, out, n, c, stats, t)
 
     @parallel_jit
     def finish_accumulate(sums, bias, lo, hi, saturate, out, stats):
@@ -138,6 +154,24 @@ FINISH_KERNELS = {layout: _finish_kernels(layout) for layout in (True, False)}
 """``channel_major -> (finish_requantize, finish_accumulate)``: the simulator's fused pass
 (:mod:`aquant_sim.kernels.datapath`)."""
 
+
+def border_epilogue(bias: np.ndarray, requant: Requantizer, quant: QuantParams, lo: int, hi: int, saturate: bool) -> tuple:
+    """The requantizer (6)-(8) (BORDER) of an op as the int8 kernels' ``epilogue`` argument:
+    ``(bias, lo, hi, saturate, m, n, F, B, z, qmin, qmax)``, the int64 bias per channel, the
+    A-bit accumulator's range ``[lo, hi]`` and whether it saturates (else it wraps), the
+    requantizer's ``m`` and ``n`` (per channel or shared), its border table and the output
+    format. A kernel unpacks it before its ``prange`` loop and hands the parts to
+    :func:`requantize_row`: a tuple used inside the loop stops LLVM vectorizing the requantizer
+    (:func:`requantize_row`'s text)."""
+    return (np.ascontiguousarray(bias, dtype=np.int64), np.int64(lo), np.int64(hi), bool(saturate),
+            requant.multiplier, requant.shift, np.int64(requant.frac_bits), requant.borders.values,
+            np.int64(quant.zero_point), np.int64(quant.qmin), np.int64(quant.qmax))
+
+
+NO_EPILOGUE = border_epilogue(np.zeros(1), Requantizer(np.array([1 << 30]), np.array([30]), BorderTable.nearest(8)),
+                              QuantParams(8, False, 1.0, 0), -(1 << 31), (1 << 31) - 1, False)
+"""An epilogue that a kernel run without one is passed and never reads: the same types as a
+real one, so that both runs share a compiled kernel."""
 
 @inline_jit
 def gemmlowp_value(acc, m, e, zero_point, qmin, qmax):

@@ -1,21 +1,25 @@
 """The int8 kernels (direct conv on the VNNI tile, depthwise, linear): equal to the reference
 whenever they accept the operands, refusing exactly the operands outside their bounds, and
-compiled to the instructions their docstring names."""
+compiled to the instructions their docstring names; with the requantizer in the AMX kernel's
+epilogue, the same levels and counts as the separate pass and the reference."""
 
+import dataclasses
 import re
 
 import numba
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from aquant_sim import reference
-from aquant_sim.kernels import int8
+from aquant_sim.kernels import amx, int8
 from aquant_sim.kernels.datapath import NumbaDatapath
+from aquant_sim.kernels.requant import FINISH_KERNELS, border_epilogue
 from aquant_sim.program import BorderTable, Conv2d, Linear, QuantParams, Requantizer
 from aquant_sim.reference_datapath import ReferenceDatapath
-from aquant_sim.rounding import OverflowPolicy
-from aquant_sim.testing.programs import conv_cases, linear_cases
+from aquant_sim.rounding import OverflowPolicy, RequantVariant, accumulator_range
+from aquant_sim.testing.programs import OVERFLOW, OpCase, conv_cases, linear_cases, requantizers
 
 needs_vnni = pytest.mark.skipif(not int8.AVAILABLE, reason="the CPU numba compiles for has no AVX-512 VNNI")
 engines = pytest.mark.parametrize("engine", int8.ENGINES or (None,), ids=lambda e: "default" if e is None else e.name)
@@ -196,3 +200,121 @@ def test_dot_tile_runs_vpdpbusd():
     assembly = "\n".join(_tile.inspect_asm().values())
     assert len(re.findall(r"\bvpdpbusd\s+%zmm", assembly)) >= 16
     assert re.search(r"\bvmovdqu8\s+\(.*\),\s*%zmm\d+\s*\{%k\d\}\s*\{z\}", assembly)
+
+
+@st.composite
+def _border_cases(draw, cases):
+    """A drawn conv or linear case whose requantizer is (6)-(8) (BORDER), per-channel or shared
+    multipliers and any border table, and an overflow policy."""
+    case = draw(cases)
+    channels = case.op.weight.shape[0]
+    requant = draw(requantizers(channels, case.out_quant, case.accumulator_bits, variants=st.just(RequantVariant.BORDER)))
+    return dataclasses.replace(case, op=dataclasses.replace(case.op, requant=requant)), draw(OVERFLOW)
+
+
+def _epilogue(case: OpCase, policy: OverflowPolicy):
+    lo, hi = accumulator_range(case.accumulator_bits)
+    return border_epilogue(case.op.bias, case.op.requant, case.out_quant, lo, hi, policy is OverflowPolicy.SATURATE)
+
+
+def _separate_pass(case: OpCase, policy: OverflowPolicy, sums: np.ndarray, channel_major: bool):
+    """The unfused path: the kernels' sums through the simulator's separate requantizing pass."""
+    lo, hi = accumulator_range(case.accumulator_bits)
+    r, q = case.op.requant, case.out_quant
+    batch = case.inputs[0].shape[0]
+    out = np.empty((batch, case.op.weight.shape[0], sums.shape[2]), dtype=np.int32)
+    stats = np.empty((out.shape[0] * out.shape[1], 3), dtype=np.int64)
+    FINISH_KERNELS[channel_major][0](sums, case.op.bias, lo, hi, policy is OverflowPolicy.SATURATE, r.multiplier,
+                                     r.shift, r.frac_bits, r.borders.values, q.zero_point, q.qmin, q.qmax, out, stats)
+    return out, stats
+
+
+def _assert_fused_equals(case: OpCase, policy: OverflowPolicy, levels, stats, separate):
+    """Levels and the three counts equal the separate pass's and the REFERENCE backend's."""
+    counts = [int(stats[:, 0].max()), int(stats[:, 1].sum()), int(stats[:, 2].sum())]
+    out, separate_stats = separate
+    assert levels.dtype == np.int32 and np.array_equal(levels.reshape(out.shape), out)
+    assert counts == [int(separate_stats[:, 0].max()), int(separate_stats[:, 1].sum()), int(separate_stats[:, 2].sum())]
+    want = ReferenceDatapath().run_accumulating(case.op, list(case.inputs), list(case.in_quants), case.out_quant, None,
+                                                case.accumulator_bits, policy)
+    assert np.array_equal(levels.reshape(want.values.shape), want.values)
+    assert counts == [want.max_abs_acc, want.overflows, want.zeros]
+
+
+def _on_tiles(engine, sums, op=None, in_channels=None) -> bool:
+    """Whether the AMX kernel takes these operands (the rule of its module text, restated): the
+    int8 kernels accept them, AMX is the engine, the sums fit int32, and a conv is dense with one
+    group and no horizontal dilation."""
+    if sums is None or sums.dtype != np.int32 or (engine or (int8.ENGINES or (None,))[-1]) is not int8.Engine.AMX:
+        return False
+    if op is None:
+        return True
+    depthwise = op.weight.shape[1] == 1 and op.groups == in_channels
+    return not depthwise and op.groups == 1 and op.dilation[1] == 1
+
+
+@engines
+@given(_border_cases(conv_cases()))
+def test_conv2d_epilogue_matches_separate_pass_and_reference(engine, drawn):
+    """Any stride, padding, dilation, groups (depthwise included), zero-points, per-channel or
+    shared multipliers, border tables, accumulator widths and overflow policies: where the AMX
+    kernel takes the conv, the levels its epilogue writes and its counts (max |acc|, overflows,
+    zeros) equal the separate pass over the same kernel's sums and the reference; elsewhere it
+    declines (the separate pass runs)."""
+    case, policy = drawn
+    (x,), (q,) = case.inputs, case.in_quants
+    fused = int8.conv2d_levels(x, case.op, q.zero_point, _epilogue(case, policy), engine=engine)
+    sums = int8.conv2d_sums(x, case.op, q.zero_point, engine=engine)
+    assert (fused is not None) == _on_tiles(engine, sums, case.op, x.shape[1])
+    if fused is not None:
+        _assert_fused_equals(case, policy, *fused, _separate_pass(case, policy, sums, channel_major=False))
+
+
+@engines
+@given(_border_cases(linear_cases()))
+def test_linear_epilogue_matches_separate_pass_and_reference(engine, drawn):
+    """Linear layers: where the AMX kernel takes them, the epilogue's (N, O) levels and counts
+    equal the separate pass's over the channel-major sums and the reference's; elsewhere it
+    declines."""
+    case, policy = drawn
+    (x,), (q,) = case.inputs, case.in_quants
+    fused = int8.linear_levels(x, case.op, q.zero_point, _epilogue(case, policy), engine=engine)
+    sums = int8.linear_sums(x, case.op, q.zero_point, engine=engine)
+    assert (fused is not None) == _on_tiles(engine, sums)
+    if fused is not None:
+        levels, stats = fused
+        out, separate_stats = _separate_pass(case, policy, sums, channel_major=True)
+        _assert_fused_equals(case, policy, levels, stats, (out[:, :, 0], separate_stats))
+
+
+@pytest.mark.skipif(not amx.AVAILABLE, reason="this CPU or kernel grants no AMX-INT8 tiles")
+@pytest.mark.parametrize("policy", list(OverflowPolicy))
+@pytest.mark.parametrize("kind", ["dense", "linear"])
+def test_epilogue_counts_overflows_and_zeros(policy, kind):
+    """A 12-bit accumulator that overflows (|acc| up to 127 * 255 * K plus a bias of 3000), 40
+    channels (a second block of 8), 12 x 31 positions (runs of a full and a partial tile),
+    per-level borders per channel and the output zero-point at qmin (every negative sum lands
+    on it): levels, max |acc|, overflow and zero counts of the AMX epilogue equal the
+    reference, for a conv and a linear layer."""
+    rng = np.random.default_rng(7)
+    channels = 40
+    in_q, out_q = QuantParams(8, False, 1.0, 3), QuantParams(4, False, 1.0, 0)
+    requant = Requantizer(rng.integers(1 << 30, 1 << 31, channels), rng.integers(37, 40, channels),
+                          BorderTable(6, rng.integers(1, 65, size=(channels, 15))))
+    bias, w_zero = rng.integers(-3000, 3000, channels), rng.integers(-5, 5, channels)
+    if kind == "linear":
+        op = Linear("fc", "x", "y", rng.integers(-128, 128, size=(channels, 70)), 8, np.ones(channels), bias, requant,
+                    weight_zero_point=w_zero)
+        x = rng.integers(0, 256, size=(17, 70)).astype(np.int32)
+    else:
+        op = Conv2d("c", "x", "y", rng.integers(-128, 128, size=(channels, 3, 3, 3)), 8, np.ones(channels),
+                    bias, requant, stride=(1, 2), padding=1, weight_zero_point=w_zero)
+        x = rng.integers(0, 256, size=(2, 3, 12, 62)).astype(np.int32)
+    case = OpCase(op, (x,), (in_q,), out_q, 12)
+    run = int8.linear_levels if kind == "linear" else int8.conv2d_levels
+    levels, stats = run(x, op, in_q.zero_point, _epilogue(case, policy), engine=int8.Engine.AMX)
+    want = ReferenceDatapath().run_accumulating(op, [x], [in_q], out_q, None, 12, policy)
+    assert np.array_equal(levels.reshape(want.values.shape), want.values)
+    assert [int(stats[:, 0].max()), int(stats[:, 1].sum()), int(stats[:, 2].sum())] == \
+        [want.max_abs_acc, want.overflows, want.zeros]
+    assert want.overflows > 0 and want.zeros > 0  # both counts had something to count
