@@ -9,7 +9,7 @@ from aquant_sim.importers.onnx_qdq import import_onnx
 from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program_diff import programs_differ
 from aquant_sim.simulator import Backend, Simulator
-from aquant_sim.testing.tflite_models import TfliteWriter, small_cnn
+from aquant_sim.testing.tflite_models import logistic_model, small_cnn
 
 
 def test_imported_program_saves_loads_and_reports(plain_model, batch, tmp_path, capsys):
@@ -46,14 +46,8 @@ def test_tflite_model_saves_and_loads_identically(tmp_path, capsys):
 def test_unsupported_tflite_operator_is_a_one_line_error(tmp_path, capsys):
     """A .tflite operator the importer does not translate fails with one line naming it, and
     writes no program."""
-    import tflite
-
-    writer = TfliteWriter()
-    x = writer.tensor("x", (1, 4, 4, 2), scale=0.05, zero_point=0)
-    y = writer.tensor("y", (1, 4, 4, 2), scale=1 / 256, zero_point=-128)
-    writer.operator(tflite.BuiltinOperator.LOGISTIC, (x,), (y,))
     model = tmp_path / "logistic.tflite"
-    model.write_bytes(writer.serialize([x], [y]))
+    model.write_bytes(logistic_model())
     code = main(["import", str(model), "--out", str(tmp_path / "p.aqp")])
     err = capsys.readouterr().err
     assert code != 0 and "operator 0 (LOGISTIC): op type LOGISTIC is not supported" in err and err.count("\n") == 1, err
