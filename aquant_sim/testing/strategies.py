@@ -362,22 +362,29 @@ class TfliteAddCase:
 
 
 @st.composite
-def tflite_add_cases(draw, max_size: int = 32) -> TfliteAddCase:
-    """An int8 TFLITE_ADD case as TFLite's ``ADD`` prepares one: one input's multiplier is exactly
-    1/2 (``m = 2^30, n = 31``, the input of the larger scale), the other's at most 1/2, the
-    output's anywhere in the shift range; levels and zero-points at the int8 limits or anywhere."""
+def tflite_add_pairs(draw) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The three ``(m, n)`` pairs of a TFLITE_ADD requantizer (inputs a, b, output) as TFLite's
+    ``ADD`` prepares them, as ``(multipliers, shifts)``: one input's multiplier is exactly 1/2
+    (``m = 2^30, n = 31``, the input of the larger scale), the other's at most 1/2, the output's
+    anywhere in the shift range, often where ``2^-20`` of the inputs' shift lands on the grid."""
     lo, hi = rounding.TFLITE_ADD_SHIFT_RANGE
-    other = (draw(multipliers()), draw(st.integers(lo, 44)))
-    pairs = [(1 << 30, lo), other]
+    pairs = [(1 << 30, lo), (draw(multipliers()), draw(st.integers(lo, 44)))]
     if draw(st.booleans()):
         pairs.reverse()
     pairs.append((draw(multipliers()), draw(st.one_of(st.integers(lo, hi), st.integers(48, 54)))))
+    return tuple(m for m, _ in pairs), tuple(n for _, n in pairs)
+
+
+@st.composite
+def tflite_add_cases(draw, max_size: int = 32) -> TfliteAddCase:
+    """An int8 TFLITE_ADD case with the pairs of :func:`tflite_add_pairs`; levels and zero-points
+    at the int8 limits or anywhere."""
+    multiplier, shift = draw(tflite_add_pairs())
     levels = st.lists(edge_integers(-128, 127), min_size=1, max_size=max_size)
     a = draw(levels)
     b = draw(st.lists(edge_integers(-128, 127), min_size=len(a), max_size=len(a)))
     zeros = [draw(edge_integers(-128, 127)) for _ in range(3)]
-    return TfliteAddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), tuple(m for m, _ in pairs),
-                         tuple(n for _, n in pairs), *zeros, -128, 127)
+    return TfliteAddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), multiplier, shift, *zeros, -128, 127)
 
 
 @dataclass(frozen=True)
