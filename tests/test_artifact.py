@@ -364,9 +364,9 @@ def _load_or_one_line_error(path):
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_corrupted_bytes_never_crash(tmp_path, data):
-    """Random byte flips and cuts of a valid file either load (and round-trip) or raise a one-line
+    """Random byte flips and cuts of a valid file (one of :data:`FUZZED`) either load (and round-trip) or raise a one-line
     ArtifactError naming the file, nothing else."""
-    raw = bytearray(_write(tmp_path / "ok.aqp", _valid_members()).read_bytes())
+    raw = bytearray(_write(tmp_path / "ok.aqp", data.draw(st.sampled_from(FUZZED))()).read_bytes())
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     raw = raw[: data.draw(st.integers(1, len(raw)))]
@@ -396,12 +396,37 @@ def _resnet_members() -> dict:
     return _members(synthetic_resnet(SMALL))
 
 
+@functools.cache
+def _tflite_members() -> dict:
+    """The TFLite importer's program: FLOAT64's int64 multipliers, TFLite's add, average and mean."""
+    import tempfile
+
+    from aquant_sim.importers.tflite_model import import_tflite
+    from aquant_sim.testing.tflite_models import small_cnn
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "cnn.tflite").write_bytes(small_cnn(per_channel=True)[0])
+        return _members(import_tflite(Path(folder) / "cnn.tflite").program)
+
+
+@functools.cache
+def _version6_members() -> dict:
+    """The members of the version-6 fixture (int32 multipliers)."""
+    with zipfile.ZipFile(Path(__file__).parent / "data" / "artifact_v6" / "program.aqp") as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+FUZZED = [_valid_members, _resnet_members, _tflite_members, _version6_members]
+"""The files the fuzz tests mutate: every op kind (BORDER), a 1x1 conv, the TFLite importer's
+program (format 7) and the version-6 fixture."""
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_manifest_never_crashes(tmp_path, data):
     """Any manifest field or list element replaced by any JSON value either loads (and then
     round-trips and simulates) or raises a one-line ArtifactError naming the file."""
-    saved = data.draw(st.sampled_from([_valid_members, _resnet_members]))()
+    saved = data.draw(st.sampled_from(FUZZED))()
     manifest = json.loads(saved["manifest.json"])
     paths = [p for p in _leaves(manifest) if p]
     target = data.draw(st.sampled_from(paths))
