@@ -35,7 +35,7 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
@@ -43,13 +43,25 @@ added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added th
 and ``mul`` (their classes' ``since``); version 6 added the conv2d's ``padding_end`` (``since=6``)
 and the op type ``concat`` (its class's ``since``). Lookup tables and products (format 5) and
 concat with per-side padding were developed side by side; they are two versions because files of
-version 5 were written (without ``padding_end``) before the concat joined."""
-KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6)
+version 5 were written (without ``padding_end``) before the concat joined. Version 7 stores every
+requantizer's multipliers as int64 (:data:`WIDE_MULTIPLIER_SINCE`), which the variant ``float64``
+(a double's 53-bit significand) needs, and added that variant (:data:`VARIANT_VERSIONS`)."""
+KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer, an add's offset 0, symmetric conv padding); an op type newer than the
-file's version is refused."""
+BORDER requantizer, an add's offset 0, symmetric conv padding); an op type or a requantizer
+variant newer than the file's version is refused."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""
+VARIANT_VERSIONS = {
+    RequantVariant.BORDER: 1, RequantVariant.GEMMLOWP: 3, RequantVariant.FP32: 3, RequantVariant.FP32_ADD: 4,
+    RequantVariant.TFLITE_ADD: 6, RequantVariant.TFLITE_AVGPOOL: 6, RequantVariant.TFLITE_MEAN: 6, RequantVariant.FLOAT64: 7,
+}
+"""The format version from which a file may hold each variant; a variant in an older file is
+refused. TFLite's three variants came with its importer while the format was 6 (without a
+version bump: a reader of version 6 that predates them refuses them as unknown, it never
+misreads them), so version-6 files hold them (``tests/data/artifact_v6``)."""
+WIDE_MULTIPLIER_SINCE = 7
+"""The format version from which requantizer multipliers are stored int64 (int32 before)."""
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -71,10 +83,17 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed so that saving is de
 # Stored dtypes of array fields; weights use the narrowest of int8/int16 that holds weight_bits.
 _F64 = np.dtype("<f8")
 _I32 = np.dtype("<i4")
+_I64 = np.dtype("<i8")
 _VECTOR_DTYPES = {FieldKind.INT_VECTOR: _I32, FieldKind.REAL_VECTOR: _F64}
 """Each op field's manifest form follows from its :class:`FieldKind` (``program.op_fields``):
 TENSOR a string, INT an integer, PAIR a list of two, WEIGHTS and the vectors an array member,
 REQUANT an object, OPTIONAL_REQUANT an object or null."""
+
+
+def multiplier_dtype(version: int) -> np.dtype:
+    """The stored dtype of a requantizer's multipliers in a file of format ``version``: int64 from
+    :data:`WIDE_MULTIPLIER_SINCE`, int32 before."""
+    return _I64 if version >= WIDE_MULTIPLIER_SINCE else _I32
 
 
 def weight_dtype(weight_bits: int) -> np.dtype:
@@ -107,7 +126,7 @@ class _Writer:
         if requant is None:
             return None
         return {
-            "multiplier": self.array(f"{prefix}.multiplier", requant.multiplier, _I32),
+            "multiplier": self.array(f"{prefix}.multiplier", requant.multiplier, multiplier_dtype(FORMAT_VERSION)),
             "shift": self.array(f"{prefix}.shift", requant.shift, _I32),
             "borders": self.borders(f"{prefix}.borders", requant.borders),
             "variant": requant.variant.value,
@@ -291,7 +310,10 @@ class _Reader:
             if not isinstance(fields["variant"], str) or fields["variant"] not in variants:
                 _fail(f"{where}.variant", f"expected one of {sorted(variants)}, got {fields['variant']!r:.60}")
             variant = variants[fields["variant"]]
-        multiplier = self.array(fields["multiplier"], f"{where}.multiplier", _I32, 1)
+            if VARIANT_VERSIONS[variant] > self.version:
+                _fail(f"{where}.variant", f"variant {variant.value!r} exists from format version {VARIANT_VERSIONS[variant]}; "
+                                          f"the file is version {self.version}")
+        multiplier = self.array(fields["multiplier"], f"{where}.multiplier", multiplier_dtype(self.version), 1)
         shift = self.array(fields["shift"], f"{where}.shift", _I32, 1)
         borders = self.borders(fields["borders"], f"{where}.")
         return _construct(parent, Requantizer, multiplier, shift, borders, variant)

@@ -20,12 +20,15 @@ from aquant_sim.artifact import FORMAT_VERSION, load_program, save_program
 from aquant_sim.builder import ProgramBuilder
 from aquant_sim.errors import ArtifactError
 from aquant_sim.lut import Unary, UnaryFunction
-from aquant_sim.program import MAX_FIELD_INT, BorderGranularity, BorderTable, OpKind, QuantParams
+from aquant_sim.program import MAX_FIELD_INT, OP_TYPES, BorderGranularity, BorderTable, OpKind, QuantParams, op_fields
+from aquant_sim.program_diff import programs_differ
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
 from aquant_sim.testing.dyadic import DyadicConfig, dyadic_configs, dyadic_program
 from aquant_sim.testing.programs import programs
+
+from stored_runs import assert_stored_run
 
 SMALL = SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3)
 
@@ -126,6 +129,27 @@ def _npy(array, allow_pickle=False) -> bytes:
     return buffer.getvalue()
 
 
+def _as_version(members: dict, version: int) -> dict:
+    """The members of a file of the current format rewritten as format ``version``: the version
+    number, without the op fields (and requantizer variants) newer than it, multipliers stored
+    int32 where the version predates int64 ones."""
+    manifest = json.loads(members["manifest.json"])
+    manifest["version"] = version
+    for op in manifest["ops"]:
+        for spec in op_fields(OP_TYPES[OpKind(op["type"])]):
+            if spec.since > version:
+                op.pop(spec.name)
+        for value in op.values():
+            if isinstance(value, dict) and version < artifact.VARIANT_SINCE:
+                value.pop("variant")
+    result = {**members, "manifest.json": json.dumps(manifest).encode()}
+    if artifact.multiplier_dtype(version) != artifact.multiplier_dtype(FORMAT_VERSION):
+        for name, data in members.items():
+            if name.endswith(".multiplier.npy"):
+                result[name] = _npy(np.lib.format.read_array(io.BytesIO(data)).astype(artifact.multiplier_dtype(version)))
+    return result
+
+
 def _op(manifest, name):
     return next(op for op in manifest["ops"] if op["name"] == name)
 
@@ -222,7 +246,9 @@ def test_malformed_manifest(saved, tmp_path, label, change, fragments):
 
 
 ARRAY_CASES = [
-    ("multiplier below 2^30", _multiplier, np.array([1 << 29] * 4, dtype="<i4"), ["op 'conv1' (conv2d): requant.multiplier", "[2^30, 2^31)"]),
+    ("multiplier below 2^30", _multiplier, np.array([1 << 29] * 4, dtype="<i8"), ["op 'conv1' (conv2d): requant.multiplier", "[2^30, 2^31)"]),
+    ("multiplier above 2^31", _multiplier, np.array([1 << 31] * 4, dtype="<i8"), ["op 'conv1' (conv2d): requant.multiplier", "[2^30, 2^31)"]),
+    ("multiplier of int32", _multiplier, np.array([1 << 30] * 4, dtype="<i4"), ["requant.multiplier", "dtype <i4", "expected <i8"]),
     ("border zero", _border_values, None, ["op 'conv1' (conv2d): requant.borders.values", "[1, 2^F"]),
     ("weight dtype", _weight, np.zeros((4, 3, 3, 3), dtype="<i4"), ["op 'conv1' (conv2d): weight", "dtype <i4", "expected |i1"]),
     ("weight rank", _weight, np.zeros((4, 27), dtype="i1"), ["op 'conv1' (conv2d): weight", "shape (4, 27), expected 4 dimensions"]),
@@ -338,9 +364,9 @@ def _load_or_one_line_error(path):
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_corrupted_bytes_never_crash(tmp_path, data):
-    """Random byte flips and cuts of a valid file either load (and round-trip) or raise a one-line
+    """Random byte flips and cuts of a valid file (one of :data:`FUZZED`) either load (and round-trip) or raise a one-line
     ArtifactError naming the file, nothing else."""
-    raw = bytearray(_write(tmp_path / "ok.aqp", _valid_members()).read_bytes())
+    raw = bytearray(_write(tmp_path / "ok.aqp", data.draw(st.sampled_from(FUZZED))()).read_bytes())
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     raw = raw[: data.draw(st.integers(1, len(raw)))]
@@ -370,12 +396,37 @@ def _resnet_members() -> dict:
     return _members(synthetic_resnet(SMALL))
 
 
+@functools.cache
+def _tflite_members() -> dict:
+    """The TFLite importer's program: FLOAT64's int64 multipliers, TFLite's add, average and mean."""
+    import tempfile
+
+    from aquant_sim.importers.tflite_model import import_tflite
+    from aquant_sim.testing.tflite_models import small_cnn
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "cnn.tflite").write_bytes(small_cnn(per_channel=True)[0])
+        return _members(import_tflite(Path(folder) / "cnn.tflite").program)
+
+
+@functools.cache
+def _version6_members() -> dict:
+    """The members of the version-6 fixture (int32 multipliers)."""
+    with zipfile.ZipFile(Path(__file__).parent / "data" / "artifact_v6" / "program.aqp") as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+FUZZED = [_valid_members, _resnet_members, _tflite_members, _version6_members]
+"""The files the fuzz tests mutate: every op kind (BORDER), a 1x1 conv, the TFLite importer's
+program (format 7) and the version-6 fixture."""
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_manifest_never_crashes(tmp_path, data):
     """Any manifest field or list element replaced by any JSON value either loads (and then
     round-trips and simulates) or raises a one-line ArtifactError naming the file."""
-    saved = data.draw(st.sampled_from([_valid_members, _resnet_members]))()
+    saved = data.draw(st.sampled_from(FUZZED))()
     manifest = json.loads(saved["manifest.json"])
     paths = [p for p in _leaves(manifest) if p]
     target = data.draw(st.sampled_from(paths))
@@ -498,11 +549,11 @@ def test_round_trip_weight_zero_points(tmp_path):
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(programs())
 def test_round_trip_requantizer_variants(tmp_path, program):
-    """Programs whose requantizers use every variant (BORDER, GEMMLOWP, FP32) save and load with
-    each variant recorded and the same integers."""
+    """Drawn programs whose requantizers use every variant (BORDER, GEMMLOWP, FP32, FLOAT64's
+    53-bit multipliers, FP32_ADD, TFLite's add, average and mean) save and load back identical in
+    every field, to the same integers and the same bytes."""
     loaded = _assert_round_trip(program, tmp_path)
-    variants = lambda p: [op.requant.variant for op in p.ops if getattr(op, "requant", None) is not None]
-    assert variants(loaded) == variants(program)
+    assert programs_differ(program, loaded) == ""
 
 
 def test_unknown_variant_is_refused(saved, tmp_path):
@@ -527,11 +578,7 @@ def test_version2_file_loads_with_border_requantizers(backend):
     requantizer BORDER and simulates to the integers stored beside it."""
     program = load_program(V2 / "program.aqp")
     assert all(op.requant.variant is RequantVariant.BORDER for op in program.ops if getattr(op, "requant", None))
-    result = Simulator(program, backend).run(np.load(Path(__file__).parent / "data" / "artifact_v1" / "input.npy"), keep_tensors=True)
-    np.testing.assert_array_equal(result.output, np.load(V2 / "output.npy"))
-    with np.load(V2 / "tensors.npz") as stored:
-        for name in stored.files:
-            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+    assert_stored_run(program, backend, V2, Path(__file__).parent / "data" / "artifact_v1" / "input.npy")
 
 
 def _gate_program():
@@ -567,11 +614,7 @@ def test_version5_file_loads_with_symmetric_padding(backend):
     assert {op.kind for op in program.ops} >= {OpKind.LUT, OpKind.MUL, OpKind.CONV2D}
     convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
     assert all(op.padding != (0, 0) and op.padding_end == op.padding for op in convs)
-    result = Simulator(program, backend).run(np.load(V5 / "input.npy"), keep_tensors=True)
-    np.testing.assert_array_equal(result.output, np.load(V5 / "output.npy"))
-    with np.load(V5 / "tensors.npz") as stored:
-        for name in stored.files:
-            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+    assert_stored_run(program, backend, V5)
 
 
 def test_lookup_table_in_an_older_version_is_refused(tmp_path):
@@ -603,14 +646,69 @@ def test_round_trip_concat_and_asymmetric_padding(tmp_path):
 def test_concat_in_a_version5_file_is_refused(tmp_path):
     """An op type newer than the file's format version is refused, naming the op and both versions
     (and a version-5 file cannot hold padding_end either: it is an unknown field there)."""
-    members = _members(_dense_program())
-    manifest = json.loads(members["manifest.json"])
-    for op in manifest["ops"]:
-        op.pop("padding_end", None)
-    manifest["version"] = 5
-    members["manifest.json"] = json.dumps(manifest).encode()
+    members = _as_version(_members(_dense_program()), 5)
     _expect(_write(tmp_path / "old.aqp", members), "ops[2].type", "'concat' exists from format version 6", "version 5")
+    manifest = json.loads(members["manifest.json"])
     manifest["ops"] = manifest["ops"][:1]
     manifest["ops"][0]["padding_end"] = [1, 0]
     members["manifest.json"] = json.dumps(manifest).encode()
     _expect(_write(tmp_path / "old.aqp", members), "unknown field 'padding_end'")
+
+
+V6 = Path(__file__).parent / "data" / "artifact_v6"
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_version6_file_loads_with_tflite_variants(backend, tmp_path):
+    """A version-6 file (int32 multipliers; TFLite's add, average and mean variants, GEMMLOWP, a
+    conv padded at its end, written by main before version 7) loads, simulates to the integers
+    stored beside it, and saves as version 7 to a file that loads back identical."""
+    program = load_program(V6 / "program.aqp")
+    variants = {op.requant.variant for op in program.ops if getattr(op, "requant", None) is not None}
+    assert variants == {RequantVariant.GEMMLOWP, RequantVariant.TFLITE_ADD, RequantVariant.TFLITE_AVGPOOL, RequantVariant.TFLITE_MEAN}
+    assert any(op.kind is OpKind.CONV2D and op.padding_end != op.padding for op in program.ops)
+    assert_stored_run(program, backend, V6)
+    again = load_program(save_program(program, tmp_path / "v7.aqp"))
+    assert json.loads(zipfile.ZipFile(tmp_path / "v7.aqp").read("manifest.json"))["version"] == 7
+    assert programs_differ(program, again) == ""
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_imported_tflite_programs_round_trip(tmp_path, per_channel):
+    """The TFLite importer's programs (FLOAT64's 53-bit multipliers, stored int64, beside
+    TFLite's add, average and mean variants) save and load back identical, every field, and
+    save again to the same bytes."""
+    from aquant_sim.importers.tflite_model import import_tflite
+    from aquant_sim.testing.tflite_models import small_cnn
+
+    (tmp_path / "cnn.tflite").write_bytes(small_cnn(per_channel=per_channel)[0])
+    program = import_tflite(tmp_path / "cnn.tflite").program
+    fc = program.ops[-1]
+    assert fc.requant.variant is RequantVariant.FLOAT64 and fc.requant.multiplier.min() >= 1 << 52
+    loaded = _assert_round_trip(program, tmp_path)
+    assert programs_differ(program, loaded) == ""
+
+
+def test_every_variant_has_a_format_version():
+    """The reader knows from which format version each requantizer variant may appear."""
+    assert set(artifact.VARIANT_VERSIONS) == set(RequantVariant)
+    assert max(artifact.VARIANT_VERSIONS.values()) <= FORMAT_VERSION
+
+
+@pytest.mark.parametrize("variant", [v for v in RequantVariant if artifact.VARIANT_VERSIONS[v] > artifact.VARIANT_SINCE],
+                         ids=lambda v: v.value)
+def test_variant_newer_than_the_file_is_refused(saved, tmp_path, variant):
+    """A requantizer variant in a file older than the format version that introduced it (fp32_add
+    in version 3, TFLite's variants in version 5, float64 in version 6) is refused, naming the
+    variant and both versions, before its multipliers are read."""
+    version = artifact.VARIANT_VERSIONS[variant] - 1
+    path = _edit(_as_version(saved, version), tmp_path, _set([("op", "conv1"), "requant", "variant"], variant.value))
+    _expect(path, "op 'conv1' (conv2d): requant.variant",
+            f"variant '{variant.value}' exists from format version {version + 1}; the file is version {version}")
+
+
+def test_int64_multipliers_in_a_version6_file_are_refused(saved, tmp_path):
+    """Files before version 7 store multipliers as int32: an int64 member there is refused, and
+    an int32 one in a version-7 file too (test_malformed_array)."""
+    _expect(_edit(saved, tmp_path, _set(["version"], 6)), "requant.multiplier", "dtype <i8, expected <i4")
+    assert load_program(_write(tmp_path / "v6.aqp", _as_version(saved, 6))).ops

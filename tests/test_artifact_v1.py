@@ -4,13 +4,14 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aquant_sim.artifact import load_program
 from aquant_sim.errors import ArtifactError
 from aquant_sim.program import OP_TYPES, OpKind
-from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.simulator import Backend
+
+from stored_runs import assert_stored_run
 
 FIXTURE = Path(__file__).parent / "data" / "artifact_v1"
 
@@ -30,12 +31,7 @@ def test_fixture_covers_every_op_kind_and_granularity(program):
 @pytest.mark.parametrize("backend", list(Backend))
 def test_version1_file_simulates_to_the_stored_integers(program, backend):
     """Every tensor of the stored run, and the output, come out equal on both backends."""
-    result = Simulator(program, backend).run(np.load(FIXTURE / "input.npy"), keep_tensors=True)
-    np.testing.assert_array_equal(result.output, np.load(FIXTURE / "output.npy"))
-    with np.load(FIXTURE / "tensors.npz") as stored:
-        assert sorted(stored.files) == sorted(result.tensors)
-        for name in stored.files:
-            np.testing.assert_array_equal(result.tensors[name], stored[name], err_msg=name)
+    assert_stored_run(program, backend, FIXTURE)
 
 
 def test_version1_file_has_symmetric_weights(program):

@@ -6,11 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aquant_sim.program import BorderTable, QuantParams, Requantizer, Tensor
 from aquant_sim.program_diff import programs_differ
-from aquant_sim.rounding import OverflowPolicy, RequantVariant
+from aquant_sim.rounding import FLOAT32_MANTISSA_BITS, FLOAT64_MULTIPLIER_RANGE, MULTIPLIER_BITS, OverflowPolicy, RequantVariant
 from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
+from aquant_sim.testing.programs import programs
 
 PROGRAM = synthetic_resnet(SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3))
 CONV = next(i for i, op in enumerate(PROGRAM.ops) if op.kind.value == "conv2d")
@@ -69,3 +72,31 @@ def test_every_change_is_found(changed, where):
     """One changed field (of a program that still validates) gives a non-empty difference
     naming where it is."""
     assert where in programs_differ(PROGRAM, changed())
+
+
+def _moved(multiplier: int, variant: RequantVariant) -> int:
+    """``m`` moved by the smallest step that keeps a requantizer of ``variant`` valid (one, or one
+    float32 unit, 2^7, where ``M`` must be a float32), down unless that leaves its range."""
+    step = 1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS) if variant in (RequantVariant.FP32, RequantVariant.FP32_ADD) else 1
+    lowest = FLOAT64_MULTIPLIER_RANGE[0] if variant is RequantVariant.FLOAT64 else 1 << 30
+    return multiplier + step if multiplier - step < lowest else multiplier - step
+
+
+@settings(max_examples=25)
+@given(programs(), st.data())
+def test_random_programs_equal_their_copies_and_a_changed_multiplier_is_found(program, data):
+    """A drawn program (every op kind and requantizer variant) equals its copy rebuilt from its
+    own fields; one multiplier moved by the smallest step its variant allows (any variant but
+    TFLITE_AVGPOOL, whose one entry is fixed) is found and names its op."""
+    assert programs_differ(program, dataclasses.replace(program, ops=tuple(dataclasses.replace(op) for op in program.ops))) == ""
+    changeable = [i for i, op in enumerate(program.ops)
+                  if getattr(op, "requant", None) is not None and op.requant.variant is not RequantVariant.TFLITE_AVGPOOL]
+    if not changeable:
+        return
+    index = data.draw(st.sampled_from(changeable))
+    op = program.ops[index]
+    multiplier = op.requant.multiplier.copy()
+    multiplier[0] = _moved(int(multiplier[0]), op.requant.variant)
+    ops = list(program.ops)
+    ops[index] = dataclasses.replace(op, requant=dataclasses.replace(op.requant, multiplier=multiplier))
+    assert f"op '{op.name}' ({op.kind.value}).requant differs" == programs_differ(program, dataclasses.replace(program, ops=tuple(ops)))

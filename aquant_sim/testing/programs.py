@@ -3,9 +3,10 @@
 They draw what the datapath must handle: operand widths 2..8, signed and unsigned activations
 with non-zero zero-points, every border granularity (``BorderGranularity.table_shape``), shared
 and per-channel multipliers with shifts ``n - F`` from the most negative the accumulator width
-allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32, and
-FP32_ADD on residual adds), both overflow policies and accumulators narrow
-enough to overflow, weight zero-points (symmetric and not), conv with stride, padding
+allows (left shifts) to large right shifts, every requantizer variant (BORDER, GEMMLOWP, FP32 and
+FLOAT64 on every requantizing op; FP32_ADD and, on 8-bit tensors, TFLITE_ADD on residual adds;
+TFLITE_AVGPOOL on unpadded average pooling; TFLITE_MEAN on global average pooling), both
+overflow policies and accumulators narrow enough to overflow, weight zero-points (symmetric and not), conv with stride, padding
 (symmetric and not), dilation, groups and depthwise, linear, residual add, concat, max and
 average pooling, global average pooling, flatten, clamps, lookup tables (one row or one per
 channel, any entries on the output grid) and elementwise products (same shape, or one value per
@@ -28,9 +29,11 @@ from aquant_sim.program import (
     Lut, MaxPool2d, Mul, Program, QuantParams, Requantizer, Tensor,
 )
 from aquant_sim.rounding import (
-    FLOAT32_MANTISSA_BITS, FP32_ADD_SHIFT_RANGE, MAX_ZERO_OFFSET, MULTIPLIER_BITS, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range,
-    scaled_shift_range,
+    FLOAT32_MANTISSA_BITS, FLOAT64_MULTIPLIER_RANGE, FLOAT64_SHIFT_RANGE, FP32_ADD_SHIFT_RANGE, MAX_ZERO_OFFSET, MULTIPLIER_BITS,
+    TFLITE_AVGPOOL_MULTIPLIER, OverflowPolicy, RequantVariant, gemmlowp_shift_range, integer_range, scaled_shift_range,
+    tflite_mean_left_shift,
 )
+from aquant_sim.testing.strategies import tflite_add_pairs
 
 ACT_BITS = st.integers(2, 8)
 WEIGHT_BITS = st.integers(2, 8)
@@ -62,8 +65,14 @@ def border_tables(draw, channels: int, quant: QuantParams, frac_bits=FRAC_BITS) 
     return BorderTable(f, values)
 
 
-VARIANTS = st.sampled_from([RequantVariant.BORDER, RequantVariant.BORDER, RequantVariant.GEMMLOWP, RequantVariant.FP32])
-"""Requantizer variants drawn by :func:`requantizers`: half of them this project's (6)-(8)."""
+VARIANTS = st.sampled_from([RequantVariant.BORDER, RequantVariant.BORDER, RequantVariant.GEMMLOWP, RequantVariant.FP32,
+                            RequantVariant.FLOAT64])
+"""Requantizer variants drawn by :func:`requantizers`: two fifths this project's (6)-(8), the rest
+the runtimes' variants that requantize any accumulator. The variants of one op kind each are
+drawn by that op's strategy: FP32_ADD and TFLITE_ADD by :func:`adds`, TFLITE_AVGPOOL by
+:func:`avgpool_ops`, TFLITE_MEAN by :func:`global_avgpool_requantizers`."""
+FLOAT64_SHIFT_SPAN = 40
+"""FLOAT64's drawn ``n`` reach ``53 + 40`` (``E`` from about 1 to ``2^-40``); larger ones give 0."""
 
 
 def _variant_shift_range(variant: RequantVariant, accumulator_bits: int, frac_bits: int) -> tuple[int, int]:
@@ -73,6 +82,8 @@ def _variant_shift_range(variant: RequantVariant, accumulator_bits: int, frac_bi
         return scaled_shift_range(accumulator_bits)[0] + frac_bits, MAX_RIGHT_SHIFT + frac_bits
     if variant is RequantVariant.GEMMLOWP:
         return gemmlowp_shift_range(accumulator_bits)[0], MAX_RIGHT_SHIFT
+    if variant is RequantVariant.FLOAT64:
+        return FLOAT64_SHIFT_RANGE[0], FLOAT64_SHIFT_RANGE[0] + FLOAT64_SHIFT_SPAN
     return 0, MAX_RIGHT_SHIFT
 
 
@@ -80,14 +91,15 @@ def _variant_shift_range(variant: RequantVariant, accumulator_bits: int, frac_bi
 def requantizers(draw, channels: int, quant: QuantParams, accumulator_bits: int, variants=VARIANTS) -> Requantizer:
     """Shared or per-channel ``m`` in [2^30, 2^31) and shifts over the range the drawn variant
     allows: for BORDER, ``n - F`` from the smallest that D.6 allows (``scaled_shift_range(A)``,
-    negative: a left shift) to ``MAX_RIGHT_SHIFT``, with a border table for ``quant``; GEMMLOWP
-    and FP32 (FP32 with 24-bit multipliers, exact float32 scales) carry the nearest table."""
+    negative: a left shift) to ``MAX_RIGHT_SHIFT``, with a border table for ``quant``; GEMMLOWP,
+    FP32 (24-bit multipliers, exact float32 scales) and FLOAT64 (53-bit multipliers, ``E <= 1``)
+    carry the nearest table."""
     variant = draw(variants)
     borders = draw(border_tables(channels, quant)) if variant.has_fraction else BorderTable.nearest(draw(FRAC_BITS))
     count = draw(st.sampled_from([1, channels]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    multiplier = rng.integers(1 << 30, 1 << 31, size=count)
+    multiplier = rng.integers(*(FLOAT64_MULTIPLIER_RANGE if variant is RequantVariant.FLOAT64 else (1 << 30, 1 << 31)), size=count)
     if variant is RequantVariant.FP32:
         multiplier &= ~np.int64((1 << (MULTIPLIER_BITS - FLOAT32_MANTISSA_BITS)) - 1)
     # Centre the shifts where typical sums land on the grid; the extremes are still drawn.
@@ -110,13 +122,25 @@ def fp32_add_requantizers(draw) -> Requantizer:
 
 
 @st.composite
+def tflite_add_requantizers(draw) -> Requantizer:
+    """The TFLITE_ADD requantizer of an add of 8-bit tensors: the three pairs of
+    :func:`aquant_sim.testing.strategies.tflite_add_pairs`, the nearest table."""
+    multiplier, shift = draw(tflite_add_pairs())
+    return Requantizer(np.array(multiplier), np.array(shift), BorderTable.nearest(draw(FRAC_BITS)), RequantVariant.TFLITE_ADD)
+
+
+@st.composite
 def adds(draw, name: str, input_a: str, input_b: str, output: str, channels: int, out_quant: QuantParams,
-         accumulator_bits: int) -> Add:
-    """A residual add: two thirds D.9 with weights in [1, 2^16) and a requantizer of any variant
-    but FP32_ADD, one third FP32_ADD (weights 1) with an offset of 0, 128 or any in [0, 2^8]."""
-    if draw(st.integers(0, 2)) == 0:
+         accumulator_bits: int, eight_bit: bool = False) -> Add:
+    """A residual add: D.9 with weights in [1, 2^16) and a requantizer of :data:`VARIANTS`, or
+    FP32_ADD (weights 1) with an offset of 0, 128 or any in [0, 2^8], or, where ``eight_bit``
+    (both inputs and the output 8-bit), TFLITE_ADD (weights 1): one in three each."""
+    choice = draw(st.integers(0, 2))
+    if choice == 0:
         offset = draw(st.one_of(st.sampled_from([0, 128]), st.integers(0, MAX_ZERO_OFFSET)))
         return Add(name, input_a, input_b, output, 1, 1, draw(fp32_add_requantizers()), offset)
+    if choice == 1 and eight_bit:
+        return Add(name, input_a, input_b, output, 1, 1, draw(tflite_add_requantizers()))
     weights = st.one_of(st.integers(1, 4), st.integers(1, (1 << 16) - 1))
     return Add(name, input_a, input_b, output, draw(weights), draw(weights),
                draw(requantizers(channels, out_quant, accumulator_bits)))
@@ -231,11 +255,13 @@ def feature_maps(draw, quant: QuantParams, max_size: int = 6) -> np.ndarray:
 
 @st.composite
 def add_cases(draw) -> OpCase:
-    """A residual Add of two same-shaped maps with different formats (:func:`adds`)."""
-    qa, qb, out_q, a = draw(quant_params()), draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
+    """A residual Add of two same-shaped maps with different formats (:func:`adds`), half the
+    time all three 8-bit."""
+    bits = st.just(8) if draw(st.booleans()) else ACT_BITS
+    qa, qb, out_q, a = draw(quant_params(bits)), draw(quant_params(bits)), draw(quant_params(bits)), draw(ACCUMULATOR_BITS)
     x = draw(feature_maps(qa))
     y = random_levels(draw(st.integers(0, 2**32 - 1)), x.shape, qb)
-    op = draw(adds("add", "a", "b", "y", x.shape[1], out_q, a))
+    op = draw(adds("add", "a", "b", "y", x.shape[1], out_q, a, eight_bit=all(q.bits == 8 for q in (qa, qb, out_q))))
     return OpCase(op, (x, y), (qa, qb), out_q, a)
 
 
@@ -282,22 +308,54 @@ def maxpool_cases(draw) -> OpCase:
 
 
 @st.composite
-def avgpool_cases(draw) -> OpCase:
-    """An AvgPool2d with padding counted, ending in a requantizer."""
-    q, out_q, a = draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
-    x = draw(feature_maps(q))
-    window = draw(pool_windows(x.shape[2], x.shape[3], dilated=False))
+def avgpool_ops(draw, name: str, source: Tensor, output: str, accumulator_bits: int) -> tuple[AvgPool2d, QuantParams]:
+    """An AvgPool2d of ``source`` and its output format: two thirds with padding counted and a
+    requantizer of :data:`VARIANTS` to any format, one third TFLite's average (TFLITE_AVGPOOL: no
+    padding, the output at the input's zero-point, bits and signedness, any scale)."""
+    window = draw(pool_windows(*source.shape[1:], dilated=False))
     del window["dilation"]
-    op = AvgPool2d("pool", "x", "y", requant=draw(requantizers(x.shape[1], out_q, a)), **window)
+    if draw(st.integers(0, 2)) == 0:
+        quant = source.quant
+        out_q = QuantParams(quant.bits, quant.signed, draw(st.floats(2**-8, 4.0)), quant.zero_point)
+        requant = Requantizer(np.array([TFLITE_AVGPOOL_MULTIPLIER[0]]), np.array([TFLITE_AVGPOOL_MULTIPLIER[1]]),
+                              BorderTable.nearest(draw(FRAC_BITS)), RequantVariant.TFLITE_AVGPOOL)
+        window["padding"] = (0, 0)
+    else:
+        out_q = draw(quant_params())
+        requant = draw(requantizers(source.channels, out_q, accumulator_bits))
+    return AvgPool2d(name, source.name, output, requant=requant, **window), out_q
+
+
+@st.composite
+def avgpool_cases(draw) -> OpCase:
+    """An AvgPool2d (:func:`avgpool_ops`)."""
+    q, a = draw(quant_params()), draw(ACCUMULATOR_BITS)
+    x = draw(feature_maps(q))
+    op, out_q = draw(avgpool_ops("pool", Tensor("x", x.shape[1:], q), "y", a))
     return OpCase(op, (x,), (q,), out_q, a)
 
 
 @st.composite
+def global_avgpool_requantizers(draw, source: Tensor, out_quant: QuantParams, accumulator_bits: int) -> Requantizer:
+    """The requantizer of a global average pooling of ``source``: two thirds one of
+    :data:`VARIANTS`, one third TFLITE_MEAN, one pair with ``n`` from the smallest whose left shift
+    (30) keeps the sum of ``H * W`` levels within int32, often near 31 (``M`` near 1)."""
+    if draw(st.integers(0, 2)):
+        return draw(requantizers(source.channels, out_quant, accumulator_bits))
+    _, h, w = source.shape
+    smallest = next(n for n in range(63) if (source.quant.levels * h * w) << tflite_mean_left_shift(h * w, n) < 1 << 31)
+    shift = draw(st.one_of(st.integers(max(smallest, 27), max(smallest, 35)), st.integers(smallest, 62)))
+    multiplier = draw(st.integers(1 << 30, (1 << 31) - 1))
+    return Requantizer(np.array([multiplier]), np.array([shift]), BorderTable.nearest(draw(FRAC_BITS)), RequantVariant.TFLITE_MEAN)
+
+
+@st.composite
 def global_avgpool_cases(draw) -> OpCase:
-    """A GlobalAvgPool ending in a requantizer."""
+    """A GlobalAvgPool ending in a requantizer (:func:`global_avgpool_requantizers`)."""
     q, out_q, a = draw(quant_params()), draw(quant_params()), draw(ACCUMULATOR_BITS)
     x = draw(feature_maps(q))
-    return OpCase(GlobalAvgPool("gap", "x", "y", draw(requantizers(x.shape[1], out_q, a))), (x,), (q,), out_q, a)
+    requant = draw(global_avgpool_requantizers(Tensor("x", x.shape[1:], q), out_q, a))
+    return OpCase(GlobalAvgPool("gap", "x", "y", requant), (x,), (q,), out_q, a)
 
 
 @st.composite
@@ -397,24 +455,28 @@ class _ChainBuilder:
             self.emit(Lut(self.name(), x.name, self.name(), draw(lut_tables(x.channels, x.quant, out_q))), x.shape, out_q)
         elif kind == "gate":  # squeeze-excitation's product: x times its own global average
             pooled_q, out_q = draw(quant_params()), draw(quant_params())
-            pooled = self.emit(GlobalAvgPool(self.name(), x.name, self.name(), draw(requantizers(x.channels, pooled_q, self.a))),
+            pooled = self.emit(GlobalAvgPool(self.name(), x.name, self.name(), draw(global_avgpool_requantizers(x, pooled_q, self.a))),
                                (x.channels, 1, 1), pooled_q)
             self.emit(Mul(self.name(), x.name, pooled.name, self.name(), draw(requantizers(x.channels, out_q, self.a))), x.shape, out_q)
         elif kind == "avgpool":
-            window = draw(pool_windows(*x.shape[1:], dilated=False))
-            del window["dilation"]
-            out_q = draw(quant_params())
-            op = AvgPool2d(self.name(), x.name, self.name(), requant=draw(requantizers(x.channels, out_q, self.a)), **window)
+            op, out_q = draw(avgpool_ops(self.name(), x, self.name(), self.a))
             self.emit(op, op.output_shape([x.shape]), out_q)
         elif kind == "concat":  # dense: x's channels, then a conv of x's
             branch = self.conv(x, shape_like=x)
             out_q = draw(quant_params())
             requant = draw(requantizers(2 * x.channels, out_q, self.a))
             self.emit(Concat(self.name(), x.name, branch.name, self.name(), requant), (2 * x.channels, *x.shape[1:]), out_q)
-        else:  # residual: add x to a same-shaped conv of x
+        else:  # residual: add x to a same-shaped conv of x; half the time all 8-bit (TFLite's add)
+            if draw(st.booleans()):
+                if x.quant.bits != 8:  # a table to an 8-bit format first
+                    eight = draw(quant_params(st.just(8)))
+                    x = self.emit(Lut(self.name(), x.name, self.name(), draw(lut_tables(x.channels, x.quant, eight))), x.shape, eight)
+                out_q = draw(quant_params(st.just(8)))
+            else:
+                out_q = draw(quant_params())
             branch = self.conv(x, shape_like=x)
-            out_q = draw(quant_params())
-            op = draw(adds(self.name(), branch.name, x.name, self.name(), x.channels, out_q, self.a))
+            op = draw(adds(self.name(), branch.name, x.name, self.name(), x.channels, out_q, self.a,
+                           eight_bit=x.quant.bits == out_q.bits == 8))
             self.emit(op, x.shape, out_q)
 
 
@@ -434,7 +496,7 @@ def programs(draw, max_ops: int = 4) -> Program:
     if draw(st.booleans()):
         x = chain.current
         pooled_q = draw(quant_params())
-        pooled = chain.emit(GlobalAvgPool(chain.name(), x.name, chain.name(), draw(requantizers(x.channels, pooled_q, a))),
+        pooled = chain.emit(GlobalAvgPool(chain.name(), x.name, chain.name(), draw(global_avgpool_requantizers(x, pooled_q, a))),
                             (x.channels, 1, 1), pooled_q)
         flat = chain.emit(Flatten(chain.name(), pooled.name, chain.name()), (pooled.channels,), pooled_q)
         o, wb, seed = draw(st.integers(1, 6)), draw(WEIGHT_BITS), draw(st.integers(0, 2**32 - 1))

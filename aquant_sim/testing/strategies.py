@@ -286,13 +286,40 @@ def product_tie_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: in
 
 
 @st.composite
+def double_tie_accumulators(draw, grid: IntegerGrid, multiplier: int, shift: int, accumulator_bits: int) -> int:
+    """Negative accumulators on a tie of gemmlowp's high multiply (11) whose two roundings (half up
+    there: -1.5 becomes -1; half away from zero would give -2) then stay apart through the rounding
+    shift (12) by ``r = max(n - 31, 0)``: ``h mod 2^r = 2^(r-1) + 1`` for r >= 2, h even for r = 1,
+    any h for r = 0. With ``x = acc * 2^l`` (``l = max(31 - n, 0)``) and ``m * 2^l = 2^t * o``
+    (o odd), ``acc = -2^(30 - t) * v`` for an odd ``v`` with ``-v o = 2^r + 1 (mod 2^(r+1))``,
+    which gives ``2h - 1 = -v o``. Where no such accumulator fits A bits (``m`` with few trailing
+    zeros, a large ``r``), one next to a half level (:func:`tie_accumulators`)."""
+    left, r = max(31 - shift, 0), max(shift - 31, 0)
+    t = ((multiplier & -multiplier).bit_length() - 1) + left
+    lo, hi = accumulator_range(accumulator_bits)
+    if t <= 30:
+        modulus = 1 << (r + 1)
+        odd = (multiplier << left) >> t
+        residue = 1 if r == 0 else ((1 << r) + 1) * pow(odd, -1, modulus) % modulus  # u = residue (mod 2^(r+1))
+        acc = (residue - modulus * draw(st.integers(1, 8))) << (30 - t)
+        if lo <= acc <= hi:
+            return acc
+    return draw(tie_accumulators(grid, multiplier, shift, accumulator_bits))
+
+
+@st.composite
 def variant_cases(draw, variant: rounding.RequantVariant, max_size: int = 32) -> VariantCase:
-    """A per-tensor case of ``variant``: an FP32 multiplier has 24 significant bits (its low 7
-    bits zero), so that ``m * 2^-n`` is a float32; accumulators at the type limits, powers of two,
-    next to half levels and on ties of the high multiply."""
+    """A per-tensor case of ``variant``: multipliers half the time with their low ``k`` bits
+    cleared (k from 1 to 30, often 24 or more: ``acc * m`` of an accumulator of A < 32 bits can be
+    an odd multiple of 2^30, a tie of gemmlowp's high multiply (11), only when ``m`` has 31 - A or
+    more trailing zeros, and the level of such a tie is small only when ``m`` has few significant
+    bits); an FP32 multiplier has 24 significant bits (its low 7 bits zero), so that
+    ``m * 2^-n`` is a float32; accumulators at the type limits, powers of two, next to half levels
+    and on ties of the high multiply."""
     grid = draw(integer_grids())
     accumulator_bits = draw(accumulator_widths())
-    multiplier = draw(multipliers())
+    cleared = st.one_of(st.integers(1, 30), st.integers(24, 30))  # few significant bits: small outputs of ties
+    multiplier = draw(st.one_of(multipliers(), st.builds(lambda m, k: m >> k << k, multipliers(), cleared)))
     if variant is rounding.RequantVariant.FP32:
         multiplier &= ~((1 << (rounding.MULTIPLIER_BITS - rounding.FLOAT32_MANTISSA_BITS)) - 1)
     if variant is rounding.RequantVariant.FLOAT64:  # a double's 53-bit significand: the 31-bit one below it, or any
@@ -300,7 +327,8 @@ def variant_cases(draw, variant: rounding.RequantVariant, max_size: int = 32) ->
             lambda m: m < rounding.FLOAT64_MULTIPLIER_RANGE[1])))
     shift = draw(variant_shifts(variant, accumulator_bits))
     acc = draw(st.lists(st.one_of(accumulators(accumulator_bits), tie_accumulators(grid, multiplier, shift, accumulator_bits),
-                                  product_tie_accumulators(grid, multiplier, shift, accumulator_bits)),
+                                  product_tie_accumulators(grid, multiplier, shift, accumulator_bits),
+                                  double_tie_accumulators(grid, multiplier, shift, accumulator_bits)),
                         min_size=1, max_size=max_size))
     return VariantCase(variant, np.array(acc, dtype=np.int64), multiplier, shift, grid.zero_point, grid.qmin,
                        grid.qmax, accumulator_bits)
@@ -362,22 +390,29 @@ class TfliteAddCase:
 
 
 @st.composite
-def tflite_add_cases(draw, max_size: int = 32) -> TfliteAddCase:
-    """An int8 TFLITE_ADD case as TFLite's ``ADD`` prepares one: one input's multiplier is exactly
-    1/2 (``m = 2^30, n = 31``, the input of the larger scale), the other's at most 1/2, the
-    output's anywhere in the shift range; levels and zero-points at the int8 limits or anywhere."""
+def tflite_add_pairs(draw) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The three ``(m, n)`` pairs of a TFLITE_ADD requantizer (inputs a, b, output) as TFLite's
+    ``ADD`` prepares them, as ``(multipliers, shifts)``: one input's multiplier is exactly 1/2
+    (``m = 2^30, n = 31``, the input of the larger scale), the other's at most 1/2, the output's
+    anywhere in the shift range, often where ``2^-20`` of the inputs' shift lands on the grid."""
     lo, hi = rounding.TFLITE_ADD_SHIFT_RANGE
-    other = (draw(multipliers()), draw(st.integers(lo, 44)))
-    pairs = [(1 << 30, lo), other]
+    pairs = [(1 << 30, lo), (draw(multipliers()), draw(st.integers(lo, 44)))]
     if draw(st.booleans()):
         pairs.reverse()
     pairs.append((draw(multipliers()), draw(st.one_of(st.integers(lo, hi), st.integers(48, 54)))))
+    return tuple(m for m, _ in pairs), tuple(n for _, n in pairs)
+
+
+@st.composite
+def tflite_add_cases(draw, max_size: int = 32) -> TfliteAddCase:
+    """An int8 TFLITE_ADD case with the pairs of :func:`tflite_add_pairs`; levels and zero-points
+    at the int8 limits or anywhere."""
+    multiplier, shift = draw(tflite_add_pairs())
     levels = st.lists(edge_integers(-128, 127), min_size=1, max_size=max_size)
     a = draw(levels)
     b = draw(st.lists(edge_integers(-128, 127), min_size=len(a), max_size=len(a)))
     zeros = [draw(edge_integers(-128, 127)) for _ in range(3)]
-    return TfliteAddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), tuple(m for m, _ in pairs),
-                         tuple(n for _, n in pairs), *zeros, -128, 127)
+    return TfliteAddCase(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), multiplier, shift, *zeros, -128, 127)
 
 
 @dataclass(frozen=True)

@@ -358,3 +358,15 @@ def small_cnn(per_channel: bool, seed: int = 0, batch: int = 8, size: int = 16) 
     net.reshape("reshape")
     net.fully_connected("fc", 10, "NONE")
     return net.writer.serialize([net.input], [net.current]), x.astype(np.float32)
+
+
+def logistic_model() -> bytes:
+    """A one-operator int8 model (``LOGISTIC`` on a (1, 4, 4, 2) tensor) that the importer does not
+    translate: the test of its one-line refusal."""
+    import tflite
+
+    writer = TfliteWriter()
+    x = writer.tensor("x", (1, 4, 4, 2), scale=0.05, zero_point=0)
+    y = writer.tensor("y", (1, 4, 4, 2), scale=1 / 256, zero_point=-128)
+    writer.operator(tflite.BuiltinOperator.LOGISTIC, (x,), (y,))
+    return writer.serialize([x], [y])

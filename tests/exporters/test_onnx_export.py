@@ -35,7 +35,8 @@ def _round_trip(program, path, form=ExportForm.AQUANT):
 @given(program=programs(max_ops=5))
 def test_random_programs_round_trip_exactly(program, tmp_path):
     """Every drawn program (conv, linear with or without requantizer, add, concat, pools, clamp,
-    lookup table, product; BORDER, GEMMLOWP, FP32 and FP32_ADD requantizers; 2- to 8-bit
+    lookup table, product; BORDER, GEMMLOWP, FP32, FLOAT64, FP32_ADD and TFLite's add, average and
+    mean requantizers; 2- to 8-bit
     tensors, every border granularity, both overflow policies) exports to a valid ONNX model
     (onnx.checker) and imports back identical, every op field."""
     _round_trip(program, tmp_path / "p.onnx")

@@ -4,8 +4,13 @@ import csv
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hw_models.config import AcceleratorConfig
+from aquant_sim.rounding import MAX_FRAC_BITS
+from aquant_sim.simulator import Backend, Simulator
+from aquant_sim.testing.programs import program_inputs, programs
+from hw_models.config import AcceleratorConfig, BorderUnitConfig
 from hw_models.report import CSV_COLUMNS, build_report, format_report, report_json, write_csv
 
 
@@ -52,3 +57,22 @@ def test_json_and_csv_read_back(report, tmp_path):
     assert int(rows[-1][column["border_extra_cycles"]]) == report.overhead.cycles
     assert int(rows[1][column["cycles"]]) == report.layers[0].aquant.cycles
     assert int(rows[1][column["rtn_dram_bytes"]]) == report.layers[0].rtn.memory.dram_total
+
+
+
+@settings(max_examples=20)
+@given(programs(), st.data())
+def test_random_programs_cost_the_border_unit_only_where_borders_are_learned(program, data):
+    """hw-report on a drawn program (every op kind and requantizer variant, with the simulator's
+    counters): every layer is costed, a layer whose requantizer reads no borders (every variant
+    but BORDER, or a table of 1/2 only) costs exactly what the round-to-nearest design costs,
+    and the JSON document is strict JSON."""
+    counters = Simulator(program, Backend.NUMBA).run(data.draw(program_inputs(program))).counters
+    config = AcceleratorConfig(border_unit=BorderUnitConfig(frac_bits=MAX_FRAC_BITS))  # the drawn tables' F fits
+    report = build_report(program, config, counters)
+    tables = {op.name: op.requant.borders for op in program.ops if getattr(op, "requant", None) is not None}
+    assert {row.name for row in report.layers} <= {op.name for op in program.ops}
+    for row in report.layers:
+        if row.name not in tables or tables[row.name].is_nearest:
+            assert (row.overhead.cycles, row.overhead.energy_pj, row.overhead.dram_bytes) == (0, 0, 0), row.name
+    json.dumps(report_json(report), allow_nan=False)

@@ -15,7 +15,7 @@ from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program import OpKind
 from aquant_sim.rounding import RequantVariant
 from aquant_sim.simulator import Backend, Simulator
-from aquant_sim.testing.tflite_models import TfliteWriter, small_cnn
+from aquant_sim.testing.tflite_models import TfliteWriter, logistic_model, small_cnn
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["per-channel", "per-tensor"])
@@ -79,14 +79,8 @@ def test_litert_other_kernels_differ_where_measured(model, litert_runs):
 
 def test_unsupported_operator_is_named(tmp_path):
     """An operator outside the supported set is refused with its index and op type."""
-    import tflite
-
-    writer = TfliteWriter()
-    x = writer.tensor("x", (1, 4, 4, 2), scale=0.05, zero_point=0)
-    y = writer.tensor("y", (1, 4, 4, 2), scale=1 / 256, zero_point=-128)
-    writer.operator(tflite.BuiltinOperator.LOGISTIC, (x,), (y,))
     path = tmp_path / "logistic.tflite"
-    path.write_bytes(writer.serialize([x], [y]))
+    path.write_bytes(logistic_model())
     with pytest.raises(UnsupportedError, match=r"operator 0 \(LOGISTIC\): op type LOGISTIC is not supported"):
         import_tflite(path)
 
