@@ -32,8 +32,10 @@ both backends, hard and soft (both apply torch's sigmoid to the same argument); 
 their order (the fused backend sums in float64, per batch row, the rows in order: the same for
 any thread count).
 
-Kept elements (QDrop, ``drop_prob`` p) come from 16-bit random draws: an element is kept when
-its draw is below :func:`keep_threshold`, so p is realised to the nearest multiple of 2^-16.
+Kept elements (QDrop, ``drop_prob`` p) come from 16-bit random draws (:func:`draw_uniform16`,
+SplitMix64): an element is kept when its draw is below :func:`keep_threshold`, so p is realised
+to the nearest multiple of 2^-16. :func:`gather_select` is :func:`random_select` of a batch's rows
+of two caches that take no gradient, in one pass.
 """
 
 from __future__ import annotations
