@@ -32,8 +32,10 @@ both backends, hard and soft (both apply torch's sigmoid to the same argument); 
 their order (the fused backend sums in float64, per batch row, the rows in order: the same for
 any thread count).
 
-Kept elements (QDrop, ``drop_prob`` p) come from 16-bit random draws: an element is kept when
-its draw is below :func:`keep_threshold`, so p is realised to the nearest multiple of 2^-16.
+Kept elements (QDrop, ``drop_prob`` p) come from 16-bit random draws (:func:`draw_uniform16`,
+SplitMix64): an element is kept when its draw is below :func:`keep_threshold`, so p is realised
+to the nearest multiple of 2^-16. :func:`gather_select` is :func:`random_select` of a batch's rows
+of two caches that take no gradient, in one pass.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import math
 import numpy as np
 import torch
 
+from aquant_sim.errors import InputError
 from aquant_sim.frontend.emulation import table_index
 from aquant_sim.kernels.config import inline_jit, parallel_jit, prange
 
@@ -55,11 +58,33 @@ class Backend(enum.Enum):
     """torch elementwise ops (the reference)."""
 
 
+SPLITMIX_GAMMA, SPLITMIX_MIX1, SPLITMIX_MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+"""SplitMix64's increment and finaliser multipliers (Steele, Lea, Flood 2014)."""
+
+
+@parallel_jit
+def _splitmix_kernel(key, words):
+    """``words[i]`` = SplitMix64's output ``i`` from state ``key``: the finaliser of
+    ``key + (i + 1) * gamma``. Each word depends only on its index, so the draws are the same for
+    any thread count."""
+    for i in prange(words.shape[0]):
+        z = key + np.uint64(i + 1) * SPLITMIX_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MIX1
+        z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MIX2
+        words[i] = z ^ (z >> np.uint64(31))
+
+
 def draw_uniform16(shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform int16 draws in [-2^15, 2^15) of ``shape`` from torch's global generator (four per
-    64-bit draw: a quarter of the generator's work of ``torch.rand``)."""
+    """Uniform int16 draws in [-2^15, 2^15) of ``shape``: four per 64-bit word of SplitMix64,
+    seeded by one 64-bit draw from torch's global generator (so ``torch.manual_seed`` fixes
+    them). torch's own generator (Mersenne Twister, one call per word) took 0.31 ms for the
+    100,352 words of a 32x16x28x28 tensor, this 0.05 ms (one thread, ``docs/benchmarks.md``)."""
     count = math.prod(shape)
-    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
+    key = int(torch.empty(1, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)) & ((1 << 64) - 1)
+    # torch's allocator, not numpy's: a fresh numpy array of this size faults in its pages on
+    # every call (0.2 ms here).
+    words = torch.empty((count + 3) // 4, dtype=torch.int64)
+    _splitmix_kernel(np.uint64(key), words.numpy().view(np.uint64))
     return words.view(torch.int16)[:count].reshape(shape)
 
 
@@ -246,6 +271,16 @@ def _select_kernel(a, b, draws, threshold, out):
         out[i] = b[i] if draws[i] < threshold else a[i]
 
 
+@parallel_jit
+def _gather_select_kernel(a, b, rows, draws, threshold, out):
+    """``out[r] = b[rows[r]]`` where the draw is below ``threshold``, else ``a[rows[r]]`` (rows of
+    flat elements)."""
+    for r in prange(out.shape[0]):
+        source = rows[r]
+        for i in range(out.shape[1]):
+            out[r, i] = b[source, i] if draws[r, i] < threshold else a[source, i]
+
+
 def _as_rows(t: torch.Tensor | None, absent_dtype=None) -> np.ndarray:
     """A contiguous (N, C, rest) numpy view of a CPU tensor with channels on axis 1; for None, an
     empty (0, 1, 1) array of ``absent_dtype`` (what the kernels read as "absent")."""
@@ -371,6 +406,22 @@ def random_select(a: torch.Tensor, b: torch.Tensor, draws: torch.Tensor, thresho
     if backend is Backend.NUMBA and a.device.type == "cpu":
         return _FusedSelect.apply(a, b, draws, threshold)
     return torch.where(draws.to(torch.int32) < threshold, b.to(a.dtype), a)
+
+
+def gather_select(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, draws: torch.Tensor, threshold: int,
+                  backend: Backend = Backend.NUMBA) -> torch.Tensor:
+    """``random_select(a[rows], b[rows], draws, threshold)`` for ``a`` and ``b`` that take no
+    gradient (same dtype, contiguous on CPU for the fused backend), in one pass: the batch is
+    gathered and mixed without the two gathered copies. ``rows`` int64 (B,), ``draws`` int16 of
+    shape ``(B, *a.shape[1:])``."""
+    if a.requires_grad or b.requires_grad:
+        raise InputError("gather_select: a and b must take no gradient (use random_select on gathered rows)")
+    if backend is not Backend.NUMBA or a.device.type != "cpu":
+        return random_select(a.index_select(0, rows), b.index_select(0, rows), draws, threshold, backend)
+    out = torch.empty(draws.shape, dtype=a.dtype)
+    flat = lambda t: t.contiguous().numpy().reshape(t.shape[0], -1)
+    _gather_select_kernel(flat(a), flat(b.to(a.dtype)), rows.contiguous().numpy(), flat(draws), np.int32(threshold), flat(out))
+    return out
 
 
 def border_round(x: torch.Tensor, scale: torch.Tensor, table: torch.Tensor, zero_point: int, qmin: int, qmax: int,

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from aquant_sim.frontend.border_round import Backend, border_round, draw_uniform16, keep_threshold, random_select
+import numba
+
+from aquant_sim.errors import InputError
+from aquant_sim.frontend.border_round import (
+    Backend, border_round, draw_uniform16, gather_select, keep_threshold, random_select,
+)
 from aquant_sim.frontend.emulation import lookup
 from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode
 from aquant_sim.program import BorderGranularity
@@ -118,6 +123,52 @@ def test_draws_are_uniform_and_keep_at_the_rate_asked():
         share = float((flat < keep_threshold(p)).double().mean())
         assert abs(share - p) < 5 * np.sqrt(p * (1 - p) / flat.numel())
     assert bool((flat < keep_threshold(1.0)).all()) and not bool((flat < keep_threshold(0.0)).any())
+
+
+def _splitmix64(state: int, count: int) -> list[int]:
+    """SplitMix64's first ``count`` outputs from ``state``, in Python integers (the reference of
+    the draws' kernel)."""
+    mask, words = (1 << 64) - 1, []
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        words.append(z ^ (z >> 31))
+    return words
+
+
+def test_draws_are_splitmix64_from_one_draw_of_torchs_generator():
+    """The draws are SplitMix64's words (four int16 each, low half first) from a state that is one
+    64-bit draw of torch's global generator, whatever numba's thread count."""
+    torch.manual_seed(9)
+    key = int(torch.empty(1, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)) & ((1 << 64) - 1)
+    expected = np.array(_splitmix64(key, 26), dtype=np.uint64).view(np.int16)[:101].reshape(1, 101)
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            torch.manual_seed(9)
+            draws = draw_uniform16((1, 101))
+        finally:
+            numba.set_num_threads(before)
+        assert draws.dtype == torch.int16
+        assert np.array_equal(draws.numpy(), expected)
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_gather_select_is_random_select_of_the_gathered_rows(backend):
+    """One pass over the batch's rows gives exactly ``random_select(a[rows], b[rows])``; inputs
+    that take a gradient are refused."""
+    g = torch.Generator().manual_seed(13)
+    a, b = torch.randn(10, 3, 5, generator=g), torch.randn(10, 3, 5, generator=g)
+    rows = torch.tensor([7, 0, 7, 3, 9])
+    torch.manual_seed(14)
+    draws = draw_uniform16((5, 3, 5))
+    out = gather_select(a, b, rows, draws, keep_threshold(0.4), backend)
+    assert torch.equal(out, random_select(a[rows], b[rows], draws, keep_threshold(0.4), Backend.TORCH))
+    with pytest.raises(InputError, match="gather_select"):
+        gather_select(a.requires_grad_(True), b, rows, draws, 0, backend)
 
 
 @pytest.mark.parametrize("backend", list(Backend))

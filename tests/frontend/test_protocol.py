@@ -29,6 +29,24 @@ def test_loss_sums_channels_and_averages_batch_and_positions():
         float((a[:, :, 0, 0] - b[:, :, 0, 0]).abs().pow(2.4).sum(1).mean()), rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(32, 16, 28, 28), (5, 3, 7, 7), (9, 10)])
+def test_squared_loss_has_autographs_value_and_gradient(shape):
+    """With a gradient, lp_loss at p = 2 is a fused function: its value and its gradient (for an
+    incoming gradient of 1 and of 0.3, as under a sum with the regulariser) equal, bit for bit,
+    those of autograd through the reference's ops."""
+    g = torch.Generator().manual_seed(1)
+    out, target = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
+    for weight in (1.0, 0.3):
+        grads = []
+        for fused in (True, False):
+            x = out.clone().requires_grad_(True)
+            diff = x - target
+            loss = lp_loss(x, target, 2.0) if fused else (diff * diff).sum(dim=1).mean()
+            (loss * weight).backward()
+            grads.append((loss.detach(), x.grad))
+        assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
 def test_defaults_are_the_reference_values():
     """QDrop's exp/w2a4/r18/config.yaml and BRECQ's main_imagenet.py: 20,000 iterations of
     batch 32, Adam's default 1e-3 on V, scale lr 4e-5, lambda 0.01, b from 20 to 2 after a 20%

@@ -105,7 +105,8 @@ def test_learned_borders_beat_nearest(granularity):
 def test_inputs_quantized_once_per_phase_give_the_loops_values_and_gradients(method, tiny_resnet, images):
     """The training loop quantizes the cache once for an input whose quantizer the phase leaves
     unchanged (``_apply_frozen``): the unit's output and every trained parameter's gradient equal,
-    bit for bit, those of quantizing each batch (same QDrop draws). QDrop's block input is such an
+    bit for bit, those of quantizing each batch (same QDrop draws), and so do the loop's call with
+    the batch's rows of the whole caches. QDrop's block input is such an
     input (its scale belongs to the unit before); AQuant learns its borders, so it is not."""
     qm = QuantModel(capture(tiny_resnet, (1, 8, 8)), QuantConfig(weight_bits=2, act_bits=2), images)
     rec = Reconstructor(qm, method, ReconstructionConfig(batch_size=16), images, progress=False)
@@ -130,9 +131,15 @@ def test_inputs_quantized_once_per_phase_give_the_loops_values_and_gradients(met
                                {k: v.index_select(0, rows) for k, v in floating.items()}, mix=True, applied=names)
             grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
             runs.append((out.detach(), grads))
-    (out_a, grads_a), (out_b, grads_b) = runs
-    assert torch.equal(out_a, out_b)
-    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+        # As the loop calls it: the whole caches and the batch's rows (an applied input gathered
+        # and mixed in one pass).
+        torch.manual_seed(11)
+        out = rec._forward(unit, applied_cache, floating, mix=True, applied=applied, rows=rows)
+        runs.append((out.detach(), torch.autograd.grad(out.square().sum(), params, allow_unused=True)))
+    (out_a, grads_a), *others = runs
+    for out_b, grads_b in others:
+        assert torch.equal(out_a, out_b)
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads_a, grads_b))
     assert any(g is not None for g in grads_a)
 
 
