@@ -8,12 +8,8 @@ in ``.tflite`` is read by the TFLite importer, any other as ONNX.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aquant_sim.artifact import save_program
-
-TFLITE_SUFFIX = ".tflite"
-"""The file ending (any case) that selects the TFLite importer."""
+from aquant_sim.importers.loading import import_deployed
 
 
 def register(subparsers) -> None:
@@ -26,14 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    if Path(args.model).suffix.lower() == TFLITE_SUFFIX:
-        from aquant_sim.importers.tflite_model import import_tflite
-
-        program = import_tflite(args.model).program
-    else:
-        from aquant_sim.importers.onnx_qdq import import_onnx
-
-        program = import_onnx(args.model).program
+    program = import_deployed(args.model)
     save_program(program, args.out)
     variants = sorted({op.requant.variant.value for op in program.ops if getattr(op, "requant", None) is not None})
     print(f"{args.model}: {len(program.ops)} ops, requantizers {', '.join(variants)} -> {args.out}")

@@ -8,21 +8,29 @@ from pathlib import Path
 
 from aquant_sim.program import Program
 
+TFLITE_SUFFIX = ".tflite"
+"""The file ending (any case) that selects the TFLite importer."""
+ONNX_SUFFIX = ".onnx"
 
-def load_any_program(path) -> Program:
-    """The integer program of ``path``: :func:`onnx_qdq.import_onnx` for ``.onnx``,
-    :func:`tflite_model.import_tflite` for ``.tflite``, :func:`artifact.load_program` for any other
-    suffix (each raises its one-line error for a file it cannot read)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from aquant_sim.importers.onnx_qdq import import_onnx
 
-        return import_onnx(path).program
-    if suffix == ".tflite":
+def import_deployed(path) -> Program:
+    """The integer program of a deployed int8 model: :func:`tflite_model.import_tflite` for a name
+    ending in ``.tflite`` (any case), :func:`onnx_qdq.import_onnx` for any other (each raises its
+    one-line error for a file it cannot read)."""
+    if Path(path).suffix.lower() == TFLITE_SUFFIX:
         from aquant_sim.importers.tflite_model import import_tflite
 
         return import_tflite(path).program
+    from aquant_sim.importers.onnx_qdq import import_onnx
+
+    return import_onnx(path).program
+
+
+def load_any_program(path) -> Program:
+    """The integer program of ``path``: :func:`import_deployed` for ``.onnx`` and ``.tflite``,
+    :func:`artifact.load_program` for any other suffix."""
+    if Path(path).suffix.lower() in (ONNX_SUFFIX, TFLITE_SUFFIX):
+        return import_deployed(path)
     from aquant_sim.artifact import load_program
 
     return load_program(path)
