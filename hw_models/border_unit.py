@@ -134,7 +134,7 @@ def check_fits(layer: LayerWork, config: AcceleratorConfig) -> None:
     if layer.uses_borders and layer.borders.frac_bits > config.border_unit.frac_bits:
         raise UnsupportedError(
             f"layer '{layer.name}': its border table has F = {layer.borders.frac_bits} fraction bits; "
-            f"the border unit compares F + 1 = {config.border_unit.frac_bits + 1} bits (border_unit.frac_bits)")
+            f"the border unit is built for at most {config.border_unit.frac_bits} (border_unit.frac_bits)")
 
 
 def unit_size(layers: list[LayerWork], config: AcceleratorConfig) -> BorderUnitSize | None:

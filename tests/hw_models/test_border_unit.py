@@ -214,7 +214,7 @@ def test_tensor_granularity_table_is_small(tensor_border_program):
 def test_program_fraction_bits_must_fit_the_unit(small_program):
     """A table with more fraction bits than the unit's comparators is rejected, naming the layer."""
     config = AcceleratorConfig(border_unit=BorderUnitConfig(frac_bits=6))
-    with pytest.raises(UnsupportedError, match="layer 'stem'.*F = 8"):
+    with pytest.raises(UnsupportedError, match="layer 'stem'.*F = 8 fraction bits; the border unit is built for at most 6"):
         build_report(small_program, config)
 
 
