@@ -416,14 +416,14 @@ def _layer_run(net: _Net, layers: list) -> None:
 def _basic_block(net: _Net, name: str, block) -> None:
     """ResNet's basic block: conv 3x3 (RELU), conv 3x3, the shortcut (the block's input, or its
     1x1 conv when the shape changes) and the ``ADD`` with the RELU after it fused."""
-    start = net.branch()
+    block_input = net.branch()
     _layer_run(net, [(f"{name}.{part}", getattr(block, part)) for part in ("conv1", "bn1", "relu1", "conv2", "bn2")])
+    other = block_input
     if block.shortcut is not None:
-        body = net.branch()
-        net.resume(start)
+        other = net.branch()  # the body's output; the shortcut conv reads the block's input
+        net.resume(block_input)
         _layer_run(net, [(f"{name}.shortcut.{i}", layer) for i, layer in enumerate(block.shortcut)])
-        start = body
-    net.add(f"{name}.add", start, "RELU")
+    net.add(f"{name}.add", other, "RELU")
 
 
 def _inverted_residual(net: _Net, name: str, block) -> None:
