@@ -7,7 +7,10 @@ loads. :func:`small_cnn` quantizes a small NHWC network (conv, depthwise conv, r
 and average pooling, mean, reshape, fully connected; fused RELU and RELU6) the way TFLite's
 converter does: symmetric int8 weights (per output channel, or one scale per tensor), int32
 biases at ``s_x * s_w``, asymmetric int8 activations whose scale and zero-point cover each
-tensor's float range on a calibration batch (computed here in float64).
+tensor's float range on a calibration batch (computed here in float64). :func:`zoo_cnn` builds
+the zoo's architectures (ResNet-20, ResNet-18, the MobileNetV2-style net of
+:mod:`aquant_sim.models`) the same way, one builder per block kind, their layer structure read
+from the zoo's torch modules.
 """
 
 from __future__ import annotations
@@ -222,6 +225,15 @@ class _Net:
         self.current = self.writer.tensor("input", x.shape[1:] and (1, *x.shape[1:]), scale=scale, zero_point=zero)
         self.input = self.current
 
+    def branch(self) -> tuple[int, np.ndarray]:
+        """The current tensor (its index and float values on the calibration batch): what a
+        residual :meth:`add` takes, or what :meth:`resume` builds on again."""
+        return self.current, self.float
+
+    def resume(self, tensor: tuple[int, np.ndarray]) -> None:
+        """Make a tensor of :meth:`branch` current: the next layer reads it (a shortcut path)."""
+        self.current, self.float = tensor
+
     def _quant(self, index: int) -> tuple[float, int]:
         spec = self.writer.tensors[index]
         return spec.scale[0], spec.zero_point[0]
@@ -357,6 +369,120 @@ def small_cnn(per_channel: bool, seed: int = 0, batch: int = 8, size: int = 16) 
     net.mean("mean")
     net.reshape("reshape")
     net.fully_connected("fc", 10, "NONE")
+    return net.writer.serialize([net.input], [net.current]), x.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The zoo's architectures (aquant_sim/models/) as int8 TFLite models
+
+
+_ACTIVATIONS = {"ReLU": "RELU", "ReLU6": "RELU6"}
+"""torch activation modules by class name, and the TFLite fused activation each becomes."""
+
+
+def _padding(layer) -> str:
+    """SAME for a layer that pads (the zoo pads ``kernel // 2``: SAME's output size), VALID for
+    one that does not."""
+    padding = layer.padding if isinstance(layer.padding, tuple) else (layer.padding,)
+    return "SAME" if any(padding) else "VALID"
+
+
+def _layer_run(net: _Net, layers: list) -> None:
+    """A run of plain zoo layers: each ``Conv2d`` (with the ``BatchNorm2d`` after it folded into
+    its random weights and bias, and the ``ReLU``/``ReLU6`` after that fused) becomes one
+    ``CONV_2D``, or ``DEPTHWISE_CONV_2D`` when its groups are its input channels; each
+    ``MaxPool2d`` becomes ``MAX_POOL_2D``."""
+    from torch import nn
+
+    index = 0
+    while index < len(layers):
+        name, layer = layers[index]
+        index += 1
+        if isinstance(layer, nn.MaxPool2d):
+            net.pool(name, "MAX", layer.kernel_size, layer.stride, _padding(layer))
+            continue
+        if not isinstance(layer, nn.Conv2d) or layer.groups not in (1, layer.in_channels):
+            raise ValueError(f"zoo layer {name} ({type(layer).__name__}) has no TFLite int8 counterpart here")
+        if index < len(layers) and isinstance(layers[index][1], nn.BatchNorm2d):
+            index += 1
+        activation = "NONE"
+        if index < len(layers) and type(layers[index][1]).__name__ in _ACTIVATIONS:
+            activation = _ACTIVATIONS[type(layers[index][1]).__name__]
+            index += 1
+        net.conv(name, layer.out_channels, layer.kernel_size[0], layer.stride[0], _padding(layer), activation,
+                 depthwise=layer.groups > 1)
+
+
+def _basic_block(net: _Net, name: str, block) -> None:
+    """ResNet's basic block: conv 3x3 (RELU), conv 3x3, the shortcut (the block's input, or its
+    1x1 conv when the shape changes) and the ``ADD`` with the RELU after it fused."""
+    block_input = net.branch()
+    _layer_run(net, [(f"{name}.{part}", getattr(block, part)) for part in ("conv1", "bn1", "relu1", "conv2", "bn2")])
+    other = block_input
+    if block.shortcut is not None:
+        other = net.branch()  # the body's output; the shortcut conv reads the block's input
+        net.resume(block_input)
+        _layer_run(net, [(f"{name}.shortcut.{i}", layer) for i, layer in enumerate(block.shortcut)])
+    net.add(f"{name}.add", other, "RELU")
+
+
+def _inverted_residual(net: _Net, name: str, block) -> None:
+    """MobileNetV2's inverted residual: expansion 1x1 (RELU6), depthwise 3x3 (RELU6), linear 1x1
+    projection, and the ``ADD`` of the block's input when the block has a residual."""
+    start = net.branch()
+    _layer_run(net, [(f"{name}.body.{i}", layer) for i, layer in enumerate(block.body)])
+    if block.residual:
+        net.add(f"{name}.add", start, "NONE")
+
+
+def _leaves(name: str, module) -> list:
+    """The zoo model's layers and blocks in forward order, ``nn.Sequential`` containers opened."""
+    from torch import nn
+
+    if not isinstance(module, nn.Sequential):
+        return [(name, module)]
+    return [leaf for child, sub in module.named_children() for leaf in _leaves(f"{name}.{child}", sub)]
+
+
+def zoo_cnn(model: str, per_channel: bool, seed: int = 0, batch: int = 4, size: int = 32, in_channels: int = 3,
+            **options) -> tuple[bytes, np.ndarray]:
+    """A zoo architecture (``resnet20``, ``resnet18`` or ``mobilenetv2`` of
+    :func:`aquant_sim.models.registry.build_model` with its ``options``, e.g. ``width=8``) as an
+    int8 ``.tflite`` file, and its float calibration batch (N, ``size``, ``size``, ``in_channels``).
+
+    The layer structure is read from the zoo's own torch module (channels, kernels, strides,
+    shortcut convs, depthwise inverted residuals, ReLU/ReLU6, residual adds, in forward order);
+    the weights are random from ``seed`` and quantized as :func:`small_cnn`'s (per output channel
+    or per tensor). Batch norm is folded (the float network is conv plus bias); a layer that pads
+    uses TFLite's SAME padding, which on a stride-2 layer of even input pads 0 before and 1 after
+    where torch pads 1 and 1 (the sizes agree). ``AdaptiveAvgPool2d(1)`` is ``MEAN`` over H and W
+    (keep_dims), ``flatten`` is ``RESHAPE``, the classifier is ``FULLY_CONNECTED``."""
+    from torch import nn
+
+    from aquant_sim.models.mobilenetv2 import InvertedResidual
+    from aquant_sim.models.registry import build_model
+    from aquant_sim.models.resnet import BasicBlock
+
+    blocks = {BasicBlock: _basic_block, InvertedResidual: _inverted_residual}
+    zoo = build_model(model, in_channels, 10, **options)
+    children = list(zoo.named_children())
+    if not (isinstance(children[-2][1], nn.AdaptiveAvgPool2d) and isinstance(children[-1][1], nn.Linear)):
+        raise ValueError(f"zoo model {model} does not end in global average pooling and a linear layer")
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, (batch, size, size, in_channels))
+    net = _Net(x, rng, per_channel)
+    run: list = []
+    for name, layer in (leaf for child, module in children[:-2] for leaf in _leaves(child, module)):
+        if type(layer) not in blocks:
+            run.append((name, layer))
+            continue
+        _layer_run(net, run)
+        run = []
+        blocks[type(layer)](net, name, layer)
+    _layer_run(net, run)
+    net.mean(children[-2][0])
+    net.reshape("flatten")
+    net.fully_connected(children[-1][0], children[-1][1].out_features, "NONE")
     return net.writer.serialize([net.input], [net.current]), x.astype(np.float32)
 
 
