@@ -5,9 +5,10 @@ weights, its defaults, or uint8 activations where said) with a tiny calibration 
 import numpy as np
 import pytest
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
 
 from aquant_sim.models import build_model
+from aquant_sim.testing.onnx_models import ImageReader, quantize_onnx
 
 SHAPE = (3, 16, 16)
 
@@ -50,28 +51,12 @@ class _Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
-class _ImageReader(CalibrationDataReader):
-    """Calibration batches of 32 real images."""
-
-    def __init__(self, images: np.ndarray):
-        self.batches = iter([{"x": images[i:i + 32]} for i in range(0, len(images), 32)])
-
-    def get_next(self):
-        return next(self.batches, None)
-
-
 def quantized_model(tmp_path, module: torch.nn.Module, per_channel: bool, quant_format=QuantFormat.QDQ, seed: int = 0,
                     activation_type=QuantType.QInt8):
     """Export ``module`` and quantize it with onnxruntime's quantize_static; return the path."""
     torch.manual_seed(seed)
-    module = module.eval()
-    float_path = tmp_path / "float.onnx"
     path = tmp_path / f"int8_{quant_format.name}_{'channel' if per_channel else 'tensor'}.onnx"
-    torch.onnx.export(module, torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
-                      opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    quantize_static(str(float_path), str(path), _Reader(seed), quant_format=quant_format, per_channel=per_channel,
-                    activation_type=activation_type)
-    return path
+    return quantize_onnx(module, _Reader(seed), torch.randn(1, *SHAPE), path, per_channel, quant_format, activation_type)
 
 
 def zoo_model(name: str, seed: int = 0, **options) -> torch.nn.Module:
@@ -168,9 +153,6 @@ def fashion_model(tmp_path_factory):
     model = build_model("resnet20", 1, 10, width=4)
     train(model, train_set, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False)
     model.eval()
-    float_path, path = tmp_path / "float.onnx", tmp_path / "fashion_int8.onnx"
-    torch.onnx.export(model, torch.from_numpy(train_set.images[:1].copy()), str(float_path), input_names=["x"], output_names=["y"],
-                      opset_version=17, dynamo=False, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    quantize_static(str(float_path), str(path), _ImageReader(train_set.images[:128]), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8)
+    path = quantize_onnx(model, ImageReader(train_set.images[:128]), torch.from_numpy(train_set.images[:1].copy()),
+                         tmp_path / "fashion_int8.onnx", per_channel=True, activation_type=QuantType.QUInt8)
     return path, test_set.images, test_set.labels
