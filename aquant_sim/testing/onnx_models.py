@@ -1,15 +1,19 @@
 """Int8 ONNX models as a deployment has them: a torch model exported with ``torch.onnx`` (the
 TorchScript exporter, opset 17, a dynamic batch axis) and quantized by onnxruntime's own
 ``quantize_static``. The test fixtures (``tests/onnx_fixtures.py``) and ``tools/deployed_model.py``
-make theirs here. Needs torch, ``onnx`` and ``onnxruntime``."""
+make theirs here. Needs ``onnx`` and ``onnxruntime``, and torch to export (imported there, so that
+the module itself imports without torch, as the engine promises)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+if TYPE_CHECKING:
+    import torch
 
 CALIBRATION_BATCH = 32
 """Images per batch of the calibration reader."""
@@ -28,6 +32,8 @@ class ImageReader(CalibrationDataReader):
 
 def export_float_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
     """``module`` (put in eval mode) as a float ONNX model with input ``x`` and output ``y``."""
+    import torch
+
     torch.onnx.export(module.eval(), example, str(path), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False,
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
     return path
