@@ -540,7 +540,8 @@ class MaxPool2d:
     """D.10: the maximum of the window; padded positions never win (they hold ``qmin``).
     ``padding`` is the (top, left) padding, ``padding_end`` the (bottom, right) one (None: the
     same as ``padding``, symmetric; TF's "SAME" 3x3/2 pooling of an even input pads 0 before and
-    1 after). Each side pads at most half the kernel, so that every window holds a real value."""
+    1 after). Each side pads at most half the kernel, and no window reads padding alone
+    (:meth:`output_shape`), so that every window holds a real value."""
 
     kind: ClassVar[OpKind] = OpKind.MAXPOOL2D
     name: str
@@ -565,10 +566,17 @@ class MaxPool2d:
         return (self.input,)
 
     def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        """The pooled (C, OH, OW); a window whose taps all fall in the padding (possible only
+        when the dilated window is wider than the input) is refused."""
         where = f"op '{self.name}' (maxpool2d)"
         shape = _expect_rank(shapes[0], 3, where)
-        return (shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where,
-                                         self.padding_end))
+        out = _window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where, self.padding_end)
+        for a, (size, positions) in enumerate(zip(shape[1:], out)):
+            taps = np.arange(positions)[:, None] * self.stride[a] - self.padding[a] + np.arange(self.kernel_size[a]) * self.dilation[a]
+            empty = np.flatnonzero(~np.any((taps >= 0) & (taps < size), axis=1))
+            if empty.size:
+                _fail(f"{where}.dilation", f"window {int(empty[0])} along {'HW'[a]} reads only padding of an input of size {size}")
+        return (shape[0], *out)
 
 
 @dataclass(frozen=True, eq=False)

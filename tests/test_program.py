@@ -160,6 +160,15 @@ def test_max_pooling_pads_each_side_apart():
     assert MaxPool2d("m", "x", "y", 3, 2, padding=(1, 0)).padding_end == (1, 0)
 
 
+def test_max_pooling_window_of_padding_alone_is_refused():
+    """A dilated window wider than the input can skip it (taps -1 and 1 of a 1-row input padded
+    1 on each side): refused, so that padding never wins; the same pooling of 3 rows is valid."""
+    op = MaxPool2d("m", "x", "y", (2, 1), 1, padding=(1, 0), dilation=(2, 1))
+    with pytest.raises(ProgramError, match=r"op 'm' \(maxpool2d\)\.dilation: window 0 along H reads only padding of an input of size 1"):
+        op.output_shape([(1, 1, 4)])
+    assert op.output_shape([(1, 3, 4)]) == (1, 3, 4)
+
+
 def test_a_small_classifier_validates():
     """Global pooling, flatten and an accumulator-output linear chain together."""
     tensors = (
