@@ -35,7 +35,7 @@ from aquant_sim.program import (
 from aquant_sim.rounding import OverflowPolicy, RequantVariant
 
 FORMAT_NAME = "aquant-sim-program"
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 """Readers accept exactly the versions they know; any change to the manifest bumps it. Version
 2 added ``weight_zero_point`` to conv2d and linear (``since=2`` in ``program.py``); version 3
 added each requantizer's ``variant`` (:data:`VARIANT_SINCE`); version 4 added the variant
@@ -45,10 +45,11 @@ and the op type ``concat`` (its class's ``since``). Lookup tables and products (
 concat with per-side padding were developed side by side; they are two versions because files of
 version 5 were written (without ``padding_end``) before the concat joined. Version 7 stores every
 requantizer's multipliers as int64 (:data:`WIDE_MULTIPLIER_SINCE`), which the variant ``float64``
-(a double's 53-bit significand) needs, and added that variant (:data:`VARIANT_VERSIONS`)."""
-KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+(a double's 53-bit significand) needs, and added that variant (:data:`VARIANT_VERSIONS`).
+Version 8 added the max pooling's ``padding_end`` (``since=8``)."""
+KNOWN_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 """Older files load with the fields they lack at their defaults (weight zero-points 0, the
-BORDER requantizer, an add's offset 0, symmetric conv padding); an op type or a requantizer
+BORDER requantizer, an add's offset 0, symmetric conv and max-pooling padding); an op type or a requantizer
 variant newer than the file's version is refused."""
 VARIANT_SINCE = 3
 """The format version whose requantizer objects hold ``variant``."""

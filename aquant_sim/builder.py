@@ -149,9 +149,10 @@ class ProgramBuilder:
         lo = np.full_like(hi, q.zero_point)
         return self.clamp(name, x, lo, hi)
 
-    def maxpool(self, name, x, kernel_size, stride, padding=0, dilation=1) -> str:
+    def maxpool(self, name, x, kernel_size, stride, padding=0, dilation=1, padding_end=None) -> str:
+        """Max pooling (D.10): ``padding`` (top, left) before, ``padding_end`` (None: ``padding``) after."""
         t = self._tensors[x]
-        return self._emit(MaxPool2d(name, x, name, kernel_size, stride, padding, dilation), t.quant, self._borders[x])
+        return self._emit(MaxPool2d(name, x, name, kernel_size, stride, padding, dilation, padding_end), t.quant, self._borders[x])
 
     def avgpool(self, name, x, kernel_size, stride, out_quant, borders, padding=0) -> str:
         """Average pooling (D.11): ``M = s_x / (KH * KW * s_y)``."""

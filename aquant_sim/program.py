@@ -537,7 +537,11 @@ class Add:
 
 @dataclass(frozen=True, eq=False)
 class MaxPool2d:
-    """D.10: the maximum of the window; padded positions never win (they hold ``qmin``)."""
+    """D.10: the maximum of the window; padded positions never win (they hold ``qmin``).
+    ``padding`` is the (top, left) padding, ``padding_end`` the (bottom, right) one (None: the
+    same as ``padding``, symmetric; TF's "SAME" 3x3/2 pooling of an even input pads 0 before and
+    1 after). Each side pads at most half the kernel, and no window reads padding alone
+    (:meth:`output_shape`), so that every window holds a real value."""
 
     kind: ClassVar[OpKind] = OpKind.MAXPOOL2D
     name: str
@@ -547,21 +551,32 @@ class MaxPool2d:
     stride: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1)
     padding: tuple[int, int] = op_field(FieldKind.PAIR, default=(0, 0))
     dilation: tuple[int, int] = op_field(FieldKind.PAIR, minimum=1, default=(1, 1))
+    padding_end: tuple[int, int] = op_field(FieldKind.PAIR, since=8, default=None)
 
     def __post_init__(self):
         where = _check_fields(self)
-        for a in (0, 1):
-            if 2 * self.padding[a] > self.kernel_size[a]:
-                _fail(f"{where}.padding", "must be at most half the kernel size, so that every window holds a real value")
+        if self.padding_end is None:
+            object.__setattr__(self, "padding_end", self.padding)
+        for side in ("padding", "padding_end"):
+            if any(2 * p > k for p, k in zip(getattr(self, side), self.kernel_size)):
+                _fail(f"{where}.{side}", "must be at most half the kernel size, so that every window holds a real value")
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
 
     def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        """The pooled (C, OH, OW); a window whose taps all fall in the padding (possible only
+        when the dilated window is wider than the input) is refused."""
         where = f"op '{self.name}' (maxpool2d)"
         shape = _expect_rank(shapes[0], 3, where)
-        return (shape[0], *_window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where))
+        out = _window_shape(shape, self.kernel_size, self.stride, self.padding, self.dilation, where, self.padding_end)
+        for a, (size, positions) in enumerate(zip(shape[1:], out)):
+            taps = np.arange(positions)[:, None] * self.stride[a] - self.padding[a] + np.arange(self.kernel_size[a]) * self.dilation[a]
+            empty = np.flatnonzero(~np.any((taps >= 0) & (taps < size), axis=1))
+            if empty.size:
+                _fail(f"{where}.dilation", f"window {int(empty[0])} along {'HW'[a]} reads only padding of an input of size {size}")
+        return (shape[0], *out)
 
 
 @dataclass(frozen=True, eq=False)

@@ -118,12 +118,13 @@ def global_avgpool_acc(x: np.ndarray, zero_point: int) -> np.ndarray:
 
 
 def maxpool(x: np.ndarray, op: MaxPool2d, qmin: int) -> np.ndarray:
-    """D.10: the window maximum; padding holds ``qmin``, which never beats a real value because
-    every window contains at least one (the program checks ``2 * padding <= kernel``)."""
+    """D.10: the window maximum; padding (``padding`` before, ``padding_end`` after) holds
+    ``qmin``, which never beats a real value because every window contains at least one (the
+    program checks ``2 * padding <= kernel`` on both sides and that no window reads padding alone)."""
     n, c, h, w = x.shape
-    oh = window_output_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0])
-    ow = window_output_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1])
-    padded = _pad(x.astype(np.int64), op.padding, qmin)
+    oh = window_output_size(h, op.kernel_size[0], op.stride[0], op.padding[0], op.dilation[0], op.padding_end[0])
+    ow = window_output_size(w, op.kernel_size[1], op.stride[1], op.padding[1], op.dilation[1], op.padding_end[1])
+    padded = _pad(x.astype(np.int64), op.padding, qmin, op.padding_end)
     out = np.full((n, c, oh, ow), qmin, dtype=np.int64)
     for _, _, view in _window_taps(padded, op.kernel_size, op.stride, op.dilation, (oh, ow)):
         out = np.maximum(out, view)

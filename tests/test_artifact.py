@@ -418,7 +418,7 @@ def _version6_members() -> dict:
 
 FUZZED = [_valid_members, _resnet_members, _tflite_members, _version6_members]
 """The files the fuzz tests mutate: every op kind (BORDER), a 1x1 conv, the TFLite importer's
-program (format 7) and the version-6 fixture."""
+program (the current format) and the version-6 fixture."""
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -661,16 +661,55 @@ V6 = Path(__file__).parent / "data" / "artifact_v6"
 @pytest.mark.parametrize("backend", list(Backend))
 def test_version6_file_loads_with_tflite_variants(backend, tmp_path):
     """A version-6 file (int32 multipliers; TFLite's add, average and mean variants, GEMMLOWP, a
-    conv padded at its end, written by main before version 7) loads, simulates to the integers
-    stored beside it, and saves as version 7 to a file that loads back identical."""
+    conv padded at its end, written by main before version 7) loads with its max pooling padded
+    alike on both sides, simulates to the integers stored beside it, and saves as the current
+    version to a file that loads back identical."""
     program = load_program(V6 / "program.aqp")
     variants = {op.requant.variant for op in program.ops if getattr(op, "requant", None) is not None}
     assert variants == {RequantVariant.GEMMLOWP, RequantVariant.TFLITE_ADD, RequantVariant.TFLITE_AVGPOOL, RequantVariant.TFLITE_MEAN}
     assert any(op.kind is OpKind.CONV2D and op.padding_end != op.padding for op in program.ops)
+    assert [op.padding_end == op.padding for op in program.ops if op.kind is OpKind.MAXPOOL2D] == [True]
     assert_stored_run(program, backend, V6)
-    again = load_program(save_program(program, tmp_path / "v7.aqp"))
-    assert json.loads(zipfile.ZipFile(tmp_path / "v7.aqp").read("manifest.json"))["version"] == 7
+    again = load_program(save_program(program, tmp_path / "current.aqp"))
+    assert json.loads(zipfile.ZipFile(tmp_path / "current.aqp").read("manifest.json"))["version"] == FORMAT_VERSION == 8
     assert programs_differ(program, again) == ""
+
+
+def _pooled_program():
+    """A conv, then TF's "SAME" 3x3/2 max pooling of its even-sized output: 0 before, 1 after."""
+    rng = np.random.default_rng(8)
+    quant, table = QuantParams(4, False, 0.1, 3), BorderTable(8, rng.integers(1, 257, size=(1, 15)))
+    builder = ProgramBuilder("x", (2, 6, 6), quant, table)
+    conv = builder.conv2d("conv", "x", rng.integers(-8, 8, size=(3, 2, 3, 3)), 4, np.full(3, 0.05), np.zeros(3, dtype=np.int64),
+                          QuantParams(4, False, 0.2, 1), table, padding=1)
+    return builder.build(builder.maxpool("pool", conv, 3, 2, padding=0, padding_end=(1, 1)))
+
+
+def test_round_trip_max_pooling_padding_end(tmp_path):
+    """A max pooling's padding_end saves (format 8) and loads with the same fields and integers."""
+    loaded = _assert_round_trip(_pooled_program(), tmp_path)
+    pool = loaded.ops[1]
+    assert (pool.kind, pool.padding, pool.padding_end, loaded.output_tensor.shape) == (OpKind.MAXPOOL2D, (0, 0), (1, 1), (3, 3, 3))
+    assert json.loads(zipfile.ZipFile(tmp_path / "a.aqp").read("manifest.json"))["version"] == 8
+
+
+def test_version7_file_loads_with_symmetric_max_pooling(saved, tmp_path):
+    """A version-7 file (written before version 8 added the max pooling's padding_end) loads with
+    every max pooling padded after as before, the program it was written from."""
+    current = load_program(_write(tmp_path / "v8.aqp", saved))
+    old = load_program(_write(tmp_path / "v7.aqp", _as_version(saved, 7)))
+    pools = [op for op in old.ops if op.kind is OpKind.MAXPOOL2D]
+    assert pools and all(op.padding == op.padding_end != (0, 0) for op in pools)
+    assert programs_differ(old, current) == ""
+
+
+def test_max_pooling_padding_end_in_a_version7_file_is_refused(tmp_path):
+    """Format 7 has no max-pooling padding_end: the field is unknown there, named with the op."""
+    members = _as_version(_members(_pooled_program()), 7)
+    manifest = json.loads(members["manifest.json"])
+    _op(manifest, "pool")["padding_end"] = [1, 1]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _expect(_write(tmp_path / "old.aqp", members), "op 'pool' (maxpool2d)", "unknown field 'padding_end'")
 
 
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])

@@ -40,12 +40,14 @@ def test_version1_file_has_symmetric_weights(program):
     assert weighted and all(op.weight_zero_point.tolist() == [0] * op.weight.shape[0] for op in weighted)
 
 
-def test_version1_file_has_symmetric_conv_padding(program):
-    """A version-1 file has no padding_end; every conv2d loads with the padding after equal to the
-    padding before (and some conv pads, so that the default is tested)."""
-    convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
-    assert any(op.padding != (0, 0) for op in convs)
-    assert all(op.padding_end == op.padding for op in convs)
+def test_version1_file_has_symmetric_conv_and_max_pooling_padding(program):
+    """A version-1 file has no padding_end; every conv2d and max pooling loads with the padding
+    after equal to the padding before (and some conv and its max pooling pad, so that the
+    default is tested)."""
+    for kind in (OpKind.CONV2D, OpKind.MAXPOOL2D):
+        windowed = [op for op in program.ops if op.kind is kind]
+        assert any(op.padding != (0, 0) for op in windowed), kind
+        assert all(op.padding_end == op.padding for op in windowed), kind
 
 
 def test_version1_manifest_with_a_version2_field_is_refused(tmp_path):

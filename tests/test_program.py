@@ -68,6 +68,7 @@ def test_valid_program_builds():
         (lambda: conv(stride=0), "stride"),
         (lambda: Clamp("c", "x", "y", np.array([3]), np.array([2])), "lo"),
         (lambda: MaxPool2d("m", "x", "y", 2, 2, padding=2), "padding"),
+        (lambda: MaxPool2d("m", "x", "y", 3, 2, padding=1, padding_end=2), "padding_end"),
     ],
 )
 def test_malformed_fields_are_named(make, field):
@@ -148,6 +149,24 @@ def test_pass_through_ops_keep_quantization():
     tensors = (Tensor("x", (2, 4, 4), Q4), Tensor("y", (2, 2, 2), Q8))
     with pytest.raises(ProgramError, match="keeps its input's quantization"):
         program(tensors=tensors, ops=(MaxPool2d("pool", "x", "y", 2, 2),), input="x")
+
+
+def test_max_pooling_pads_each_side_apart():
+    """A max pooling's padding_end (None: its padding) pads after the input: TF's "SAME" 3x3/2 of a
+    16 x 16 map, 0 before and 1 after, gives 8 x 8 (7 x 7 without the row and column after)."""
+    same = MaxPool2d("m", "x", "y", 3, 2, padding=0, padding_end=(1, 1))
+    assert same.output_shape([(2, 16, 16)]) == (2, 8, 8)
+    assert MaxPool2d("m", "x", "y", 3, 2).output_shape([(2, 16, 16)]) == (2, 7, 7)
+    assert MaxPool2d("m", "x", "y", 3, 2, padding=(1, 0)).padding_end == (1, 0)
+
+
+def test_max_pooling_window_of_padding_alone_is_refused():
+    """A dilated window wider than the input can skip it (taps -1 and 1 of a 1-row input padded
+    1 on each side): refused, so that padding never wins; the same pooling of 3 rows is valid."""
+    op = MaxPool2d("m", "x", "y", (2, 1), 1, padding=(1, 0), dilation=(2, 1))
+    with pytest.raises(ProgramError, match=r"op 'm' \(maxpool2d\)\.dilation: window 0 along H reads only padding of an input of size 1"):
+        op.output_shape([(1, 1, 4)])
+    assert op.output_shape([(1, 3, 4)]) == (1, 3, 4)
 
 
 def test_a_small_classifier_validates():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from aquant_sim.program import BorderTable, QuantParams, Requantizer, Tensor
 from aquant_sim.program_diff import programs_differ
 from aquant_sim.rounding import FLOAT32_MANTISSA_BITS, FLOAT64_MULTIPLIER_RANGE, MULTIPLIER_BITS, OverflowPolicy, RequantVariant
-from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
+from aquant_sim.synthetic import Stem, SyntheticConfig, synthetic_resnet
 from aquant_sim.testing.programs import programs
 
 PROGRAM = synthetic_resnet(SyntheticConfig(input_shape=(3, 8, 8), widths=(4, 8), blocks=(1, 1), num_classes=3))
@@ -72,6 +72,17 @@ def test_every_change_is_found(changed, where):
     """One changed field (of a program that still validates) gives a non-empty difference
     naming where it is."""
     assert where in programs_differ(PROGRAM, changed())
+
+
+def test_max_pooling_padding_end_is_found():
+    """The ImageNet stem's max pooling (3x3/2, padded 1) padded 0 after instead, a program of the
+    same shapes, differs in padding_end."""
+    pooled = synthetic_resnet(SyntheticConfig(input_shape=(3, 16, 16), widths=(4, 8), blocks=(1, 1), num_classes=3,
+                                              stem=Stem.IMAGENET))
+    ops = list(pooled.ops)
+    index = next(i for i, op in enumerate(ops) if op.kind.value == "maxpool2d")
+    ops[index] = dataclasses.replace(ops[index], padding_end=(0, 0))
+    assert programs_differ(pooled, dataclasses.replace(pooled, ops=tuple(ops))) == "op 'stem.maxpool' (maxpool2d).padding_end differs"
 
 
 def _moved(multiplier: int, variant: RequantVariant) -> int:

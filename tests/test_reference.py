@@ -89,6 +89,24 @@ def test_pools_match_torch(kernel, stride, padding):
     assert np.array_equal(reference.avgpool_acc(x, ap, z), np.rint(mean.numpy() * kernel * kernel).astype(np.int64))
 
 
+@pytest.mark.parametrize("padding, padding_end, stride", [
+    ((0, 0), (1, 1), 2),  # TF "SAME", 3x3 at stride 2 on an even input
+    ((1, 0), (0, 1), 1),
+    ((0, 1), (1, 0), 2),
+])
+def test_maxpool_per_side_padding_is_torch_of_the_padded_input(padding, padding_end, stride):
+    """D.10 with padding before and after: torch's unpadded max pool of the input padded
+    explicitly with -inf (top, left by ``padding``, bottom, right by ``padding_end``)."""
+    x = np.random.default_rng(stride + sum(padding)).integers(-8, 8, size=(2, 3, 6, 7))
+    op = MaxPool2d("m", "x", "y", 3, stride, padding, padding_end=padding_end)
+    padded = F.pad(torch.tensor(x, dtype=torch.float64), (padding[1], padding_end[1], padding[0], padding_end[0]),
+                   value=-np.inf)
+    want = F.max_pool2d(padded, 3, stride).numpy()
+    got = reference.maxpool(x, op, qmin=-8)
+    assert got.shape[1:] == op.output_shape([x.shape[1:]]) == want.shape[1:]
+    assert np.array_equal(got, want.astype(np.int64))
+
+
 def test_add_global_pool_and_clamp_by_hand():
     """D.9, D.12, D.13 on hand-computed values."""
     a = np.array([[[[3]], [[0]]]])

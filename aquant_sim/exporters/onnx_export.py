@@ -178,7 +178,8 @@ def _float_node(writer: _Writer, op) -> tuple[str, dict]:
             attributes = dict(axis=1)
     elif kind in (OpKind.AVGPOOL2D, OpKind.MAXPOOL2D):
         inputs = [writer.dq(op.input)]
-        attributes = dict(kernel_shape=list(op.kernel_size), strides=list(op.stride), pads=_pads(op.padding, op.padding))
+        end = op.padding_end if kind is OpKind.MAXPOOL2D else op.padding
+        attributes = dict(kernel_shape=list(op.kernel_size), strides=list(op.stride), pads=_pads(op.padding, end))
         if kind is OpKind.AVGPOOL2D:
             attributes["count_include_pad"] = 1
         else:

@@ -69,12 +69,20 @@ class _Reader:
         self.tensors[op.output] = Tensor(op.output, shape, quant)
         self.ops.append(op)
 
-    def symmetric_pads(self, node, geometry: dict) -> tuple:
-        """A pooling's (H, W) padding from ONNX ``pads``, which the aquant form writes symmetric."""
+    def pads(self, node, geometry: dict) -> tuple[tuple, tuple]:
+        """ONNX ``pads`` [top, left, bottom, right] as the program's ``padding`` (top, left) and
+        ``padding_end`` (bottom, right)."""
         pads = list(geometry["pads"])
-        if len(pads) != 4 or pads[:2] != pads[2:]:
-            self.graph.fail(node, f"pads {pads[:5]} must be [top, left, bottom, right] with top = bottom, left = right")
-        return tuple(pads[:2])
+        if len(pads) != 4:
+            self.graph.fail(node, f"pads {pads[:5]} must be [top, left, bottom, right]")
+        return tuple(pads[:2]), tuple(pads[2:])
+
+    def symmetric_pads(self, node, geometry: dict) -> tuple:
+        """An average pooling's (H, W) padding from ONNX ``pads``, which the aquant form writes symmetric."""
+        padding, padding_end = self.pads(node, geometry)
+        if padding != padding_end:
+            self.graph.fail(node, f"pads {[*padding, *padding_end]} must be [top, left, bottom, right] with top = bottom, left = right")
+        return padding
 
     def float_node(self, custom):
         node = self.graph.producer.get(custom.input[0]) if custom.input else None
@@ -113,9 +121,9 @@ class _Reader:
             fields = dict(self.weights(node), weight_bits=int(attrs["weight_bits"]), weight_scale=attrs["weight_scale"],
                           requant=requant)
             if kind is OpKind.CONV2D:
-                pads = list(geometry["pads"])
-                op = Conv2d(name, inputs[0], out, stride=tuple(geometry["strides"]), padding=tuple(pads[:2]),
-                            dilation=tuple(geometry["dilations"]), groups=int(geometry["group"]), padding_end=tuple(pads[2:]), **fields)
+                padding, padding_end = self.pads(node, geometry)
+                op = Conv2d(name, inputs[0], out, stride=tuple(geometry["strides"]), padding=padding,
+                            dilation=tuple(geometry["dilations"]), groups=int(geometry["group"]), padding_end=padding_end, **fields)
             else:
                 op = Linear(name, inputs[0], out, **fields)
         elif kind is OpKind.ADD:
@@ -142,8 +150,9 @@ class _Reader:
         x = self.source(node.input[0], node)
         geometry = self.graph.attributes(node)
         if node.op_type == "MaxPool":
+            padding, padding_end = self.pads(node, geometry)
             op = MaxPool2d(node.name, x, q.output[0], tuple(geometry["kernel_shape"]), tuple(geometry["strides"]),
-                           self.symmetric_pads(node, geometry), tuple(geometry["dilations"]))
+                           padding, tuple(geometry["dilations"]), padding_end)
         else:
             op = Flatten(node.name, x, q.output[0])
         self.add(op, self.tensors[x].quant)

@@ -250,7 +250,7 @@ def _weighted(graph: _Graph, node, x: str, weight_input: str, bias_input: str | 
 def _conv(graph: _Graph, node) -> None:
     x = graph.activation(node.input[0], node)
     attrs = graph.attributes(node)
-    padding, padding_end = _conv_pads(graph, node, attrs)
+    padding, padding_end = _window_pads(graph, node, attrs)
     fields, q, out_quant = _weighted(graph, node, x, node.input[1], node.input[2] if len(node.input) > 2 else None)
     op = Conv2d(name=q.output[0], input=x, output=q.output[0], stride=tuple(attrs.get("strides", [1, 1])),
                 padding=padding, dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
@@ -327,11 +327,11 @@ def _exact_op(graph: _Graph, node, x: str, name: str):
     attrs = graph.attributes(node)
     quant = graph.tensors[x].quant
     if node.op_type == "MaxPool":
-        pads = _symmetric_pads(graph, node, attrs)
+        padding, padding_end = _window_pads(graph, node, attrs)
         if attrs.get("ceil_mode", 0):
             graph.fail(node, "ceil_mode 1 is not supported")
-        op = MaxPool2d(name, x, name, tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", [1, 1])), pads,
-                       tuple(attrs.get("dilations", [1, 1])))
+        op = MaxPool2d(name, x, name, tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", [1, 1])), padding,
+                       tuple(attrs.get("dilations", [1, 1])), padding_end)
     elif node.op_type == "Flatten":
         if attrs.get("axis", 1) != 1:
             graph.fail(node, "only axis = 1 is supported")
@@ -342,23 +342,16 @@ def _exact_op(graph: _Graph, node, x: str, name: str):
     return op
 
 
-def _conv_pads(graph: _Graph, node, attrs: dict) -> tuple[tuple[int, int], tuple[int, int]]:
-    """ONNX ``pads`` [top, left, bottom, right] of a conv as the program's ``padding`` (top,
-    left) and ``padding_end`` (bottom, right): TF's "SAME" at stride 2 pads only at the end."""
+def _window_pads(graph: _Graph, node, attrs: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ONNX ``pads`` [top, left, bottom, right] of a conv or a max pooling as the program's
+    ``padding`` (top, left) and ``padding_end`` (bottom, right): TF's "SAME" at stride 2 pads
+    only at the end."""
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         graph.fail(node, "auto_pad is not supported; export with explicit pads")
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
     if len(pads) != 4:
         graph.fail(node, f"pads {pads} are not 2-D [top, left, bottom, right]")
     return (pads[0], pads[1]), (pads[2], pads[3])
-
-
-def _symmetric_pads(graph: _Graph, node, attrs: dict) -> tuple[int, int]:
-    """ONNX ``pads`` [top, left, bottom, right] of a max pooling as the program's symmetric (H, W) padding."""
-    (top, left), end = _conv_pads(graph, node, attrs)
-    if (top, left) != end:
-        graph.fail(node, f"pads {list(attrs.get('pads'))} are not symmetric")
-    return top, left
 
 
 def _explicit_quant(graph: _Graph, node, scale_index: int) -> QuantParams:
@@ -386,7 +379,7 @@ def _qlinear_conv(graph: _Graph, node) -> None:
     """QLinearConv(x, s_x, z_x, w, s_w, z_w, s_y, z_y, [bias])."""
     x = _quantized_input(graph, node, 1)
     attrs = graph.attributes(node)
-    padding, padding_end = _conv_pads(graph, node, attrs)
+    padding, padding_end = _window_pads(graph, node, attrs)
     out_quant = _explicit_quant(graph, node, 6)
     bias = graph.constant(node.input[8], node) if len(node.input) > 8 and node.input[8] else None
     fields = _weight_fields(graph, node, x, graph.constant(node.input[3], node), graph.constant(node.input[4], node),

@@ -25,7 +25,9 @@ Translation, per operator (program tensors are (C, H, W) or (C,); TFLite's are N
 * ``ADD`` of two tensors of one shape: ``add`` with the TFLITE_ADD requantizer (21)-(24), the
   multipliers of ``tensorflow/lite/kernels/add.cc``: ``s_a / (2 max(s_a, s_b))``,
   ``s_b / (2 max(s_a, s_b))`` and ``2 max(s_a, s_b) / (2^20 s_y)``;
-* ``MAX_POOL_2D``: ``maxpool2d`` (SAME padding only where it is symmetric);
+* ``MAX_POOL_2D``: ``maxpool2d``, SAME or VALID padding as TFLite computes it (``padding_end``
+  carries SAME's extra row and column; TFLite skips padded positions, the program's hold
+  ``qmin`` and never win);
 * ``AVERAGE_POOL_2D`` without padding: ``avgpool2d`` with the TFLITE_AVGPOOL rule (25)-(27);
 * ``MEAN`` over height and width with ``keep_dims``: ``global_avgpool`` with TFLITE_MEAN
   (28)-(30), ``M = s_x / s_y`` (``PrepareMeanOrSum``, ``tensorflow/lite/kernels/reduce.cc``);
@@ -462,11 +464,8 @@ def _pool(b: _Builder, op, inputs: list[int], outputs: list[int], average: bool)
         def make(name):
             return AvgPool2d(name, x, name, kernel, stride, requant)
     else:
-        if padding != padding_end:
-            b.fail(f"SAME max pooling with asymmetric padding ({padding} before, {padding_end} after) is not modelled")
-
         def make(name):
-            return MaxPool2d(name, x, name, kernel, stride, padding)
+            return MaxPool2d(name, x, name, kernel, stride, padding, padding_end=padding_end)
 
     shape = make("probe").output_shape([b.tensors[x].shape])
     _check_shape(b, outputs[0], shape)

@@ -42,10 +42,13 @@ def _maxpool(x, qmin, kh_, kw_, sh, sw, ph, pw, dh, dw, value, out, counts):
 
 
 def maxpool_counted(x: np.ndarray, op: MaxPool2d, qmin: int, value: int, dtype) -> tuple[np.ndarray, int]:
-    """D.10 into a new array of ``dtype``, and how many outputs equal ``value``, in one pass."""
+    """D.10 into a new array of ``dtype``, and how many outputs equal ``value``, in one pass. The
+    output shape carries ``padding_end``: the kernel pads after the input as far as the windows
+    reach."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, op.stride, op.padding, op.dilation
-    out = np.empty((n, c, window_output_size(h, kh, sh, ph, dh), window_output_size(w, kw, sw, pw, dw)), dtype=dtype)
+    (eh, ew) = op.padding_end
+    out = np.empty((n, c, window_output_size(h, kh, sh, ph, dh, eh), window_output_size(w, kw, sw, pw, dw, ew)), dtype=dtype)
     counts = np.empty(n * c, dtype=np.int64)
     _maxpool(x, qmin, kh, kw, sh, sw, ph, pw, dh, dw, value, out, counts)
     return out, int(counts.sum())

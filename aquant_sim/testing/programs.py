@@ -285,8 +285,10 @@ def concat_cases(draw) -> OpCase:
 
 
 @st.composite
-def pool_windows(draw, height: int, width: int, dilated: bool) -> dict:
-    """Kernel, stride, padding (at most half the kernel) and dilation that fit the input."""
+def pool_windows(draw, height: int, width: int, dilated: bool, per_side: bool = False) -> dict:
+    """Kernel, stride, padding (at most half the kernel) and dilation that fit the input; with
+    ``per_side`` also ``padding_end`` (max pooling's padding after the input: the same as
+    ``padding`` half the time, else drawn per axis, at most half the kernel)."""
     kernel, padding, dilation = [], [], []
     for size in (height, width):
         d = draw(st.integers(1, 2)) if dilated else 1
@@ -295,15 +297,19 @@ def pool_windows(draw, height: int, width: int, dilated: bool) -> dict:
         padding.append(draw(st.integers(0, k // 2)))
         dilation.append(d)
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    return dict(kernel_size=tuple(kernel), stride=stride, padding=tuple(padding), dilation=tuple(dilation))
+    window = dict(kernel_size=tuple(kernel), stride=stride, padding=tuple(padding), dilation=tuple(dilation))
+    if per_side:
+        symmetric = draw(st.booleans())
+        window["padding_end"] = window["padding"] if symmetric else tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    return window
 
 
 @st.composite
 def maxpool_cases(draw) -> OpCase:
-    """A MaxPool2d (padding holds qmin, dilation allowed)."""
+    """A MaxPool2d (padding holds qmin, before and after the input drawn apart; dilation allowed)."""
     q = draw(quant_params())
     x = draw(feature_maps(q))
-    window = draw(pool_windows(x.shape[2], x.shape[3], dilated=True))
+    window = draw(pool_windows(x.shape[2], x.shape[3], dilated=True, per_side=True))
     return OpCase(MaxPool2d("pool", "x", "y", **window), (x,), (q,), q, 32)
 
 
@@ -448,7 +454,7 @@ class _ChainBuilder:
             lo, hi = draw(clamp_bounds(x.channels, x.quant))
             self.emit(Clamp(self.name(), x.name, self.name(), lo, hi), x.shape, x.quant)
         elif kind == "maxpool":
-            op = MaxPool2d(self.name(), x.name, self.name(), **draw(pool_windows(*x.shape[1:], dilated=True)))
+            op = MaxPool2d(self.name(), x.name, self.name(), **draw(pool_windows(*x.shape[1:], dilated=True, per_side=True)))
             self.emit(op, op.output_shape([x.shape]), x.quant)
         elif kind == "lut":
             out_q = draw(quant_params())

@@ -66,15 +66,17 @@ def _concat_program():
     b = ProgramBuilder("x", (4, 6, 6), quant, BorderTable.nearest(8))
     y = b.conv2d("same", "x", np.ones((2, 4, 3, 3), dtype=np.int64), 4, np.full(2, 0.01), np.zeros(2, dtype=np.int64),
                  QuantParams(4, False, 0.2, 1), BorderTable.nearest(8), stride=2, padding=(0, 0), padding_end=(1, 1))
-    pooled = b.maxpool("pool", "x", 2, 2)
+    pooled = b.maxpool("pool", "x", 3, 2, padding=0, padding_end=1)
     return b.build(b.concat("cat", [y, pooled], quant, BorderTable.nearest(8)))
 
 
 def test_concat_is_vector_work_through_the_requantizer():
     """A concat reads both inputs and costs, per output element, one vector operation and one
-    requantization; a TF-"SAME" stride-2 conv reads only the rows and columns its windows reach."""
+    requantization; a TF-"SAME" stride-2 conv, and a TF-"SAME" 3x3/2 max pooling (0 before, 1
+    after), read only the rows and columns their windows reach."""
     layers = {w.name: w for w in program_layers(_concat_program())}
-    cat, same = layers["cat"], layers["same"]
+    cat, same, pool = layers["cat"], layers["same"], layers["pool"]
+    assert pool.input_elements == 4 * 6 * 6 and pool.output_elements == 4 * 3 * 3 and pool.vector_ops == 4 * 3 * 3 * 9
     assert cat.kind is OpKind.CONCAT and cat.engine is Engine.VECTOR and cat.gemm is None
     assert cat.input_elements == 2 * 3 * 3 + 4 * 3 * 3 and cat.output_elements == 6 * 3 * 3
     assert cat.vector_ops == cat.requantized == 6 * 3 * 3

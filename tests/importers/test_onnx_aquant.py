@@ -25,13 +25,19 @@ def test_export_reads_back_identical(tmp_path):
     assert programs_differ(PROGRAM, import_onnx(_save(to_onnx(PROGRAM), tmp_path)).program) == ""
 
 
-def test_asymmetric_pooling_pads_are_refused(tmp_path):
-    """A max pooling whose pads were edited to differ before and after is refused, not read as
-    its first half."""
+def test_max_pooling_pads_are_read_per_side(tmp_path):
+    """A max pooling's pads [top, left, bottom, right] read as its padding and padding_end: edited
+    to [1, 1, 0, 0] (the same output size here), the program differs in padding_end alone; pads
+    of another length are refused, naming the node."""
     model = to_onnx(PROGRAM)
     pool = next(node for node in model.graph.node if node.op_type == "MaxPool")
-    next(a for a in pool.attribute if a.name == "pads").ints[:] = [1, 1, 0, 0]
-    with pytest.raises(UnsupportedError, match=rf"node '{pool.name}' \(MaxPool\): pads \[1, 1, 0, 0\]"):
+    pads = next(a for a in pool.attribute if a.name == "pads")
+    pads.ints[:] = [1, 1, 0, 0]
+    read = import_onnx(_save(model, tmp_path)).program
+    assert [(op.padding, op.padding_end) for op in read.ops if op.kind.value == "maxpool2d"] == [((1, 1), (0, 0))]
+    assert programs_differ(PROGRAM, read) == f"op '{pool.name}' (maxpool2d).padding_end differs"
+    pads.ints[:] = [1, 1, 0]
+    with pytest.raises(UnsupportedError, match=rf"node '{pool.name}' \(MaxPool\): pads \[1, 1, 0\] must be \[top, left, bottom, right\]"):
         import_onnx(_save(model, tmp_path))
 
 

@@ -229,10 +229,11 @@ def test_mutated_model_never_crashes(plain_model, tmp_path, data):
 
 
 @pytest.mark.parametrize("quant_format", [QuantFormat.QDQ, QuantFormat.QOperator], ids=["qdq", "qoperator"])
-def test_asymmetric_conv_pads_equal_onnxruntime(quant_format, batch, tmp_path):
-    """A conv whose ONNX pads differ before and after (TF's "SAME" at stride 2, [0, 0, 1, 1], as
-    TensorFlow exports have it) imports with padding (0, 0) and padding_end (1, 1), and every
-    tensor equals onnxruntime's on both backends."""
+def test_asymmetric_pads_equal_onnxruntime(quant_format, batch, tmp_path):
+    """A conv and a max pooling whose ONNX pads differ before and after (TF's "SAME" at stride 2,
+    [0, 0, 1, 1], as TensorFlow exports have it; the 2x2 pooling edited to 3x3/2 "SAME") import
+    with padding (0, 0) and padding_end (1, 1), and every tensor equals onnxruntime's on both
+    backends."""
     torch.manual_seed(0)
     float_path, path = tmp_path / "float.onnx", tmp_path / "same.onnx"
     torch.onnx.export(_Plain().eval(), torch.randn(1, *SHAPE), str(float_path), input_names=["x"], output_names=["y"],
@@ -241,11 +242,15 @@ def test_asymmetric_conv_pads_equal_onnxruntime(quant_format, batch, tmp_path):
     strided = next(node for node in model.graph.node if node.op_type == "Conv"
                    and any(a.name == "strides" and list(a.ints) == [2, 2] for a in node.attribute))
     next(a for a in strided.attribute if a.name == "pads").ints[:] = [0, 0, 1, 1]
+    pool = next(node for node in model.graph.node if node.op_type == "MaxPool")
+    next(a for a in pool.attribute if a.name == "kernel_shape").ints[:] = [3, 3]
+    next(a for a in pool.attribute if a.name == "pads").ints[:] = [0, 0, 1, 1]
     onnx.save(model, str(float_path))
     quantize_static(str(float_path), str(path), _Reader(0), quant_format=quant_format, per_channel=True)
     imported = import_onnx(path)
-    convs = [op for op in imported.program.ops if op.kind is OpKind.CONV2D]
-    assert [(op.padding, op.padding_end) for op in convs if op.stride == (2, 2)] == [((0, 0), (1, 1))]
+    padded = [op for op in imported.program.ops if op.kind in (OpKind.CONV2D, OpKind.MAXPOOL2D) and op.stride == (2, 2)]
+    assert [(op.kind, op.padding, op.padding_end) for op in padded] == [(OpKind.MAXPOOL2D, (0, 0), (1, 1)),
+                                                                        (OpKind.CONV2D, (0, 0), (1, 1))]
     runtime = run_tensors(path, imported.graph_input, imported.program, batch)
     for backend in Backend:
         result = Simulator(imported.program, backend).run(runtime[imported.program.input].astype(np.int32), keep_tensors=True)

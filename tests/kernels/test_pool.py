@@ -15,6 +15,16 @@ def test_maxpool_matches_reference(case):
     assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
+@given(maxpool_cases().filter(lambda case: case.op.padding != case.op.padding_end))
+def test_maxpool_padded_apart_before_and_after_matches_reference(case):
+    """Max pooling padded differently before and after the input (``padding_end``) equals the
+    reference, shape included."""
+    (x,), (q,) = case.inputs, case.in_quants
+    got, want = kernels.maxpool(x, case.op, q.qmin), reference.maxpool(x, case.op, q.qmin)
+    assert got.shape[1:] == case.op.output_shape([x.shape[1:]])
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
 @given(avgpool_cases())
 def test_avgpool_acc_matches_reference(case):
     """Average-pooling window sums (padding counted as z) equal the reference."""

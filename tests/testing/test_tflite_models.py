@@ -10,15 +10,18 @@ import numpy as np
 import pytest
 
 from aquant_sim.cli import main
-from aquant_sim.errors import UnsupportedError
 from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program import OpKind
 from aquant_sim.testing.tflite_models import zoo_cnn
 
-ZOO = {"resnet20": 32, "resnet18": 30, "mobilenetv2": 32}
+ZOO = (("resnet20", 32), ("resnet18", 30), ("resnet18", 32), ("mobilenetv2", 32))
 """Each architecture at the zoo's default width (ResNet-20 16, ResNet-18 64, MobileNetV2 1.0) and
-its input size: 32 x 32 x 3, ResNet-18 on 30 x 30 x 3 so that its 3x3/2 SAME max pooling pads
-symmetrically (on 32 x 32 it pads 0 before and 1 after, which the importer refuses)."""
+an input size: 32 x 32 x 3, and ResNet-18 also on 30 x 30 x 3. Its 3x3/2 SAME max pooling of the
+stem output (15 x 15 or 16 x 16) pads 1 before and 1 after on 30 x 30, 0 before and 1 after on
+32 x 32 (the program's ``padding_end``)."""
+
+MAX_POOL_PADDING = {30: ((1, 1), (1, 1)), 32: ((0, 0), (1, 1))}
+"""ResNet-18's max pooling as imported, by input size: (``padding``, ``padding_end``)."""
 
 STRUCTURE = {
     "resnet20": {OpKind.CONV2D: 21, OpKind.ADD: 9, OpKind.GLOBAL_AVGPOOL: 1, OpKind.FLATTEN: 1, OpKind.LINEAR: 1},
@@ -30,28 +33,32 @@ STRUCTURE = {
 ResNets; 17 of MobileNetV2's are depthwise), residual adds and head, as its ONNX export has."""
 
 
-@pytest.fixture(scope="module", params=[(name, per_channel) for name in ZOO for per_channel in (False, True)],
-                ids=[f"{name}-{'per-channel' if per_channel else 'per-tensor'}" for name in ZOO for per_channel in (False, True)])
+@pytest.fixture(scope="module", params=[(name, size, per_channel) for name, size in ZOO for per_channel in (False, True)],
+                ids=[f"{name}-{size}-{'per-channel' if per_channel else 'per-tensor'}" for name, size in ZOO
+                     for per_channel in (False, True)])
 def verified(request, tmp_path_factory):
-    """(architecture, per_channel, model path, JSON report) of one ``verify --against litert`` run
-    over 3 calibration samples and the same 3 scaled by 1.5 (so that some levels saturate)."""
-    name, per_channel = request.param
-    data, x = zoo_cnn(name, per_channel, batch=3, size=ZOO[name])
+    """(architecture, input size, per_channel, model path, exit code, JSON report) of one
+    ``verify --against litert`` run over 3 calibration samples and the same 3 scaled by 1.5 (so
+    that some levels saturate)."""
+    name, size, per_channel = request.param
+    data, x = zoo_cnn(name, per_channel, batch=3, size=size)
     folder = tmp_path_factory.mktemp(name)
     (folder / "model.tflite").write_bytes(data)
     np.save(folder / "x.npy", np.concatenate([x, 1.5 * x]))
     code = main(["verify", str(folder / "model.tflite"), "--against", "litert", "--input", str(folder / "x.npy"),
                  "--json", str(folder / "report.json")])
-    return name, per_channel, folder / "model.tflite", code, json.loads((folder / "report.json").read_text())
+    return name, size, per_channel, folder / "model.tflite", code, json.loads((folder / "report.json").read_text())
 
 
 def test_zoo_structure_is_kept(verified):
     """The model imports as the zoo's layers: conv, add, pooling and head counts; MobileNetV2's 17
     depthwise convs have groups equal to their channels; every conv and the FC are quantized per
-    channel exactly when asked."""
-    name, per_channel, path, _, _ = verified
+    channel exactly when asked; ResNet-18's max pooling is padded as TFLite's SAME pads it."""
+    name, size, per_channel, path, _, _ = verified
     program = import_tflite(path).program
     assert Counter(op.kind for op in program.ops) == STRUCTURE[name]
+    if name == "resnet18":
+        assert [(op.padding, op.padding_end) for op in program.ops if op.kind is OpKind.MAXPOOL2D] == [MAX_POOL_PADDING[size]]
     convs = [op for op in program.ops if op.kind is OpKind.CONV2D]
     assert sum(op.groups > 1 for op in convs) == (17 if name == "mobilenetv2" else 0)
     scales = [len(set(op.weight_scale.tolist())) for op in program.ops if op.kind in (OpKind.CONV2D, OpKind.LINEAR)]
@@ -60,8 +67,8 @@ def test_zoo_structure_is_kept(verified):
 
 def test_zoo_verifies_bit_exact_against_litert_reference_kernels(verified):
     """Exit 0 and 0 differing elements on every tensor LiteRT has (34 in ResNet-20, 33 in
-    ResNet-18, 66 in MobileNetV2), on both backends; the output is not a constant."""
-    name, _, _, code, report = verified
+    ResNet-18 at both sizes, 66 in MobileNetV2), on both backends; the output is not a constant."""
+    name, _, _, _, code, report = verified
     assert code == 0 and report["equal"]
     tensors = {"resnet20": 34, "resnet18": 33, "mobilenetv2": 66}[name]
     assert {backend: len(checks) for backend, checks in report["checks"].items()} == {"numba": tensors, "reference": tensors}
@@ -74,15 +81,17 @@ def _differences(comparisons) -> tuple[str, int, int]:
 
 
 OTHER_KERNELS = {
-    ("resnet20", False): {"optimized": ("stages.0.0.conv2", 31, 196789), "default": ("stem.0", 33, 371659)},
-    ("resnet20", True): {"optimized": ("stages.0.0.conv2", 31, 175937), "default": ("stem.0", 33, 349788)},
-    ("resnet18", False): {"optimized": ("stages.0.0.conv2", 29, 31373), "default": ("stem.0", 32, 55220)},
-    ("resnet18", True): {"optimized": ("stages.0.0.conv2", 29, 28384), "default": ("stem.0", 32, 48395)},
-    ("mobilenetv2", False): {"optimized": ("features.3.body.3", 63, 2650594), "default": ("features.0", 65, 3151407)},
-    ("mobilenetv2", True): {"optimized": ("features.3.body.3", 63, 2522695), "default": ("features.0", 65, 2973811)},
+    ("resnet20", 32, False): {"optimized": ("stages.0.0.conv2", 31, 196789), "default": ("stem.0", 33, 371659)},
+    ("resnet20", 32, True): {"optimized": ("stages.0.0.conv2", 31, 175937), "default": ("stem.0", 33, 349788)},
+    ("resnet18", 30, False): {"optimized": ("stages.0.0.conv2", 29, 31373), "default": ("stem.0", 32, 55220)},
+    ("resnet18", 30, True): {"optimized": ("stages.0.0.conv2", 29, 28384), "default": ("stem.0", 32, 48395)},
+    ("resnet18", 32, False): {"optimized": ("stages.0.0.conv2", 29, 37333), "default": ("stem.0", 32, 58342)},
+    ("resnet18", 32, True): {"optimized": ("stages.0.0.conv2", 29, 30532), "default": ("stem.0", 32, 55864)},
+    ("mobilenetv2", 32, False): {"optimized": ("features.3.body.3", 63, 2650594), "default": ("features.0", 65, 3151407)},
+    ("mobilenetv2", 32, True): {"optimized": ("features.3.body.3", 63, 2522695), "default": ("features.0", 65, 2973811)},
 }
-"""Measured with ai-edge-litert 2.3.0 on this project's x86-64 machine, per model and weight
-granularity (per channel: True): the first tensor where LiteRT's optimized builtin kernels and its
+"""Measured with ai-edge-litert 2.3.0 on this project's x86-64 machine, per model, input size and
+weight granularity (per channel: True): the first tensor where LiteRT's optimized builtin kernels and its
 default kernels (XNNPACK) differ from its reference kernels, how many of the model's tensors
 differ, and how many elements in all. The optimized kernels first differ at the first conv
 without a fused RELU/RELU6 (ResNet's second 3x3 conv, MobileNetV2's first 1x1 projection); the
@@ -92,17 +101,8 @@ default kernels at the first conv, and on every tensor after the input."""
 def test_litert_other_kernels_differ_where_measured(verified):
     """Pinned: where LiteRT's optimized and default kernels first differ from its reference
     kernels on the zoo models, on how many tensors, and by how many elements."""
-    name, per_channel, _, _, report = verified
+    name, size, per_channel, _, _, report = verified
     others = report["litert_kernels_vs_reference"]
     assert {kernels: _differences(others[kernels]) for kernels in ("optimized", "default")} == \
-        OTHER_KERNELS[name, per_channel]
+        OTHER_KERNELS[name, size, per_channel]
 
-
-def test_resnet18_on_32x32_is_refused_at_its_max_pooling(tmp_path):
-    """On 32 x 32 inputs ResNet-18's 3x3/2 max pooling of the 16 x 16 stem output, SAME in TFLite,
-    pads 0 rows before and 1 after: not modelled, refused naming the operator."""
-    data, _ = zoo_cnn("resnet18", per_channel=True, batch=1, size=32, width=8)
-    path = tmp_path / "resnet18.tflite"
-    path.write_bytes(data)
-    with pytest.raises(UnsupportedError, match=r"operator 1 \(MAX_POOL_2D\): SAME max pooling with asymmetric padding"):
-        import_tflite(path)
