@@ -197,6 +197,18 @@ def lut(table: np.ndarray, x: torch.Tensor, qmin: int) -> torch.Tensor:
     return torch.take(table, index)
 
 
+def max_pool(op, x: torch.Tensor) -> torch.Tensor:
+    """D.10 on a float tensor: the maximum of each window of ``op`` (a ``MaxPool2d``), padded by
+    ``padding`` before and ``padding_end`` after. Padding is -inf, which never wins, as the
+    program's ``qmin`` padding never does; unequal sides are padded first, since torch's max
+    pooling pads both sides alike."""
+    (top, left), (bottom, right) = op.padding, op.padding_end
+    if (top, left) == (bottom, right):
+        return F.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation)
+    padded = F.pad(x, (left, right, top, bottom), value=float("-inf"))
+    return F.max_pool2d(padded, op.kernel_size, op.stride, 0, op.dilation)
+
+
 def map_levels(op, x: torch.Tensor, quant: QuantParams) -> torch.Tensor:
     """Ops that map levels without requantizing: max pooling (D.10), clamp (D.13), flatten,
     lookup table (D.15); ``quant`` is the input's format."""
@@ -204,8 +216,7 @@ def map_levels(op, x: torch.Tensor, quant: QuantParams) -> torch.Tensor:
     if kind is OpKind.LUT:
         return lut(op.table, x, quant.qmin)
     if kind is OpKind.MAXPOOL2D:
-        # -inf padding of torch's max pooling never wins, as the program's qmin padding.
-        return _exact_long(F.max_pool2d(x.double(), op.kernel_size, op.stride, op.padding, op.dilation))
+        return _exact_long(max_pool(op, x.double()))
     if kind is OpKind.CLAMP:
         return torch.minimum(torch.maximum(x, _channel_vector(op.lo, x.dim()).to(x.device)), _channel_vector(op.hi, x.dim()).to(x.device))
     if kind is OpKind.FLATTEN:

@@ -32,7 +32,7 @@ from torch import nn
 
 from aquant_sim.errors import ConfigError, UnsupportedError
 from aquant_sim.frontend.border_round import border_round
-from aquant_sim.frontend.emulation import quantize_input
+from aquant_sim.frontend.emulation import max_pool, quantize_input
 from aquant_sim.frontend.reconstruction import ReconstructionConfig, lp_loss
 from aquant_sim.program import AccumulatorParams, BorderGranularity, OpKind, Program
 from aquant_sim.rounding import dyadic_value, encode_borders
@@ -176,7 +176,7 @@ class ProgramSurrogate(nn.Module):
 
     def _pass_through(self, op, x: torch.Tensor) -> torch.Tensor:
         if op.kind is OpKind.MAXPOOL2D:
-            return F.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation)
+            return max_pool(op, x)
         if op.kind is OpKind.CLAMP:
             z = self.program.tensor(op.input).quant.zero_point
             return torch.maximum(torch.minimum(x, _channels(op.hi - z, x.dim())), _channels(op.lo - z, x.dim()))

@@ -69,7 +69,8 @@ def test_float32_dequantization_is_float64_then_cast():
 
 def test_emulation_equals_simulator_on_concat_and_asymmetric_padding():
     """A program of a TF-"SAME" stride-2 conv, a concat of three tensors (one of them in the
-    output's format, so one concat is a copy) and an asymmetrically padded conv after it: every
+    output's format, so one concat is a copy), an asymmetrically padded conv after it and a max
+    pooling padded unequally before and after (TFLite's SAME pooling, D.10): every
     tensor is the same in the emulation and on both simulator backends."""
     rng = np.random.default_rng(3)
 
@@ -88,8 +89,9 @@ def test_emulation_equals_simulator_on_concat_and_asymmetric_padding():
     b = conv("b", a, 2, quant[2], padding=(1, 1))
     c = conv("c", a, 4, quant[1], padding=(1, 1))
     cat = builder.concat("cat", [a, b, c], quant[1], table(9))
-    conv("d", cat, 2, quant[0], padding=(1, 0), padding_end=(2, 1))
-    program = builder.build("d")
+    d = conv("d", cat, 2, quant[0], padding=(1, 0), padding_end=(2, 1))
+    builder.maxpool("pool", d, (3, 3), (2, 2), padding=(0, 1), padding_end=(1, 0))
+    program = builder.build("pool")
     assert [op.kind.value for op in program.ops].count("concat") == 2
     x = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)
     got = emulate(program, torch.from_numpy(x), keep_tensors=True)

@@ -15,7 +15,7 @@ from aquant_sim.importers.tflite_model import import_tflite
 from aquant_sim.program import BorderGranularity
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.testing.dyadic import DyadicConfig, dyadic_program
-from aquant_sim.testing.tflite_models import small_cnn
+from aquant_sim.testing.tflite_models import small_cnn, zoo_cnn
 
 F = 6
 
@@ -80,11 +80,14 @@ def test_bad_input():
         BorderTuningConfig(granularity="channel")
 
 
-def test_tflite_program(tmp_path):
+@pytest.mark.parametrize("build", [lambda: small_cnn(per_channel=True, batch=8),
+                                   lambda: zoo_cnn("resnet18", per_channel=True, batch=4, size=32, width=8)],
+                         ids=["small_cnn", "resnet18_32"])
+def test_tflite_program(tmp_path, build):
     """A TFLite model (GEMMLOWP convs with separate clamps, a FLOAT64 fully connected, TFLite's add,
-    average and mean kept): tuned for a few steps, its exact torch forward equals the simulator
-    on every tensor."""
-    data, x = small_cnn(per_channel=True, batch=8)
+    average and mean kept; ResNet-18 at 32x32 has a SAME max pooling padded 0 before and 1 after):
+    tuned for a few steps, its exact torch forward equals the simulator on every tensor."""
+    data, x = build()
     path = tmp_path / "cnn.tflite"
     path.write_bytes(data)
     converted = to_border_requantizers(import_tflite(path).program, F)
