@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from aquant_sim.data import load_dataset
     from aquant_sim.models import build_model
     from aquant_sim.models.training import evaluate, train
-    from aquant_sim.testing.onnx_models import ImageReader, quantize_onnx
+    from aquant_sim.testing.onnx_models import ImageReader, float_model_path, quantize_onnx
 
     torch.set_num_threads(args.threads)
     train_set = load_dataset(args.data, "train", limit=args.train_images, seed=args.seed)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     path = quantize_onnx(model, ImageReader(train_set.images[:args.calib_images]), torch.from_numpy(train_set.images[:1].copy()),
                          args.out, per_channel=not args.per_tensor,
                          activation_type=QuantType.QInt8 if args.int8_activations else QuantType.QUInt8)
-    print(f"float_model: {path.with_name(f'{path.stem}.float.onnx')}")
+    print(f"float_model: {float_model_path(path)}")
     print(f"int8_model: {path}")
     return 0
 

@@ -39,14 +39,20 @@ def export_float_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path
     return path
 
 
+def float_model_path(path: Path) -> Path:
+    """Where :func:`quantize_onnx` writes the float model of the int8 model at ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.float.onnx")
+
+
 def quantize_onnx(module: torch.nn.Module, reader: CalibrationDataReader, example: torch.Tensor, path: Path,
                   per_channel: bool, quant_format: QuantFormat = QuantFormat.QDQ,
                   activation_type: QuantType = QuantType.QInt8) -> Path:
-    """Export ``module`` beside ``path`` (``<stem>.float.onnx``) and write its int8 model to
+    """Export ``module`` beside ``path`` (:func:`float_model_path`) and write its int8 model to
     ``path`` with ``quantize_static`` (weights per output channel or per tensor, int8 weights,
     activations of ``activation_type``, calibrated on ``reader``); returns ``path``."""
     path = Path(path)
-    float_path = export_float_onnx(module, example, path.with_name(f"{path.stem}.float.onnx"))
+    float_path = export_float_onnx(module, example, float_model_path(path))
     quantize_static(str(float_path), str(path), reader, quant_format=quant_format, per_channel=per_channel,
                     activation_type=activation_type)
     return path
