@@ -86,20 +86,42 @@ def _label(overrides: dict, main: dict) -> str:
     return ", ".join(f"`{k}={v}`" for k, v in changed.items()) or "(as the main table)"
 
 
+def _output_loss(runs: list[dict]) -> float | None:
+    """The calibration-data criterion of a setting: the last unit's reconstruction loss after
+    calibration (squared error of the logits to the float model's, summed over classes, mean over
+    the calibration images, every quantizer hard), mean over the runs that recorded it."""
+    values = [r["units"][-1]["loss_after"] for r in runs if r.get("units")]
+    return float(np.mean(values)) if values else None
+
+
 def _ablations(runs: list[dict], main_runs: list[dict]) -> list[str]:
+    """Per tag, accuracy on test data beside the output loss on calibration data, per setting and
+    configuration, and per configuration the setting that calibration data alone would choose
+    (the lowest output loss)."""
     main_overrides = main_runs[0]["overrides"] if main_runs else {}
     parts = []
     for name in dict.fromkeys(r["ablation"] for r in runs if r["ablation"]):
         tagged = [r for r in runs if r["ablation"] == name]
         configs = _order([r["config"] for r in tagged], CONFIGS)
         methods = _order([r["method"] for r in tagged], METHODS)
-        rows = []
+        rows, losses = [], collections.defaultdict(dict)
         for method in methods:
-            rows.append([method, "main table"] + [_pct([r["integer_accuracy"] for r in main_runs if r["method"] == method and r["config"] == c]) for c in configs])
+            settings = {"main table": [r for r in main_runs if r["method"] == method]}
             for label in dict.fromkeys(_label(r["overrides"], main_overrides) for r in tagged if r["method"] == method):
-                chosen = [r for r in tagged if r["method"] == method and _label(r["overrides"], main_overrides) == label]
-                rows.append([method, label] + [_pct([r["integer_accuracy"] for r in chosen if r["config"] == c]) for c in configs])
-        parts.append(f"### Ablation `{name}` ({len(tagged)} runs)\n\n" + format_markdown_table(["method", "settings"] + configs, rows))
+                settings[label] = [r for r in tagged if r["method"] == method and _label(r["overrides"], main_overrides) == label]
+            for label, chosen in settings.items():
+                row = [method, label]
+                for config in configs:
+                    cell = [r for r in chosen if r["config"] == config]
+                    loss = _output_loss(cell)
+                    if loss is not None:
+                        losses[(method, config)][label] = loss
+                    row += [_pct([r["integer_accuracy"] for r in cell]), "-" if loss is None else f"{loss:.4f}"]
+                rows.append(row)
+        header = ["method", "settings"] + [h for c in configs for h in (f"{c} test accuracy", f"{c} output loss (calibration)")]
+        choices = [f"{method} {config}: {min(by_label, key=by_label.get)}" for (method, config), by_label in losses.items()]
+        parts.append(f"### Ablation `{name}` ({len(tagged)} runs)\n\n" + format_markdown_table(header, rows)
+                     + ("\n\nChosen on calibration data (lowest output loss): " + "; ".join(choices) + "." if choices else ""))
     return parts
 
 

@@ -47,9 +47,25 @@ def test_ablations_and_other_models_have_their_own_tables(tmp_path):
     text = _write(tmp_path, runs)
     assert "| aquant | - | - | - | 70.00 (1) | 12 |" in text
     assert "### Ablation `granularity` (1 runs)" in text
-    assert "| aquant | main table | 70.00 (1) |" in text and "| aquant | `quant.granularity=tensor` | 60.00 (1) |" in text
+    assert "| aquant | main table | 70.00 (1) | - |" in text and "| aquant | `quant.granularity=tensor` | 60.00 (1) | - |" in text
     assert "## MobileNetV2-style (`mobilenetv2`)" in text and "| qdrop | 80.00 (1) | 12 |" in text
     assert (tmp_path / "docs" / "results_mobilenetv2.png").exists()
+
+
+def test_ablation_choice_is_made_on_calibration_data(tmp_path):
+    """Beside each setting's test accuracy, its output loss on calibration data (the last unit's
+    loss after calibration, mean over runs); the setting chosen is the one of lowest output loss,
+    even where another scored higher on test data."""
+    unit = lambda loss: {"unit": "u", "stage": "joint", "loss_before": 9.0, "loss_soft": 1.0, "loss_after": loss,
+                         "soft_share": 0.0, "seconds": 1.0, "train_seconds": 1.0}
+    main = [dict(_run("aquant", "W2A2", s, 0.70), units=[unit(5.0), unit(2.0 + s)]) for s in (0, 1)]
+    tagged = [dict(_run("aquant", "W2A2", 0, 0.75, ablation="init", overrides={"reconstruction.border_init": "half"}), units=[unit(3.0)]),
+              dict(_run("aquant", "W2A2", 0, 0.60, ablation="init", overrides={"reconstruction.border_init": "x"}), units=[unit(1.5)])]
+    text = _write(tmp_path, main + tagged)
+    assert "| method | settings | W2A2 test accuracy | W2A2 output loss (calibration) |" in text
+    assert "| aquant | main table | 70.00 ± 0.00 (2) | 2.5000 |" in text
+    assert "| aquant | `reconstruction.border_init=half` | 75.00 (1) | 3.0000 |" in text
+    assert "Chosen on calibration data (lowest output loss): aquant W2A2: `reconstruction.border_init=x`." in text
 
 
 def test_no_runs_yet(tmp_path):
