@@ -27,8 +27,8 @@ Prints ``name: value`` lines:
   backend (the reference) in the same run;
 * ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
   alternated in the same run (target: 1.0 or less);
-* with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``,
-  the same two ratios of process CPU time (the loop's, and the float block's): other processes
+* with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``
+  (and the exact phase's, ``..._exact_..._cpu``), the same ratios of process CPU time (the loop's, and the float block's): other processes
   inflate CPU time far less than wall time, so these are the figures a shared, loaded machine
   can give (not at all is not guaranteed: shared caches, clock). With several threads CPU time
   adds the threads' time up and says nothing of the wall time, so they are refused.
@@ -68,9 +68,9 @@ BLOCK = 1
 
 
 def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int,
-                  exact_share: float = 0.0) -> tuple[float, float, float]:
+                  exact_share: float = 0.0) -> tuple[float, float, float, float]:
     """Wall and process CPU seconds per 1000 iterations of the block's main training loop, and
-    wall seconds per 1000 iterations of its exact phase (0 when ``exact_share`` gives none)."""
+    the same of its exact phase (0 when ``exact_share`` gives none)."""
     qm = QuantModel(graph, quant, images)
     rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters, exact_share=exact_share), images, progress=False)
     for index in range(BLOCK):
@@ -79,8 +79,8 @@ def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfi
         rec.claim_borders(index)
     report = rec.calibrate_unit(BLOCK)
     main, main_cpu = report.train_seconds - report.exact_seconds, report.train_cpu_seconds - report.exact_cpu_seconds
-    exact = report.exact_seconds / report.exact_iters * 1000 if report.exact_iters else 0.0
-    return main / iters * 1000, main_cpu / iters * 1000, exact
+    per_exact = 1000 / report.exact_iters if report.exact_iters else 0.0
+    return main / iters * 1000, main_cpu / iters * 1000, report.exact_seconds * per_exact, report.exact_cpu_seconds * per_exact
 
 
 def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple[float, float]:
@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
             use_threads(2)
     (qdrop, qdrop_cpu), (aquant, aquant_cpu), (float_block, float_cpu) = (
         [min(t[i] for t in runs) for i in (0, 1)] for runs in (times[Method.QDROP], times[Method.AQUANT], float_times))
-    qdrop_exact, aquant_exact = (min(t[2] for t in times[method]) for method in (Method.QDROP, Method.AQUANT))
+    (qdrop_exact, qdrop_exact_cpu), (aquant_exact, aquant_exact_cpu) = (
+        [min(t[i] for t in times[method]) for i in (2, 3)] for method in (Method.QDROP, Method.AQUANT))
     share = args.exact_share
     qdrop_blend, aquant_blend = ((main + share * exact) / (1 + share) for main, exact in ((qdrop, qdrop_exact), (aquant, aquant_exact)))
     modes = [exact_and_float_ms(graph, images, quant, args.iters, batch) for _ in range(args.repeats)]
@@ -230,8 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"float_block_forward_backward_cpu_ms: {float_cpu:.2f}")
         print(f"qdrop_over_float_cpu: {qdrop_cpu / float_cpu:.3f}")
         print(f"aquant_over_qdrop_cpu: {aquant_cpu / qdrop_cpu:.3f}")
+        print(f"qdrop_exact_cpu_seconds_per_1000: {qdrop_exact_cpu:.2f}")
+        print(f"aquant_exact_cpu_seconds_per_1000: {aquant_exact_cpu:.2f}")
+        print(f"qdrop_exact_over_float_cpu: {qdrop_exact_cpu / float_cpu:.3f}")
+        print(f"aquant_exact_over_qdrop_exact_cpu: {aquant_exact_cpu / qdrop_exact_cpu:.3f}")
     if one_thread:
-        one = min(wall for wall, _, _ in one_thread)
+        one = min(t[0] for t in one_thread)
         print(f"qdrop_seconds_per_1000_one_thread: {one:.2f}")
         print(f"two_threads_over_one: {qdrop / one:.3f}")
     quantizer_shape = (batch, *block_input.shape[1:])

@@ -47,7 +47,9 @@ def test_cpu_time_ratios(capsys):
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     value = lambda name: float(lines[name])
     for ratio, num, den in (("qdrop_over_float_cpu", "qdrop_cpu_seconds_per_1000", "float_block_forward_backward_cpu_ms"),
-                            ("aquant_over_qdrop_cpu", "aquant_cpu_seconds_per_1000", "qdrop_cpu_seconds_per_1000")):
+                            ("aquant_over_qdrop_cpu", "aquant_cpu_seconds_per_1000", "qdrop_cpu_seconds_per_1000"),
+                            ("qdrop_exact_over_float_cpu", "qdrop_exact_cpu_seconds_per_1000", "float_block_forward_backward_cpu_ms"),
+                            ("aquant_exact_over_qdrop_exact_cpu", "aquant_exact_cpu_seconds_per_1000", "qdrop_exact_cpu_seconds_per_1000")):
         assert value(num) > 0 and value(den) > 0, ratio
         assert value(ratio) == pytest.approx(value(num) / value(den), rel=0.01, abs=1e-3), ratio
     with pytest.raises(SystemExit):
