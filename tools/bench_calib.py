@@ -1,7 +1,7 @@
 """Benchmark: reconstruction time of one ResNet-20 block, qdrop and aquant against a plain float
 forward+backward of the same block, all in the same run (same block, data, batch size, threads).
 
-    python tools/bench_calib.py [--iters 300] [--image-size 28] [--threads 2] [--granularity channel_level]
+    python tools/bench_calib.py [--iters 300] [--image-size 28] [--threads 2] [--granularity channel_level] [--exact-share 0.2]
 
 Prints ``name: value`` lines:
 
@@ -10,6 +10,12 @@ Prints ``name: value`` lines:
   regulariser, backward and the optimiser steps) against one forward+backward of the float
   ``nn.Module`` block on the same batch (target: 1.5 or less);
 * ``aquant_over_qdrop``: the same iteration with learned borders against qdrop's (target: 1.1);
+* ``qdrop_exact_over_float`` and ``aquant_exact_over_qdrop_exact``: the same two ratios for an
+  iteration of the unit's exact phase (``ReconstructionConfig.exact_share``: its scales in
+  ``ForwardMode.EXACT``, hard quantizers, no QDrop), timed in the same runs as the main loop's
+  (``round(exact_share * iters)`` iterations after it); ``qdrop_blend_over_float`` and
+  ``aquant_blend_over_qdrop_blend``: the unit's training time per iteration at
+  ``--exact-share`` ``e``, ``(main + e exact) / (1 + e)``, over the same denominators;
 * ``exact_over_float``: one forward+backward of the block's fake-quant nodes in
   ``ForwardMode.EXACT`` (the integer program's values, straight-through gradients) against
   ``ForwardMode.FLOAT``, same inputs, batch and hard quantizers;
@@ -21,8 +27,8 @@ Prints ``name: value`` lines:
   backend (the reference) in the same run;
 * ``two_threads_over_one`` (with ``--threads 2``): qdrop's iteration at 2 threads against 1,
   alternated in the same run (target: 1.0 or less);
-* with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``,
-  the same two ratios of process CPU time (the loop's, and the float block's): other processes
+* with ``--cpu-time`` (and ``--threads 1``): ``qdrop_over_float_cpu`` and ``aquant_over_qdrop_cpu``
+  (and the exact phase's, ``..._exact_..._cpu``), the same ratios of process CPU time (the loop's, and the float block's): other processes
   inflate CPU time far less than wall time, so these are the figures a shared, loaded machine
   can give (not at all is not guaranteed: shared caches, clock). With several threads CPU time
   adds the threads' time up and says nothing of the wall time, so they are refused.
@@ -61,16 +67,20 @@ BLOCK = 1
 """Unit index of the first residual block (unit 0 is the stem)."""
 
 
-def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int) -> tuple[float, float]:
-    """Wall and process CPU seconds per 1000 iterations of the block's training loop."""
+def time_per_1000(method: Method, graph, images: torch.Tensor, quant: QuantConfig, iters: int,
+                  exact_share: float = 0.0) -> tuple[float, float, float, float]:
+    """Wall and process CPU seconds per 1000 iterations of the block's main training loop, and
+    the same of its exact phase (0 when ``exact_share`` gives none)."""
     qm = QuantModel(graph, quant, images)
-    rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters), images, progress=False)
+    rec = Reconstructor(qm, method, ReconstructionConfig(iters=iters, exact_share=exact_share), images, progress=False)
     for index in range(BLOCK):
         # Earlier units only need their quantizers claimed; their iterations are not timed.
         rec.claim_scales(index)
         rec.claim_borders(index)
     report = rec.calibrate_unit(BLOCK)
-    return report.train_seconds / iters * 1000, report.train_cpu_seconds / iters * 1000
+    main, main_cpu = report.train_seconds - report.exact_seconds, report.train_cpu_seconds - report.exact_cpu_seconds
+    per_exact = 1000 / report.exact_iters if report.exact_iters else 0.0
+    return main / iters * 1000, main_cpu / iters * 1000, report.exact_seconds * per_exact, report.exact_cpu_seconds * per_exact
 
 
 def float_block_ms(block: torch.nn.Module, x: torch.Tensor, iters: int) -> tuple[float, float]:
@@ -156,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--granularity", choices=[g.value for g in BorderGranularity], default="channel_level")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the methods this many times; report the best")
     parser.add_argument("--cpu-time", action="store_true", help="also the ratios of process CPU time (with --threads 1)")
+    parser.add_argument("--exact-share", type=float, default=0.2, help="the exact phase's share of --iters (default 0.2)")
     args = parser.parse_args(argv)
+    if not 0 < args.exact_share <= 1 or round(args.exact_share * args.iters) == 0:
+        parser.error(f"--exact-share must be in (0, 1] and give at least one exact iteration of --iters {args.iters}")
     if args.cpu_time and args.threads != 1:
         parser.error("--cpu-time needs --threads 1 (CPU time adds up the threads' time)")
     load_before = os.getloadavg()[0]
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     float_times, one_thread = [], []
     for _ in range(args.repeats):
         for method in times:
-            times[method].append(time_per_1000(method, graph, images, quant, args.iters))
+            times[method].append(time_per_1000(method, graph, images, quant, args.iters, args.exact_share))
         float_times.append(float_block_ms(block, block_input, args.iters))
         if args.threads == 2:
             use_threads(1)
@@ -186,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
             use_threads(2)
     (qdrop, qdrop_cpu), (aquant, aquant_cpu), (float_block, float_cpu) = (
         [min(t[i] for t in runs) for i in (0, 1)] for runs in (times[Method.QDROP], times[Method.AQUANT], float_times))
+    (qdrop_exact, qdrop_exact_cpu), (aquant_exact, aquant_exact_cpu) = (
+        [min(t[i] for t in times[method]) for i in (2, 3)] for method in (Method.QDROP, Method.AQUANT))
+    share = args.exact_share
+    qdrop_blend, aquant_blend = ((main + share * exact) / (1 + share) for main, exact in ((qdrop, qdrop_exact), (aquant, aquant_exact)))
     modes = [exact_and_float_ms(graph, images, quant, args.iters, batch) for _ in range(args.repeats)]
     float_ms, exact_ms = (min(m[mode] for m in modes) for mode in (ForwardMode.FLOAT, ForwardMode.EXACT))
     print(f"block: {Reconstructor(QuantModel(graph, quant, images[:8]), Method.QDROP, ReconstructionConfig(), images[:8], False).units[BLOCK].name}")
@@ -201,14 +218,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float_block_forward_backward_ms: {float_block:.2f}")
     print(f"qdrop_over_float: {qdrop / float_block:.3f}")
     print(f"aquant_over_qdrop: {aquant / qdrop:.3f}")
+    print(f"exact_share: {share}")
+    print(f"qdrop_exact_seconds_per_1000: {qdrop_exact:.2f}")
+    print(f"aquant_exact_seconds_per_1000: {aquant_exact:.2f}")
+    print(f"qdrop_exact_over_float: {qdrop_exact / float_block:.3f}")
+    print(f"aquant_exact_over_qdrop_exact: {aquant_exact / qdrop_exact:.3f}")
+    print(f"qdrop_blend_over_float: {qdrop_blend / float_block:.3f}")
+    print(f"aquant_blend_over_qdrop_blend: {aquant_blend / qdrop_blend:.3f}")
     if args.cpu_time:
         print(f"qdrop_cpu_seconds_per_1000: {qdrop_cpu:.2f}")
         print(f"aquant_cpu_seconds_per_1000: {aquant_cpu:.2f}")
         print(f"float_block_forward_backward_cpu_ms: {float_cpu:.2f}")
         print(f"qdrop_over_float_cpu: {qdrop_cpu / float_cpu:.3f}")
         print(f"aquant_over_qdrop_cpu: {aquant_cpu / qdrop_cpu:.3f}")
+        print(f"qdrop_exact_cpu_seconds_per_1000: {qdrop_exact_cpu:.2f}")
+        print(f"aquant_exact_cpu_seconds_per_1000: {aquant_exact_cpu:.2f}")
+        print(f"qdrop_exact_over_float_cpu: {qdrop_exact_cpu / float_cpu:.3f}")
+        print(f"aquant_exact_over_qdrop_exact_cpu: {aquant_exact_cpu / qdrop_exact_cpu:.3f}")
     if one_thread:
-        one = min(wall for wall, _ in one_thread)
+        one = min(t[0] for t in one_thread)
         print(f"qdrop_seconds_per_1000_one_thread: {one:.2f}")
         print(f"two_threads_over_one: {qdrop / one:.3f}")
     quantizer_shape = (batch, *block_input.shape[1:])

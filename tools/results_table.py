@@ -28,9 +28,10 @@ The MobileNetV2-style section: ``--model mobilenetv2 --weights M.npz --order W4A
 What a run is (``SPEC`` below): model, weights (sha256), dataset, calibration and evaluation
 sizes, bits, method, seed, ablation tag and overrides. A run is done when the file holds a record
 of it whose calibration config is still what this code resolves for it; a record made before a
-default changed no longer counts (it stays in the file, the run is made again). Per model, one
-weights file, dataset and pair of sizes; the untagged runs (the main table) share one set of
-overrides: a sweep that breaks this stops before running anything.
+default changed no longer counts (it stays in the file, the run is made again); a field added to
+the config since, listed in ``ADDED_FIELDS`` with the value old records ran with, does not make
+them stale. Per model, one weights file, dataset and pair of sizes; the untagged runs (the main
+table) share one set of overrides: a sweep that breaks this stops before running anything.
 
 Ray: ``ray.init()`` on this machine (``--cpus``, default the cores this process may use) or
 ``--address`` to join a cluster, whose nodes need the dataset and the weights at the same paths
@@ -213,21 +214,41 @@ def to_json(value):
     return value
 
 
+ADDED_FIELDS = {"reconstruction.exact_share": 0.0}
+"""Config fields added after records were written, each with the value those records ran with
+(the code then had no such setting and behaved as this value does): a record whose stored
+calibration config lacks the key counts as having that value. A new field whose default keeps
+the old behaviour goes here, so that it leaves every finished run current."""
+
+
+def completed(record: dict) -> dict:
+    """The record with :data:`ADDED_FIELDS` it lacks filled into its calibration config."""
+    calibration = json.loads(json.dumps(record["calibration"]))
+    for key, value in ADDED_FIELDS.items():
+        *path, field = key.split(".")
+        section = calibration
+        for part in path:
+            section = section.setdefault(part, {})
+        section.setdefault(field, value)
+    return {**record, "calibration": calibration}
+
+
 def run_key(record: dict) -> str:
     return json.dumps({k: record[k] for k in SPEC}, sort_keys=True)
 
 
 def is_current(record: dict) -> bool:
-    """Whether the record's calibration config is what this code resolves for its spec."""
+    """Whether the record's calibration config (:func:`completed`) is what this code resolves
+    for its spec."""
     try:
-        return record["calibration"] == to_json(calibration_config(record))
+        return completed(record)["calibration"] == to_json(calibration_config(record))
     except (AquantError, KeyError, ValueError, TypeError):
         return False
 
 
 def current_runs(records: list[dict]) -> list[dict]:
-    """The records that still count, one per run (the last one written)."""
-    return list({run_key(r): r for r in records if is_current(r)}.values())
+    """The records that still count, one per run (the last one written), :func:`completed`."""
+    return list({run_key(r): completed(r) for r in records if is_current(r)}.values())
 
 
 def check_compatible(jobs: list[dict], done: list[dict]) -> None:

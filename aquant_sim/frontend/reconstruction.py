@@ -19,17 +19,25 @@ network input's scale belongs to the first unit. Each unit minimises
 ``x`` is the unit's input in the network quantized so far, or under QDrop, element by element,
 the float model's input with probability ``drop_prob``.
 
+Forward modes: the phases above run in ``ForwardMode.FLOAT`` (soft weights, soft borders and
+QDrop's mixing have no integer program). With ``exact_share > 0`` a unit that learns scales ends
+with an exact phase: its scales alone, trained in ``ForwardMode.EXACT`` (the integer program's
+values, straight-through gradients) from the program's levels of its inputs, every quantizer
+hard (``docs/calibration.md`` section 6).
+
 Caching: a unit's inputs (quantized path, before their quantizer; and the float model's) and its
 float output are computed for the whole calibration set before the unit is trained and kept in
 memory (float32). For ResNet-18 at 224x224 with 1024 samples the largest unit (the first stage,
 64x56x56) holds 3 x 0.82 GB. While a unit trains, an input whose quantizer the phase leaves
-unchanged is held a second time, quantized (``Reconstructor._apply_frozen``).
+unchanged is held a second time, quantized (``Reconstructor._apply_frozen``); the exact phase
+holds its inputs' levels once more (``Reconstructor._exact_cache``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import time
 from dataclasses import dataclass
 
@@ -37,11 +45,12 @@ import torch
 from tqdm import tqdm
 
 from aquant_sim.errors import ConfigError
+from aquant_sim.frontend import exact
 from aquant_sim.frontend.border_round import draw_uniform16, gather_select, keep_threshold, random_select
 from aquant_sim.frontend.borders import equation9_borders
 from aquant_sim.frontend.graph import REQUANTIZED, WEIGHTED, Graph
 from aquant_sim.frontend.methods import SPECS, Method
-from aquant_sim.frontend.qmodel import QuantModel
+from aquant_sim.frontend.qmodel import ForwardMode, QuantModel
 from aquant_sim.frontend.quantizers import ActQuantizer, BorderMode, WeightQuantizer, WeightRounding
 
 
@@ -97,6 +106,10 @@ class ReconstructionConfig:
     """Border temperature, annealed geometrically over a border phase (C.5)."""
     drop_prob: float = 0.5
     """QDrop's probability of leaving an element unquantized (the float input, at a unit's input)."""
+    exact_share: float = 0.0
+    """Iterations of each unit's exact phase (its scales in ``ForwardMode.EXACT`` after its
+    other phases), as a share of ``iters``; 0 (the default) runs none: the protocol as it was
+    before the phase existed."""
     seed: int = 0
 
     def __post_init__(self):
@@ -108,7 +121,7 @@ class ReconstructionConfig:
         # and the divisor of the soft border; the others are shares or probabilities.
         if not all(t > 0 for t in self.tau):
             raise ConfigError(f"reconstruction: tau must be two positive temperatures, got {self.tau}")
-        for name in ("warmup", "drop_prob", "border_phase", "activation_share"):
+        for name in ("warmup", "drop_prob", "border_phase", "activation_share", "exact_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"reconstruction: {name} must be in [0, 1], got {getattr(self, name)}")
         for name, kind in (("border_schedule", BorderSchedule), ("border_init", BorderInit)):
@@ -129,7 +142,10 @@ class UnitReport:
     """One unit's stage: its loss (the training loss without regulariser, over the whole
     calibration set) with its starting quantizers, with the soft weights and borders it ended
     with (None when nothing was soft), and hardened; the share of its rounding variables still
-    soft at hardening (``h(V)`` in (0.01, 0.99)); wall time and the training loop's time."""
+    soft at hardening (``h(V)`` in (0.01, 0.99)); wall time and the training loops' time (every
+    phase's). The exact phase, when the unit has one (``exact_iters`` > 0): its loss (the same
+    loss, of the integer program's output, over the whole calibration set) before and after it,
+    and its loop's share of ``train_seconds`` and ``train_cpu_seconds``."""
 
     name: str
     stage: str
@@ -142,11 +158,19 @@ class UnitReport:
     train_cpu_seconds: float
     """The training loop's process CPU time (all threads): what a shared, loaded machine inflates
     far less than ``train_seconds``, its wall time."""
+    exact_iters: int = 0
+    exact_loss_before: float | None = None
+    exact_loss_after: float | None = None
+    exact_seconds: float = 0.0
+    exact_cpu_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {"unit": self.name, "stage": self.stage, "loss_before": self.loss_before, "loss_soft": self.loss_soft,
                 "loss_after": self.loss_after, "soft_share": self.soft_share, "seconds": self.seconds,
-                "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds}
+                "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
+                "exact_iters": self.exact_iters, "exact_loss_before": self.exact_loss_before,
+                "exact_loss_after": self.exact_loss_after, "exact_seconds": self.exact_seconds,
+                "exact_cpu_seconds": self.exact_cpu_seconds}
 
 
 def block_units(graph: Graph) -> list[Unit]:
@@ -205,14 +229,19 @@ class Phase:
     """Quantizers that leave elements unquantized at random while training (QDrop)."""
     scale_lr: float = 0.0
     loss_p: float = 2.0
+    exact: bool = False
+    """Runs in ``ForwardMode.EXACT`` from the exact cache (:meth:`Reconstructor._exact_cache`)."""
 
     @property
     def trains(self) -> bool:
         return bool(self.weights or self.scales or self.borders)
 
 
-PHASE_SEEDS = {"joint": 0, "weights": 1, "scales": 2, "borders": 3}
-"""Each phase of a unit draws its batches and masks from its own seed."""
+PHASE_SEEDS = {"joint": 0, "weights": 1, "scales": 2, "borders": 3, "exact": 1 << 32}
+"""Each phase of a unit draws its batches and masks from its own seed,
+``seed * 100003 + unit * 4 + PHASE_SEEDS[phase]``. The exact phase came after runs were recorded
+with the first four: its entry lies beyond every seed of theirs (for seeds below 42,000), whose
+draws stay as they were."""
 
 
 @contextlib.contextmanager
@@ -388,12 +417,41 @@ class Reconstructor:
         return out, frozen
 
     @torch.no_grad()
-    def _loss(self, unit: Unit, cache, p: float, chunk: int = 256) -> float:
+    def _exact_cache(self, unit: Unit, chunk: int = 128) -> dict:
+        """Per input, the integer program's values as the unit reads them, ``s (q - z)``
+        (``collect`` after the quantizer, in EXACT), computed once: earlier units are calibrated
+        and the exact phase changes no quantizer of these. The network input stays the images,
+        quantized by each forward (:meth:`_forward_exact`): the first unit learns its scale."""
+        qm = self.qm
+        names = [name for name in unit.inputs if name != qm.graph.input]
+        with qm.forward_mode_as(ForwardMode.EXACT):
+            chunks = [qm.collect(self.calib[start : start + chunk], names, quantized=True, after_quantizer=True)
+                      for start in range(0, len(self.calib), chunk)] if names else []
+        return {name: self.calib if name == qm.graph.input else torch.cat([c[name] for c in chunks]) for name in unit.inputs}
+
+    def _forward_exact(self, unit: Unit, inputs: dict, rows) -> torch.Tensor:
+        """The unit's output in ``ForwardMode.EXACT`` (the integer program's values, its output
+        quantizer applied) from ``rows`` of the exact cache; the network input is quantized as
+        the program quantizes it ((1)-(4) in float64, :func:`exact.input_source`)."""
+        qm = self.qm
+        env = {name: value[rows] for name, value in inputs.items()}
+        if qm.graph.input in env:
+            env[qm.graph.input] = exact.input_source(qm, env[qm.graph.input])[1]
+        with qm.forward_mode_as(ForwardMode.EXACT):
+            return qm.run_nodes([qm.graph[n] for n in unit.nodes], env)[unit.output]
+
+    @torch.no_grad()
+    def _loss(self, unit: Unit, cache, p: float, chunk: int = 256, exact_phase: bool = False) -> float:
+        """The loss over the whole calibration set, in FLOAT or (``exact_phase``, from the exact
+        cache) in EXACT."""
         quantized, _, target = cache
         total = 0.0
         for start in range(0, len(target), chunk):
             rows = slice(start, start + chunk)
-            out = self._forward(unit, {k: v[rows] for k, v in quantized.items()}, {}, mix=False)
+            if exact_phase:
+                out = self._forward_exact(unit, quantized, rows)
+            else:
+                out = self._forward(unit, {k: v[rows] for k, v in quantized.items()}, {}, mix=False)
             total += float(lp_loss(out, target[rows], p)) * len(target[rows])
         return total / len(target)
 
@@ -452,9 +510,28 @@ class Reconstructor:
                 loss_soft, _, border_seconds, border_cpu_seconds = self._optimise(index, unit, cache, border_phase)
                 train_seconds += border_seconds
                 train_cpu_seconds += border_cpu_seconds
+        exact_report = self._exact_phase(index, unit, cache[2], phase)
+        train_seconds += exact_report.get("exact_seconds", 0.0)
+        train_cpu_seconds += exact_report.get("exact_cpu_seconds", 0.0)
         after = self._loss(unit, cache, phase.loss_p)
         return UnitReport(unit.name, stage, before, loss_soft, after, soft_share, time.perf_counter() - started, train_seconds,
-                          train_cpu_seconds)
+                          train_cpu_seconds, **exact_report)
+
+    def _exact_phase(self, index: int, unit: Unit, target: torch.Tensor, main: Phase) -> dict:
+        """After the unit's other phases (weights hardened, borders hard), ``round(exact_share *
+        iters)`` iterations on the scales ``main`` trained, in EXACT from the exact cache, with
+        ``main``'s loss and scale lr; no dropping. Returns the report's ``exact_*`` fields
+        (empty when there is no such phase: no scales learned, or no iterations)."""
+        iters = round(self.config.exact_share * self.config.iters)
+        if not main.scales or iters == 0:
+            return {}
+        phase = Phase("exact", iters, scales=main.scales, scale_lr=main.scale_lr, loss_p=main.loss_p, exact=True)
+        cache = (self._exact_cache(unit), {}, target)
+        before = self._loss(unit, cache, phase.loss_p, exact_phase=True)
+        _, _, seconds, cpu_seconds = self._optimise(index, unit, cache, phase)
+        return {"exact_iters": iters, "exact_loss_before": before,
+                "exact_loss_after": self._loss(unit, cache, phase.loss_p, exact_phase=True),
+                "exact_seconds": seconds, "exact_cpu_seconds": cpu_seconds}
 
     def _init_borders(self, names) -> None:
         """Initial borders (``border_init``) from the weights as they are now, applied hard."""
@@ -481,21 +558,25 @@ class Reconstructor:
             schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(scale_opt, T_max=max(1, phase.iters), eta_min=0.0))
         if phase.borders:
             optimizers.append(torch.optim.Adam([a.borders for a in phase.borders], lr=cfg.border_lr))
-        seed = cfg.seed * 100003 + index * len(PHASE_SEEDS) + PHASE_SEEDS[phase.name]
+        seed = cfg.seed * 100003 + index * 4 + PHASE_SEEDS[phase.name]
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # QDrop's masks
         warm = int(cfg.warmup * phase.iters)
         (tau0, tau1), (b0, b1) = cfg.tau, cfg.reg_exponent
         started, started_cpu = time.perf_counter(), time.process_time()
         with training(qm, phase, cfg.drop_prob):
-            quantized, applied = self._apply_frozen(quantized, phase)
+            if phase.exact:
+                forward = functools.partial(self._forward_exact, unit, quantized)
+            else:
+                quantized, applied = self._apply_frozen(quantized, phase)
+                forward = functools.partial(self._forward, unit, quantized, floating, spec.drop, applied)
             bar = tqdm(range(phase.iters), desc=f"{unit.name} {phase.name}", disable=not self.progress, leave=False,
                        mininterval=1.0)
             for t in bar:
                 idx = torch.randint(len(target), (cfg.batch_size,), generator=generator)
                 for a in phase.borders:
                     a.tau = tau0 * (tau1 / tau0) ** (t / max(1, phase.iters - 1))
-                out = self._forward(unit, quantized, floating, mix=spec.drop, applied=applied, rows=idx)
+                out = forward(rows=idx)
                 loss = lp_loss(out, target.index_select(0, idx), phase.loss_p)
                 rec = float(loss.detach())
                 if phase.weights and t >= warm:

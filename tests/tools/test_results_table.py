@@ -77,6 +77,24 @@ def test_a_record_counts_only_while_its_config_is_what_the_code_resolves():
     assert not rt.is_current({**record, "overrides": {"quant.gone": 1}})
 
 
+def test_a_record_from_before_an_added_field_counts_as_having_its_old_value():
+    """A record written before ``reconstruction.exact_share`` existed (its stored config lacks
+    the key) counts as having run with 0.0 (``ADDED_FIELDS``): it stays current and is reported
+    with the key, the record itself left as it was; a run with exact_share 0.1 is another run,
+    which the old record does not stand for."""
+    spec = _spec(overrides={"reconstruction.iters": 3})
+    old = {**spec, "calibration": rt.to_json(rt.calibration_config(spec))}
+    del old["calibration"]["reconstruction"]["exact_share"]
+    assert rt.is_current(old)
+    assert rt.current_runs([old])[0]["calibration"] == rt.to_json(rt.calibration_config(spec))
+    assert "exact_share" not in old["calibration"]["reconstruction"]
+    exact = _spec(overrides={"reconstruction.iters": 3, "reconstruction.exact_share": 0.1})
+    new = {**exact, "calibration": rt.to_json(rt.calibration_config(exact))}
+    assert rt.is_current(new) and rt.run_key(new) != rt.run_key(old)
+    assert not rt.is_current({**old, "overrides": exact["overrides"]})
+    assert len(rt.current_runs([old, new])) == 2
+
+
 def test_a_sweep_must_match_the_runs_in_its_file():
     """Other weights or sizes for the same model, or other overrides for untagged runs, stop a
     sweep before it runs anything; tagged runs may differ."""
