@@ -13,7 +13,8 @@ from aquant_sim.synthetic import SyntheticConfig, synthetic_resnet
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False)
+    # "local": our own instance even where a cluster already runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -33,7 +33,8 @@ the config since, listed in ``ADDED_FIELDS`` with the value old records ran with
 them stale. Per model, one weights file, dataset and pair of sizes; the untagged runs (the main
 table) share one set of overrides: a sweep that breaks this stops before running anything.
 
-Ray: ``ray.init()`` on this machine (``--cpus``, default the cores this process may use) or
+Ray: a new local instance on this machine (``--cpus``, default the cores this process may use;
+never a cluster already running here) or
 ``--address`` to join a cluster, whose nodes need the dataset and the weights at the same paths
 (checked by sha256 in each task). Each run is a task of ``--threads`` CPUs (torch, BLAS and numba
 threads set to match; 1 by default: on the 2-core machines two 1-thread runs beat one 2-thread
@@ -383,7 +384,10 @@ def start_ray(address: str | None, cpus: int, threads: int) -> None:
     if address:
         ray.init(address=address, runtime_env=runtime_env(threads, cluster=True))
     else:
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env(threads, cluster=False))
+        # "local": a new instance of our own even where a cluster already runs on this machine
+        # (with no address, ray.init would join that cluster and refuse num_cpus).
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                 runtime_env=runtime_env(threads, cluster=False))
 
 
 def git_commit() -> str:

@@ -149,7 +149,7 @@ def test_a_killed_worker_loses_no_finished_run_and_only_unfinished_runs_are_made
     def finished():
         return sorted((r["config"], r["method"], r["seed"]) for r in store.read()[0])
 
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env=rt.runtime_env(1, cluster=False))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=rt.runtime_env(1, cluster=False))
     try:
         failed = rt.resume(jobs, store, lambda: None, task, retries=0)
         assert [job["method"] for job, _ in failed] == ["aquant"] and "WorkerCrashedError" in failed[0][1]
@@ -167,3 +167,15 @@ def test_a_killed_worker_loses_no_finished_run_and_only_unfinished_runs_are_made
         ray.shutdown()
     records = store.read()[0]
     assert all(rt.is_current(r) and r["samples"] == 16 and os.path.samefile(r["weights"], weights) for r in records)
+
+
+def test_a_sweep_on_this_machine_starts_its_own_ray_where_a_cluster_is_already_known(monkeypatch):
+    """RAY_ADDRESS (as `ray start` or a user's shell leaves it) names a cluster: without an address
+    of its own, ray.init would join it and refuse --cpus. The sweep's local instance holds exactly
+    the CPUs it was given."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    rt.start_ray(None, cpus=1, threads=1)
+    try:
+        assert ray.cluster_resources()["CPU"] == 1
+    finally:
+        ray.shutdown()
