@@ -6,9 +6,8 @@ The sweep of issue 8 (start it, or resume it: runs already in the file are skipp
     python tools/results_table.py --weights runs/resnet20_fmnist.npz \\
         --runs docs/results/runs.jsonl --out docs/results.md
 
-The float model: ``aquant train --model resnet20 --data fashion-mnist --epochs 15 --threads 1
---seed 0 --out runs/resnet20_fmnist.npz`` (41 and 57 minutes on two 2-core
-machines; 93.59% and 93.43% on the 10,000 test images, with different weights).
+The float models: ``docs/results/weights/`` (committed, with the commands that trained them and
+why the bytes depend on the CPU: ``docs/models.md``).
 
 Rewrite the document from the file alone, running nothing:
 
