@@ -52,6 +52,20 @@ def test_ablations_and_other_models_have_their_own_tables(tmp_path):
     assert (tmp_path / "docs" / "results_mobilenetv2.png").exists()
 
 
+def test_each_document_has_its_own_plots(tmp_path):
+    """Two documents in one folder (the main table and the ablations' file): each names and
+    writes plots of its own, and neither overwrites the other's."""
+    docs = tmp_path / "docs"
+    _write(tmp_path, [_run("aquant", "W2A2", 0, 0.70)])
+    before = (docs / "results.png").read_bytes()
+    runs = [_run("qdrop", "W2A2", 0, 0.50), _run("qdrop", "W4A4", 0, 0.80, model="mobilenetv2")]
+    results_report.write_report(runs, runs, AXES, Path("ablations.jsonl"), docs / "ablations.md", "python tools/results_table.py Z", None)
+    text = (docs / "ablations.md").read_text()
+    assert "](ablations.png)" in text and "](results.png)" not in text
+    assert (docs / "ablations.png").stat().st_size > 0 and (docs / "ablations_mobilenetv2.png").stat().st_size > 0
+    assert (docs / "results.png").read_bytes() == before
+
+
 def test_ablation_choice_is_made_on_calibration_data(tmp_path):
     """Beside each setting's test accuracy, its output loss on calibration data (the last unit's
     loss after calibration, mean over runs); the setting chosen is the one of lowest output loss,
