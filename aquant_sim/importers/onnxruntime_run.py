@@ -15,6 +15,7 @@ kernels onnxruntime ran for each tensor.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,32 @@ def _onnxruntime():
     except ImportError as error:  # pragma: no cover - the onnx extra is installed in CI
         raise UnsupportedError("--against onnxruntime needs the 'onnxruntime' package (pip install aquant-sim[onnx])") from error
     return onnxruntime
+
+
+PROBE_EXACT = 255 * 127 * 4
+"""The exact ``MatMulInteger`` of ``[255, 255, 255, 255]`` (uint8) by ``[127, 127, 127, 127]``
+(int8): :func:`pair_sums_saturate`'s probe."""
+
+
+@functools.cache
+def pair_sums_saturate() -> int | None:
+    """What onnxruntime on this machine computes for the probe above where it is not
+    :data:`PROBE_EXACT`, else ``None``.
+
+    MLAS's uint8 x int8 kernels for x86 CPUs with AVX2 but without VNNI (``vpmaddubsw``) add
+    each pair of adjacent products in int16 with saturation: there the probe gives
+    2 * 32767 = 65534, and QLinearConv, QGemm and MatMulInteger are not the exact integer products
+    this simulator computes, so no bit-exact comparison with onnxruntime holds on that machine."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = helper.make_tensor("b", TensorProto.INT8, [4, 1], [127] * 4)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [weights])
+    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    value = int(_session(model).run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0])
+    return None if value == PROBE_EXACT else value
 
 
 def _truncated(model, tensor: str, quant):

@@ -8,7 +8,10 @@ import numpy as np
 from aquant_sim.cli import main
 from aquant_sim.importers import onnxruntime_run
 
+from onnx_fixtures import exact_onnxruntime
 
+
+@exact_onnxruntime
 def test_onnxruntime_model_verifies_bit_exact(plain_model, batch, tmp_path, capsys):
     """Every tensor of an onnxruntime-quantized model equals the simulator's: exit 0, a row per
     layer naming onnxruntime's kernel, 0 differing elements everywhere."""
@@ -23,6 +26,7 @@ def test_onnxruntime_model_verifies_bit_exact(plain_model, batch, tmp_path, caps
     assert len(data["checks"]["numba"]) == 9
 
 
+@exact_onnxruntime
 def test_resnet20_verifies_bit_exact(resnet_model, batch, tmp_path, capsys):
     """The zoo's ResNet-20 quantized by onnxruntime (uint8 activations, QDQ and QOperator, per
     tensor and per channel): exit 0, its residual adds run as QLinearAdd, every layer fused, 0
@@ -37,6 +41,7 @@ def test_resnet20_verifies_bit_exact(resnet_model, batch, tmp_path, capsys):
     assert list(data["kernels"].values()).count("QLinearAdd") == 9
 
 
+@exact_onnxruntime
 def test_resnet18_verifies_bit_exact(resnet18_model, batch, tmp_path, capsys):
     """The zoo's ResNet-18 quantized by onnxruntime (uint8 activations, QDQ and QOperator, per
     tensor and per channel): its padded max pooling and 8 residual adds import, onnxruntime runs
@@ -55,6 +60,7 @@ def test_resnet18_verifies_bit_exact(resnet18_model, batch, tmp_path, capsys):
     assert {"QLinearGlobalAveragePool", "QGemm"} <= set(ran)
 
 
+@exact_onnxruntime
 def test_a_difference_fails_and_is_named(plain_model, batch, tmp_path, capsys, monkeypatch):
     """When onnxruntime's integers differ (here: one level of the last tensor changed; the command
     imports run_tensors when it runs, so patching the module reaches it), verify exits 1 and names

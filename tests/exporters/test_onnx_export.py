@@ -22,7 +22,7 @@ from aquant_sim.rounding import RequantVariant
 from aquant_sim.simulator import Backend, Simulator
 from aquant_sim.testing.programs import programs
 
-from onnx_fixtures import SHAPE, quantized_model, zoo_model
+from onnx_fixtures import SHAPE, quantized_model, zoo_model, exact_onnxruntime
 
 
 def _round_trip(program, path, form=ExportForm.AQUANT):
@@ -119,6 +119,7 @@ def _check_against_onnxruntime(program, path, batch, tmp_path):
     return ran
 
 
+@exact_onnxruntime
 def test_imported_programs_round_trip_in_onnxruntime_form(plain_model, batch, tmp_path):
     """A program imported from onnxruntime (QDQ or QOperator, per tensor or per channel) exports
     in onnxruntime's form, imports back identical, and onnxruntime runs the export in its integer
@@ -131,6 +132,7 @@ def test_imported_programs_round_trip_in_onnxruntime_form(plain_model, batch, tm
     _round_trip(program, tmp_path / "aquant.onnx")
 
 
+@exact_onnxruntime
 def test_imported_resnet20_in_onnxruntime_form_equals_onnxruntime(resnet_model, batch, tmp_path):
     """ResNet-20 imported from onnxruntime (uint8, four forms) exports in onnxruntime's form; its
     9 adds run as QLinearAdd and all 34 tensors equal the simulator's."""

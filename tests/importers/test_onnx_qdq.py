@@ -19,7 +19,7 @@ from aquant_sim.kernels.datapath import NumbaDatapath
 from aquant_sim.reference_datapath import ReferenceDatapath
 from aquant_sim.simulator import Backend, Simulator
 
-from onnx_fixtures import SHAPE, _Plain, _Reader
+from onnx_fixtures import SHAPE, _Plain, _Reader, exact_onnxruntime
 
 DATAPATHS = {Backend.REFERENCE: ReferenceDatapath(), Backend.NUMBA: NumbaDatapath()}
 
@@ -34,6 +34,7 @@ def test_import_translates_every_node(plain_model):
     assert program.ops[3].groups == 16  # the depthwise conv
 
 
+@exact_onnxruntime
 @pytest.mark.parametrize("backend", list(Backend))
 def test_every_tensor_equals_onnxruntime(plain_model, batch, tmp_path, backend):
     """From onnxruntime's quantized input, every tensor the simulator computes equals the one
@@ -73,6 +74,7 @@ def test_unsupported_node_is_named_with_its_op_type(unsupported_model):
 RESNET20_KERNELS = ["QLinearConv"] * 21 + ["QLinearAdd"] * 9 + ["QLinearGlobalAveragePool", "Flatten", "QGemm"]
 
 
+@exact_onnxruntime
 @pytest.mark.parametrize("backend", list(Backend))
 def test_resnet20_every_tensor_equals_onnxruntime(resnet_model, batch, tmp_path, backend):
     """The zoo's ResNet-20, quantized by onnxruntime (uint8 activations; QDQ and QOperator, per
@@ -99,6 +101,7 @@ def test_resnet20_every_tensor_equals_onnxruntime(resnet_model, batch, tmp_path,
     assert len(np.unique(runtime[program.output])) > 3
 
 
+@exact_onnxruntime
 def test_mobilenetv2_every_tensor_equals_onnxruntime(mobilenet_model, batch):
     """The zoo's MobileNetV2-style model (width 0.25; ReLU6 folded by the quantizer into the
     output ranges), uint8 activations, QDQ and QOperator, per tensor and per channel: 52 convs
@@ -115,6 +118,7 @@ def test_mobilenetv2_every_tensor_equals_onnxruntime(mobilenet_model, batch):
             assert np.array_equal(result.tensors[tensor.name], runtime[tensor.name]), (backend, tensor.name)
 
 
+@exact_onnxruntime
 @pytest.mark.parametrize("backend", list(Backend))
 def test_int8_qdq_resnet_adds_have_the_offset(int8_resnet_model, batch, tmp_path, backend):
     """With quantize_static's int8 default, each add carries onnxruntime's s8-to-u8 offset 128;
@@ -228,6 +232,7 @@ def test_mutated_model_never_crashes(plain_model, tmp_path, data):
     assert np.array_equal(fast, slow)
 
 
+@exact_onnxruntime
 @pytest.mark.parametrize("quant_format", [QuantFormat.QDQ, QuantFormat.QOperator], ids=["qdq", "qoperator"])
 def test_asymmetric_pads_equal_onnxruntime(quant_format, batch, tmp_path):
     """A conv and a max pooling whose ONNX pads differ before and after (TF's "SAME" at stride 2,
