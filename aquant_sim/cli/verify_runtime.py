@@ -82,7 +82,7 @@ def run_against(args, describe) -> int:
     if args.json:
         write_json(args.json, {
             "model": str(model), "input": str(args.input), "against": args.against, "equal": equal,
-            "kernels": ran, "input_rounding_differs": input_differs,
+            "kernels": ran, "input_rounding_differs": input_differs, "pair_sums_saturate": saturated,
             "checks": {name: [c.as_dict() for c in comparisons] for name, comparisons in checks},
         })
     return 0 if equal else 1

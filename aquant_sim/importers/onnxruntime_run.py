@@ -45,14 +45,13 @@ def pair_sums_saturate() -> int | None:
     each pair of adjacent products in int16 with saturation: there the probe gives
     2 * 32767 = 65534, and QLinearConv, QGemm and MatMulInteger are not the exact integer products
     this simulator computes, so no bit-exact comparison with onnxruntime holds on that machine."""
-    import onnx
     from onnx import TensorProto, helper
 
     weights = helper.make_tensor("b", TensorProto.INT8, [4, 1], [127] * 4)
     graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "probe",
                               [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [weights])
-    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     value = int(_session(model).run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0])
     return None if value == PROBE_EXACT else value
 

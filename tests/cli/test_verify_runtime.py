@@ -80,6 +80,17 @@ def test_a_difference_fails_and_is_named(plain_model, batch, tmp_path, capsys, m
     assert code == 1 and "FAIL" in out and "at index (1, 2)" in out, out
 
 
+def test_a_saturating_runtime_is_named_beside_the_verdict(plain_model, batch, tmp_path, capsys, monkeypatch):
+    """Where the probe finds onnxruntime's pair sums saturated (patched here, so that every machine
+    runs this), verify says so with the probe's figures, in its text and its JSON."""
+    monkeypatch.setattr(onnxruntime_run, "pair_sums_saturate", lambda: 65534)
+    main(["verify", str(plain_model), "--against", "onnxruntime", "--input", str(tmp_path / "x.npy"),
+          "--json", str(tmp_path / "v.json")])
+    out = capsys.readouterr().out
+    assert "int16 saturation" in out and "gave 65,534, not 129,540" in out, out
+    assert json.loads((tmp_path / "v.json").read_text())["pair_sums_saturate"] == 65534
+
+
 def test_integer_input_is_refused(plain_model, tmp_path, capsys):
     """--against needs the float batch the runtime quantizes itself: integers are a one-line error."""
     np.save(tmp_path / "levels.npy", np.zeros((1, 3, 16, 16), dtype=np.int32))
